@@ -1,0 +1,1 @@
+"""Retransmission and initial-image service: journal, rate-limited NACK serving, SoupBinTCP images."""
