@@ -1,0 +1,148 @@
+"""The current image of every instrument: the record (spreadsheet) model all daemons share.
+
+The plant keeps one to serve initial images, the retransmission server mirrors one,
+and a line handler's replica is one; all three apply messages through `Image.apply`,
+so "image at sequence N" means the same thing everywhere.
+
+Rules:
+1. A quote sets bid/ask price and size and the quote time; a trade sets last price and
+   size, adds to volume and trade count, moves open/high/low and the last trade time;
+   a field update sets one field; a directory entry sets symbol and price exponent.
+2. Messages for an instrument not yet in the directory create its record (symbol "").
+3. Record images (`I`) replace a whole record; `records()` produces them back, so an
+   image survives encode → decode → load unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from decoders.schema.fields import FIELDS, FIELDS_BY_NAME, VALUE_INTEGER
+
+__all__ = ["Record", "Image"]
+
+_BID_PRICE = FIELDS_BY_NAME["bid_price"].field_id
+_BID_SIZE = FIELDS_BY_NAME["bid_size"].field_id
+_ASK_PRICE = FIELDS_BY_NAME["ask_price"].field_id
+_ASK_SIZE = FIELDS_BY_NAME["ask_size"].field_id
+_QUOTE_TIME = FIELDS_BY_NAME["quote_time"].field_id
+_LAST_PRICE = FIELDS_BY_NAME["last_price"].field_id
+_LAST_SIZE = FIELDS_BY_NAME["last_size"].field_id
+_VOLUME = FIELDS_BY_NAME["volume"].field_id
+_TRADE_COUNT = FIELDS_BY_NAME["trade_count"].field_id
+_OPEN = FIELDS_BY_NAME["open_price"].field_id
+_HIGH = FIELDS_BY_NAME["high_price"].field_id
+_LOW = FIELDS_BY_NAME["low_price"].field_id
+_LAST_TRADE_TIME = FIELDS_BY_NAME["last_trade_time"].field_id
+
+
+class Record:
+    """One instrument: symbol, price exponent, and its fields by field id."""
+
+    __slots__ = ("instrument_id", "symbol", "price_exponent", "values", "types")
+
+    def __init__(self, instrument_id: int, symbol: str = "", price_exponent: int = 0) -> None:
+        self.instrument_id = instrument_id
+        self.symbol = symbol
+        self.price_exponent = price_exponent
+        self.values: dict[int, int] = {}
+        self.types: dict[int, int] = {}  # value types that differ from the field dictionary
+
+    def value_type(self, field_id: int) -> int:
+        t = self.types.get(field_id)
+        if t is not None:
+            return t
+        f = FIELDS.get(field_id)
+        return f.value_type if f else VALUE_INTEGER
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Record)
+            and self.instrument_id == other.instrument_id
+            and self.symbol == other.symbol
+            and self.price_exponent == other.price_exponent
+            and self.values == other.values
+            and {k: self.value_type(k) for k in self.values} == {k: other.value_type(k) for k in other.values}
+        )
+
+    def __repr__(self) -> str:
+        return f"Record({self.instrument_id}, {self.symbol!r}, e{self.price_exponent}, {self.values})"
+
+
+class Image:
+    """instrument_id → Record, updated one decoded message (fast-codec tuple) at a time."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, Record] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Image) and self.records == other.records
+
+    def record(self, instrument_id: int) -> Record:
+        rec = self.records.get(instrument_id)
+        if rec is None:
+            rec = self.records[instrument_id] = Record(instrument_id)
+        return rec
+
+    def apply(self, msg: tuple) -> None:
+        """Apply one market-data message; types that carry no instrument state are ignored."""
+        t = msg[0]
+        if t == b"Q":
+            _, ts, iid, bid, bid_size, ask, ask_size = msg
+            v = self.record(iid).values
+            v[_BID_PRICE] = bid
+            v[_BID_SIZE] = bid_size
+            v[_ASK_PRICE] = ask
+            v[_ASK_SIZE] = ask_size
+            v[_QUOTE_TIME] = ts
+        elif t == b"T":
+            _, ts, iid, price, size, _aggressor, _trade_id = msg
+            v = self.record(iid).values
+            v[_LAST_PRICE] = price
+            v[_LAST_SIZE] = size
+            v[_VOLUME] = v.get(_VOLUME, 0) + size
+            v[_TRADE_COUNT] = v.get(_TRADE_COUNT, 0) + 1
+            if _OPEN not in v:
+                v[_OPEN] = price
+            if price > v.get(_HIGH, price - 1):
+                v[_HIGH] = price
+            if price < v.get(_LOW, price + 1):
+                v[_LOW] = price
+            v[_LAST_TRADE_TIME] = ts
+        elif t == b"F":
+            _, _ts, iid, field_id, value_type, value = msg
+            rec = self.record(iid)
+            rec.values[field_id] = value
+            f = FIELDS.get(field_id)
+            if f is None or f.value_type != value_type:
+                rec.types[field_id] = value_type
+            elif field_id in rec.types:
+                del rec.types[field_id]
+        elif t == b"R":
+            _, _ts, iid, symbol, exponent = msg
+            rec = self.record(iid)
+            rec.symbol = symbol
+            rec.price_exponent = exponent
+        elif t == b"I":
+            self.load_record(msg)
+
+    def load_record(self, msg: tuple) -> None:
+        """Replace one instrument from a record image message."""
+        _, _ts, iid, symbol, exponent, fields = msg
+        rec = Record(iid, symbol, exponent)
+        for field_id, value_type, value in fields:
+            rec.values[field_id] = value
+            f = FIELDS.get(field_id)
+            if f is None or f.value_type != value_type:
+                rec.types[field_id] = value_type
+        self.records[iid] = rec
+
+    def record_messages(self, timestamp_ns: int) -> Iterator[tuple]:
+        """One record image message per instrument, in instrument id order."""
+        for iid in sorted(self.records):
+            rec = self.records[iid]
+            fields = tuple((fid, rec.value_type(fid), val) for fid, val in sorted(rec.values.items()))
+            yield (b"I", timestamp_ns, iid, rec.symbol, rec.price_exponent, fields)
