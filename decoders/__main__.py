@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Iterator
+from collections.abc import Iterator
+from typing import TextIO
 
 from . import CODECS
 from .errors import DecodeError
@@ -50,8 +51,10 @@ def _datagrams(data: bytes, fmt: str, name: str) -> Iterator[tuple[str, bytes]]:
         yield name, data
 
 
-def decode_stream(datagrams: Iterator[tuple[str, bytes]], max_bytes: int, out=sys.stdout, err=sys.stderr) -> int:
+def decode_stream(datagrams: Iterator[tuple[str, bytes]], max_bytes: int, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Print JSON lines for every datagram; return the number of bad datagrams."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     bad = 0
     for where, datagram in datagrams:
         try:

@@ -22,8 +22,9 @@ Invariants:
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import ir
 from .errors import DecodeError, DecodeErrorKind, EncodeError

@@ -103,7 +103,7 @@ class Expr:
 
 
 def _expr(obj: object, path: str) -> Expr:
-    if isinstance(obj, bool) or isinstance(obj, (int, bytes, str)):
+    if isinstance(obj, (bool, int, bytes, str)):
         return Expr("const", (obj,))
     if isinstance(obj, cexpr.Path):
         names = []

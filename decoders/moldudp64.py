@@ -9,7 +9,8 @@ Invariant: `decode_datagram` returns every message of the datagram or raises one
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import DecodeError, DecodeErrorKind, EncodeError
 from .fastcodec import UNKNOWN, VARIABLE, CodecTable, build_codec
@@ -87,7 +88,7 @@ def decode_datagram(
     """
     session, seq, count = decode_header(data, max_bytes)
     end = len(data)
-    if count == HEARTBEAT_COUNT or count == END_OF_SESSION_COUNT:
+    if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
         if end != HEADER_SIZE:
             raise DecodeError(DecodeErrorKind.COUNT_MISMATCH, HEADER_SIZE, f"{end - HEADER_SIZE} bytes after a count of {count}")
         return session, seq, count, []
@@ -145,7 +146,7 @@ def split_blocks(data: Any, max_bytes: int = MAX_DATAGRAM_BYTES) -> tuple[bytes,
     """Like `decode_datagram` but returns each message's raw bytes, undecoded (journals, relays)."""
     session, seq, count = decode_header(data, max_bytes)
     end = len(data)
-    if count == HEARTBEAT_COUNT or count == END_OF_SESSION_COUNT:
+    if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
         if end != HEADER_SIZE:
             raise DecodeError(DecodeErrorKind.COUNT_MISMATCH, HEADER_SIZE, f"{end - HEADER_SIZE} bytes after a count of {count}")
         return session, seq, count, []

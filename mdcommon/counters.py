@@ -15,8 +15,8 @@ the status socket and metrics.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 __all__ = ["Counter", "CounterSet", "Counters"]
 

@@ -15,7 +15,7 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from decoders.schema.fields import FIELDS, FIELDS_BY_NAME, VALUE_INTEGER
 
