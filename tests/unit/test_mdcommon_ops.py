@@ -1,0 +1,90 @@
+"""Operator-facing shared pieces: config checks name the fix, the status socket answers JSON, logs are key=value."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import selectors
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from mdcommon.logs import event, setup_logging
+from mdcommon.status_io import StatusServer, fetch_status
+from mdcommon.validate import (
+    ConfigError,
+    check_interface,
+    check_multicast_group,
+    check_port,
+    check_rcvbuf,
+    check_unicast_port_free,
+)
+
+
+def test_unknown_interface_lists_the_ones_that_exist() -> None:
+    assert check_interface("lo") == socket.if_nametoindex("lo")
+    with pytest.raises(ConfigError, match=r"'nosuch0' does not exist.*lo"):
+        check_interface("nosuch0")
+
+
+def test_group_and_port_checks() -> None:
+    assert check_multicast_group("239.194.1.1") == "239.194.1.1"
+    with pytest.raises(ConfigError, match="not a multicast address"):
+        check_multicast_group("10.0.0.1")
+    with pytest.raises(ConfigError, match="not an IPv4 address"):
+        check_multicast_group("nope")
+    with pytest.raises(ConfigError):
+        check_port(70000)
+
+
+def test_port_in_use_is_reported() -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    try:
+        with pytest.raises(ConfigError, match="cannot be bound"):
+            check_unicast_port_free("127.0.0.1", s.getsockname()[1])
+    finally:
+        s.close()
+
+
+def test_capped_receive_buffer_says_how_to_raise_it() -> None:
+    assert check_rcvbuf(4 << 20, 8 << 20) is None
+    warning = check_rcvbuf(4 << 20, 425984)
+    assert warning is not None and "sysctl -w net.core.rmem_max=4194304" in warning
+
+
+def test_status_socket_serves_a_json_snapshot(tmp_path: Path) -> None:
+    server = StatusServer(str(tmp_path / "s.sock"), lambda: {"feeds": {"A": {"datagrams": 3}}})
+    got: list[dict] = []
+    client = threading.Thread(target=lambda: got.append(fetch_status(server.path)))
+    sel = selectors.DefaultSelector()
+    sel.register(server.sock, selectors.EVENT_READ)
+    client.start()
+    try:
+        for _ in range(100):  # the daemon's loop: serve whoever connects
+            if sel.select(timeout=0.05):
+                server.on_readable()
+            if not client.is_alive():
+                break
+    finally:
+        client.join(5)
+        sel.close()
+        server.close()
+    assert got == [{"feeds": {"A": {"datagrams": 3}}}]
+
+
+def test_logs_are_key_value_or_json() -> None:
+    out = io.StringIO()
+    setup_logging("info", stream=out)
+    log = logging.getLogger("linehandler")
+    event(log, "feed_stale", feed="A", silent_ms=3000, reason="no data")
+    line = out.getvalue().strip()
+    assert line.endswith('info linehandler feed_stale feed=A silent_ms=3000 reason="no data"'), line
+    out2 = io.StringIO()
+    setup_logging("info", json_lines=True, stream=out2)
+    event(log, "gap", first=5, last=9)
+    assert json.loads(out2.getvalue())["first"] == 5
+    setup_logging("warning")
