@@ -1,0 +1,88 @@
+"""Synthetic source determinism and bursts; JSON-lines source; plant configuration and its errors."""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+
+import pytest
+
+from decoders import CODECS
+from mdcommon import config as cfg
+from tickerplant.__main__ import main, parse_args, validate
+from tickerplant.config import PlantConfig
+from tickerplant.plant_io import session_instance_for
+from tickerplant.source import RateSchedule, SyntheticMarket, read_json_lines
+
+
+def test_same_seed_same_messages() -> None:
+    a, b = SyntheticMarket(500, seed=3), SyntheticMarket(500, seed=3)
+    ma = a.next_messages(2000, 1) + a.next_messages(10, 2)
+    mb = b.next_messages(2000, 1) + b.next_messages(10, 2)
+    assert ma == mb
+    assert ma != SyntheticMarket(500, seed=4).next_messages(2010, 1)
+    for m in ma:
+        CODECS.encode(m)  # every generated message fits its layout
+    assert {m[0] for m in ma} == {b"Q", b"T", b"F"}
+
+
+def test_directory_for_200k_instruments() -> None:
+    d = list(SyntheticMarket(200_000).directory(5))
+    assert len(d) == 200_000 and d[0] == (b"R", 5, 1, "SYM000001", -4) and d[-1][2] == 200_000
+
+
+def test_opening_bell_burst() -> None:
+    s = RateSchedule(1000, burst_multiplier=4, burst_seconds=2)
+    assert s.due(1_000_000_000) == 4000
+    assert s.due(2_000_000_000) == 8000
+    assert s.due(3_000_000_000) == 9000
+
+
+def test_json_lines_source() -> None:
+    text = '{"type": "quote", "instrument_id": 1, "bid_price": 10, "bid_size": 1, "ask_price": 11, "ask_size": 2}\n' \
+           '# comment\n{"type": "trade", "timestamp_ns": 5, "instrument_id": 1, "price": 10, "size": 3, "aggressor": "buy", "trade_id": 1}\n'
+    msgs = list(read_json_lines(io.StringIO(text), now_ns=99))
+    assert msgs == [(b"Q", 99, 1, 10, 1, 11, 2), (b"T", 5, 1, 10, 3, ord("B"), 1)]
+    with pytest.raises(ValueError, match="line 1: quote: missing ask_size"):
+        list(read_json_lines(io.StringIO('{"type": "quote", "instrument_id": 1, "bid_price": 1, "bid_size": 1, "ask_price": 1}'), 0))
+    with pytest.raises(ValueError, match="line 1"):
+        list(read_json_lines(io.StringIO('{"type": "nope"}'), 0))
+
+
+def test_flags_override_the_file_only_when_given(tmp_path: Path) -> None:
+    f = tmp_path / "p.toml"
+    f.write_text('heartbeat_interval_ms = 250\n[feed_a]\ngroup = "239.1.1.1"\n[source]\nrate = 5.0\n')
+    config, _ = parse_args(["--config", str(f), "--source-rate", "7"])
+    assert (config.heartbeat_interval_ms, config.feed_a.group, config.source.rate, config.feed_b.group) == (250.0, "239.1.1.1", 7.0, "239.194.2.1")
+    assert "heartbeat_interval_ms = 250.0" in cfg.to_toml(config)
+
+
+def test_invalid_configurations_give_clear_errors(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[feed_a]\ngroupp = \"239.1.1.1\"\n")
+    assert main(["--config", str(bad)]) == 2
+    assert "unknown key 'feed_a.groupp'" in capsys.readouterr().err
+    assert main(["--feed-a-interface", "nosuch0"]) == 2
+    assert "does not exist on this host; interfaces here:" in capsys.readouterr().err
+    assert main(["--feed-b-group", "10.1.1.1"]) == 2
+    assert "not a multicast address" in capsys.readouterr().err
+    c = PlantConfig()
+    c.feed_b.group, c.feed_b.port = c.feed_a.group, c.feed_a.port
+    with pytest.raises(ValueError, match="same interface, group and port"):
+        validate(c)
+
+
+def test_print_config(capsys) -> None:
+    assert main(["--print-config", "--source-instruments", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "[source]" in out and "instruments = 12" in out
+
+
+def test_a_restart_never_reuses_a_session_instance(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    first = session_instance_for(-1, state, 1_800_000_000.2)
+    second = session_instance_for(-1, state, 1_800_000_000.7)  # same second
+    assert second == first + 1
+    assert session_instance_for(5, "", 0) == 5
+    assert socket.if_nametoindex("lo")

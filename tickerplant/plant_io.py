@@ -1,0 +1,198 @@
+"""The plant as an object: sequencer core + image + journal + the A/B senders.
+
+Applications that normalise their own upstream feed embed it:
+
+    plant = Plant(PlantConfig())
+    plant.start()                                        # start-of-session event
+    plant.publish((b"Q", time.time_ns(), 1, 1000, 5, 1010, 7))
+    plant.poll()                                         # call often: batch delay, heartbeats
+    plant.stop()                                         # end of session + linger
+
+Feed independence: every datagram is sent on A then B through separate non-blocking
+sockets; a refused send is counted on that feed and never delays or stops the other.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from decoders import CODECS, SCHEMA_FINGERPRINT, make_session
+from decoders.fingerprint import MAX_INSTANCE
+from decoders.present import message_record
+from mdcommon.image import Image
+from mdcommon.logs import event
+from mdcommon.mcast_send import SEND_OK, open_sender, send_datagram
+from retransmit.journal import Journal
+
+from .config import PlantConfig
+from .counters import FEED_COUNTERS
+from .sequencer import Sequencer
+
+__all__ = ["Plant", "session_instance_for"]
+
+log = logging.getLogger("tickerplant")
+EPOCH_2024_S = 1_704_067_200  # 2024-01-01T00:00:00Z
+
+_ERRNO_COUNTER = {
+    errno.EPERM: FEED_COUNTERS.send_eperm,
+    errno.ENOBUFS: FEED_COUNTERS.send_enobufs,
+    errno.ENETUNREACH: FEED_COUNTERS.send_enetunreach,
+    errno.EWOULDBLOCK: FEED_COUNTERS.send_would_block,
+}
+
+
+def session_instance_for(configured: int, state_file: str, now_s: float) -> int:
+    """The configured instance, or seconds since 2024 bumped past the last one remembered."""
+    if configured >= 0:
+        instance = configured
+    else:
+        instance = int(now_s) - EPOCH_2024_S
+        if state_file:
+            try:
+                last = int(Path(state_file).read_text().strip() or "-1")
+            except FileNotFoundError:
+                last = -1
+            instance = max(instance, last + 1)
+    if not 0 <= instance <= MAX_INSTANCE:
+        raise ValueError(f"session instance {instance} outside 0..{MAX_INSTANCE}")
+    if state_file:
+        Path(state_file).write_text(f"{instance}\n")
+    return instance
+
+
+class Plant:
+    """One channel's publisher: see the module docstring."""
+
+    def __init__(self, config: PlantConfig) -> None:
+        self.config = config
+        self.session = make_session(SCHEMA_FINGERPRINT, session_instance_for(config.session_instance, config.state_file, time.time()))
+        j = config.journal
+        self.journal = Journal(j.max_messages, j.max_bytes, int(j.max_age_s * 1e9) if j.max_age_s > 0 else None)
+        self.image = Image() if config.keep_image else None
+        self.sequencer = Sequencer(
+            self.session,
+            CODECS,
+            max_datagram_bytes=config.max_datagram_bytes,
+            max_batch_delay_ns=config.max_batch_delay_us * 1000,
+            heartbeat_interval_ns=int(config.heartbeat_interval_ms * 1e6),
+            journal=self.journal,
+        )
+        self.feeds = []
+        for name, feed in (("A", config.feed_a), ("B", config.feed_b)):
+            sock = open_sender(feed.interface, feed.ttl, True, feed.source_address)
+            self.feeds.append((name, sock, (feed.group, feed.port), FEED_COUNTERS.new()))
+        # kept open for the plant's lifetime, closed in close()
+        self._record: IO[str] | None = open(config.record_file, "w") if config.record_file else None  # noqa: SIM115
+        self._last_error_log_ns = [0, 0]
+
+    # -- publishing ---------------------------------------------------------
+
+    def start(self) -> None:
+        self.publish(self.sequencer.start_of_session_event(time.time_ns()))
+        self._send_all(self.sequencer.flush(time.monotonic_ns()))
+        event(log, "session_started", session=self.session.decode(), fingerprint=f"{SCHEMA_FINGERPRINT:016x}")
+
+    def publish(self, msg: tuple) -> None:
+        """Sequence one message (a fast-codec tuple); full datagrams leave at once."""
+        out: list[bytes] = []
+        seq = self.sequencer.next_sequence
+        self.sequencer.publish(msg, time.monotonic_ns(), out)
+        if self.image is not None:
+            self.image.apply(msg)
+        if self._record is not None:
+            self._record.write(json.dumps(message_record(CODECS, msg, sequence=seq)) + "\n")
+        if out:
+            self._send_all(out)
+
+    def publish_many(self, msgs: list[tuple]) -> None:
+        seq = self.sequencer.next_sequence
+        out = self.sequencer.publish_many(msgs, time.monotonic_ns())
+        if self.image is not None:
+            apply = self.image.apply
+            for m in msgs:
+                apply(m)
+        if self._record is not None:
+            for i, m in enumerate(msgs):
+                self._record.write(json.dumps(message_record(CODECS, m, sequence=seq + i)) + "\n")
+        if out:
+            self._send_all(out)
+
+    def poll(self) -> int | None:
+        """Run due timers (batch delay, heartbeats); return the next deadline (monotonic ns)."""
+        out = self.sequencer.on_timer(time.monotonic_ns())
+        if out:
+            self._send_all(out)
+        return self.sequencer.next_timer()
+
+    def flush(self) -> None:
+        self._send_all(self.sequencer.flush(time.monotonic_ns()))
+
+    # -- sending ------------------------------------------------------------
+
+    def _send_all(self, datagrams: list[bytes]) -> None:
+        for data in datagrams:
+            count = int.from_bytes(data[18:20], "big")
+            for i, (name, sock, addr, counters) in enumerate(self.feeds):
+                rc = send_datagram(sock, data, addr)
+                v = counters.values
+                if rc == SEND_OK:
+                    v[FEED_COUNTERS.datagrams] += 1
+                    v[FEED_COUNTERS.bytes] += len(data)
+                    if count == 0:
+                        v[FEED_COUNTERS.heartbeats] += 1
+                    elif count == 0xFFFF:
+                        v[FEED_COUNTERS.end_of_session] += 1
+                    else:
+                        v[FEED_COUNTERS.messages] += count
+                else:
+                    v[_ERRNO_COUNTER.get(rc, FEED_COUNTERS.send_other_errors)] += 1
+                    now = time.monotonic_ns()
+                    if now - self._last_error_log_ns[i] > 1_000_000_000:  # at most one line a second per feed
+                        self._last_error_log_ns[i] = now
+                        event(log, "send_failed", logging.WARNING, feed=name, error=errno.errorcode.get(rc, str(rc)))
+
+    # -- end of session -----------------------------------------------------
+
+    def stop(self) -> None:
+        """Flush, end-of-session event, then end-of-session packets for the linger; close."""
+        now = time.time_ns()
+        mono = time.monotonic_ns()
+        if self._record is not None:
+            end_event = self.sequencer.end_of_session_event(now)
+            self._record.write(json.dumps(message_record(CODECS, end_event, sequence=self.sequencer.next_sequence)) + "\n")
+        self._send_all(self.sequencer.end_session(mono, now))
+        linger_ns = int(self.config.end_of_session_linger_ms * 1e6)
+        interval_s = max(self.config.end_of_session_interval_ms, 1.0) / 1e3
+        eos = self.sequencer.end_of_session_packet()
+        deadline = time.monotonic_ns() + linger_ns
+        while True:
+            self._send_all([eos])
+            if time.monotonic_ns() + interval_s * 1e9 > deadline:
+                break
+            time.sleep(interval_s)
+        event(log, "session_ended", session=self.session.decode(), next_sequence=self.sequencer.next_sequence)
+        self.close()
+
+    def close(self) -> None:
+        for _, sock, _, _ in self.feeds:
+            sock.close()
+        if self._record is not None:
+            self._record.close()
+            self._record = None
+
+    # -- figures ------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "daemon": "tickerplant",
+            "session": self.session.decode(),
+            "next_sequence": self.sequencer.next_sequence,
+            "journal": {"first_sequence": self.journal.first_sequence, "messages": len(self.journal), "bytes": self.journal.nbytes},
+            "instruments": len(self.image) if self.image is not None else None,
+            "feeds": {name: {"group": f"{addr[0]}:{addr[1]}", **c.as_dict()} for name, _, addr, c in self.feeds},
+        }

@@ -1,0 +1,164 @@
+"""The plant's sans-I/O core: sequence numbers, packing into MoldUDP64 datagrams, heartbeats.
+
+Rules:
+1. Sequence numbers are contiguous from `first_sequence` (1 for a new session) and
+   never reused within a session: a message is numbered when it enters a datagram.
+2. A datagram leaves when it is full (the next message would not fit in
+   `max_datagram_bytes`), when its oldest message has waited `max_batch_delay_ns`, or
+   on `flush`; it leaves as one `bytes` that the shell sends on both feeds unchanged,
+   so the A and B copies are byte-identical.
+3. When nothing has been sent for `heartbeat_interval_ns`, a heartbeat (count 0, the
+   next sequence number) is due, and again every interval after it.
+4. `end_session` flushes, publishes the end-of-session system event, and from then on
+   only end-of-session packets (count 0xFFFF) are produced; `publish` raises.
+No clock, socket or thread here: callers pass `now_ns`, and act on the returned datagrams.
+"""
+
+from __future__ import annotations
+
+from decoders import SCHEMA_FINGERPRINT, CodecTable
+from decoders.moldudp64 import HEADER_SIZE, DatagramWriter, encode_end_of_session, encode_heartbeat
+from retransmit.journal import Journal
+
+__all__ = ["Sequencer", "SessionEnded", "EVENT_START_OF_SESSION", "EVENT_END_OF_SESSION"]
+
+EVENT_START_OF_SESSION = ord("S")
+EVENT_END_OF_SESSION = ord("E")
+
+
+class SessionEnded(RuntimeError):
+    """`publish` after `end_session`: a session's sequence space is closed for good."""
+
+
+class Sequencer:
+    """Numbers and packs messages for one session; see the module rules."""
+
+    def __init__(
+        self,
+        session: bytes,
+        table: CodecTable,
+        *,
+        max_datagram_bytes: int = 1400,
+        max_batch_delay_ns: int = 1_000_000,
+        heartbeat_interval_ns: int = 1_000_000_000,
+        first_sequence: int = 1,
+        journal: Journal | None = None,
+    ) -> None:
+        if len(session) != 10:
+            raise ValueError(f"session must be 10 bytes, got {session!r}")
+        if max_datagram_bytes < HEADER_SIZE + 3 or max_datagram_bytes > 65507:
+            raise ValueError(f"max_datagram_bytes {max_datagram_bytes} outside {HEADER_SIZE + 3}..65507")
+        if heartbeat_interval_ns <= 0 or max_batch_delay_ns < 0:
+            raise ValueError("heartbeat interval must be positive and batch delay not negative")
+        self.session = session
+        self.table = table
+        self.max_batch_delay_ns = max_batch_delay_ns
+        self.heartbeat_interval_ns = heartbeat_interval_ns
+        self.journal = journal
+        self.writer = DatagramWriter(table, max_datagram_bytes)
+        self.next_sequence = first_sequence  # sequence number of the next message to enter a datagram
+        self._batch_first = first_sequence  # sequence of the first message in the open datagram
+        self._batch_since_ns: int | None = None  # when the open datagram got its first message
+        self._last_send_ns: int | None = None
+        self.ended = False
+        # figures for the counters of the shell
+        self.datagrams = 0
+        self.messages = 0
+        self.heartbeats = 0
+
+    # -- publishing --------------------------------------------------------
+
+    @staticmethod
+    def start_of_session_event(timestamp_ns: int) -> tuple:
+        return (b"S", timestamp_ns, EVENT_START_OF_SESSION, SCHEMA_FINGERPRINT)
+
+    @staticmethod
+    def end_of_session_event(timestamp_ns: int) -> tuple:
+        return (b"S", timestamp_ns, EVENT_END_OF_SESSION, SCHEMA_FINGERPRINT)
+
+    def publish(self, msg: tuple, now_ns: int, out: list[bytes]) -> None:
+        """Number and pack one message; full datagrams are appended to `out`."""
+        if self.ended:
+            raise SessionEnded(f"session {self.session!r} has ended")
+        writer = self.writer
+        start = writer.off
+        if not writer.add(msg):
+            out.append(self._close(now_ns))
+            start = writer.off
+            writer.add(msg)
+        if self._batch_since_ns is None:
+            self._batch_since_ns = now_ns
+        if self.journal is not None:
+            self.journal.append(self.next_sequence, bytes(writer.buf[start + 2 : writer.off]), now_ns)
+        self.next_sequence += 1
+
+    def publish_many(self, msgs: list[tuple], now_ns: int) -> list[bytes]:
+        out: list[bytes] = []
+        for msg in msgs:
+            self.publish(msg, now_ns, out)
+        return out
+
+    def _close(self, now_ns: int) -> bytes:
+        """Finish the open datagram and start the next one."""
+        writer = self.writer
+        datagram = bytes(writer.finish(self.session, self._batch_first))
+        self.datagrams += 1
+        self.messages += writer.count
+        writer.reset()
+        self._batch_first = self.next_sequence
+        self._batch_since_ns = None
+        self._last_send_ns = now_ns
+        return datagram
+
+    def flush(self, now_ns: int) -> list[bytes]:
+        """The open datagram, if it holds anything."""
+        return [self._close(now_ns)] if self.writer.count else []
+
+    @property
+    def pending_messages(self) -> int:
+        return self.writer.count
+
+    # -- timers ------------------------------------------------------------
+
+    def next_timer(self) -> int | None:
+        """The earliest `now_ns` at which `on_timer` has something to do."""
+        if self.ended:
+            return None
+        if self._batch_since_ns is not None:
+            return self._batch_since_ns + self.max_batch_delay_ns
+        if self._last_send_ns is None:
+            return None
+        return self._last_send_ns + self.heartbeat_interval_ns
+
+    def on_timer(self, now_ns: int) -> list[bytes]:
+        """Datagrams due at `now_ns`: a batch past its delay, or a heartbeat when idle."""
+        if self.ended:
+            return []
+        if self._batch_since_ns is not None:
+            if now_ns - self._batch_since_ns >= self.max_batch_delay_ns:
+                return self.flush(now_ns)
+            return []
+        if self._last_send_ns is None:
+            self._last_send_ns = now_ns  # heartbeats are measured from the first timer call
+            return []
+        if now_ns - self._last_send_ns >= self.heartbeat_interval_ns:
+            self._last_send_ns = now_ns
+            self.heartbeats += 1
+            return [encode_heartbeat(self.session, self.next_sequence)]
+        return []
+
+    # -- end of session ----------------------------------------------------
+
+    def end_session(self, now_ns: int, timestamp_ns: int | None = None) -> list[bytes]:
+        """Flush, then publish the end-of-session event (stamped `timestamp_ns`, default
+        `now_ns`); afterwards only `end_of_session_packet`."""
+        if self.ended:
+            return []
+        out = self.flush(now_ns)
+        self.publish(self.end_of_session_event(now_ns if timestamp_ns is None else timestamp_ns), now_ns, out)
+        out += self.flush(now_ns)
+        self.ended = True
+        return out
+
+    def end_of_session_packet(self) -> bytes:
+        return encode_end_of_session(self.session, self.next_sequence)
