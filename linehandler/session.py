@@ -1,0 +1,723 @@
+"""The line handler's sans-I/O core for one channel: A/B arbitration, gaps, NACK recovery,
+late join and resync from an initial image.
+
+    core = HandlerCore(on_message, on_event, policy, rng=random.Random(seed))
+    actions = core.on_datagram("A", data, now_ns)       # multicast from feed A or B
+    actions = core.on_unicast(data, server, now_ns)     # retransmissions and rejects
+    actions = core.on_timer(now_ns)                     # when now_ns >= core.next_timer()
+    core.on_image_message(msg); core.on_image_end(seq, now_ns); core.on_image_failed(reason, now_ns)
+
+Rules:
+1. Exactly once, in order: `on_message(sequence, message)` is called for sequence
+   `expected` and nothing else; a message that arrives early waits in a bounded buffer.
+   A sequence is skipped only with a `GapEvent(first, last, reason)` before the next
+   message, so the application always knows precisely what it did not get.
+2. Arbitration is by sequence number, per message: the first copy wins, any later copy
+   (either feed, or a retransmission) is a counted duplicate. A datagram wholly below
+   `expected` is counted from its header alone and never decoded.
+3. A datagram of another schema (session tag) is refused before decoding; one of an
+   older session instance is refused; a newer instance is a publisher restart
+   (`SessionChanged`) and the handler resynchronises.
+4. Recovery is paced: a gap waits a random gap-wait for the other feed, then is NACKed
+   in ranges of at most `max_request_messages`, under client token buckets, with a
+   bounded number in flight, jittered exponential backoff, failover across servers and
+   obedience to rejects; after `give_up_ns` it is resynchronised from an image or
+   reported unrecoverable. Nothing here reads a clock, opens a socket or starts a thread.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from decoders import CODECS, SCHEMA_TAG, CodecTable, DecodeError, parse_session
+from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_datagram, decode_header
+from mdcommon.image import Image
+from retransmit.ratelimit import TokenBucket
+
+from .counters import FEED_COUNTERS, STREAM_COUNTERS
+from .events import (
+    QUALITY_MAYBE_STALE,
+    QUALITY_OK,
+    QUALITY_STALE,
+    BufferOverflow,
+    FeedRecovered,
+    FeedStale,
+    GapEvent,
+    ImageApplied,
+    ImageFailed,
+    QualityChanged,
+    Recovered,
+    RequestImage,
+    SchemaMismatch,
+    SendNack,
+    SessionChanged,
+    SessionEnded,
+    SessionStarted,
+)
+from .gaps import Gap, GapList
+
+__all__ = ["HandlerCore", "RecoveryPolicy", "FEEDS", "LEAD_LAG_EDGES_NS"]
+
+FEEDS = ("A", "B", "R")  # R: unicast retransmissions
+_FEED_INDEX = {"A": 0, "B": 1, "R": 2}
+NO_ACTIONS: list = []
+LEAD_LAG_EDGES_NS = (-10_000_000, -1_000_000, -100_000, -10_000, 0, 10_000, 100_000, 1_000_000, 10_000_000)
+_ARRIVALS_KEPT = 8192
+_REJECT = b"J"
+_REASON_RATE_LIMITED, _REASON_TOO_OLD, _REASON_TOO_FAR = ord("L"), ord("O"), ord("A")
+
+
+@dataclass
+class RecoveryPolicy:
+    """The numbers of recovery (DESIGN §3); all durations in ns."""
+
+    gap_wait_min_ns: int = 1_000_000
+    gap_wait_max_ns: int = 10_000_000
+    request_timeout_ns: int = 200_000_000
+    backoff_max_ns: int = 2_000_000_000
+    retries_per_server: int = 2
+    max_outstanding_requests: int = 4
+    max_request_messages: int = 2000
+    requests_per_s: float = 50.0
+    request_burst: float = 10.0
+    messages_per_s: float = 200_000.0
+    message_burst: float = 20_000.0
+    give_up_ns: int = 10_000_000_000
+    max_buffer_messages: int = 1_000_000
+    max_buffer_bytes: int = 256 << 20
+    stale_after_ns: int = 3_000_000_000
+    resync_on_unrecoverable: bool = True
+    image_retry_ns: int = 5_000_000_000
+    max_resync_history: int = 1_000_000
+
+
+class HandlerCore:
+    """One channel's stream; see the module rules."""
+
+    def __init__(
+        self,
+        on_message: Callable[[int, tuple], Any],
+        on_event: Callable[[Any], Any],
+        policy: RecoveryPolicy | None = None,
+        *,
+        rng: random.Random | None = None,
+        nack_servers: int = 0,
+        image_servers: int = 0,
+        keep_image: bool = True,
+        late_join_image: bool = True,
+        table: CodecTable = CODECS,
+        schema_tag: bytes = SCHEMA_TAG,
+        now_ns: int = 0,
+    ) -> None:
+        self.on_message = on_message
+        self.on_event = on_event
+        self.policy = p = policy or RecoveryPolicy()
+        self.rng = rng or random.Random(0)
+        self.nack_servers = nack_servers
+        self.image_servers = image_servers
+        self.keep_image = keep_image
+        self.late_join_image = late_join_image and image_servers > 0
+        self.table = table
+        self.schema_tag = schema_tag
+        self.image = Image()
+        self.feed_counters = [FEED_COUNTERS.new() for _ in FEEDS]
+        self.counters = STREAM_COUNTERS.new()
+        self.lead_lag = [0] * (len(LEAD_LAG_EDGES_NS) + 1)  # A minus B arrival time, by bucket
+        self.request_bucket = TokenBucket(p.requests_per_s, p.request_burst, now_ns)
+        self.message_bucket = TokenBucket(p.messages_per_s, p.message_burst, now_ns)
+        self.last_rx_ns = [now_ns, now_ns]
+        self.stale = [False, False]
+        self.quality = QUALITY_OK
+        self._reset_stream(None, now_ns)
+        self.session_instance = -1
+        self.refused_tags: set[bytes] = set()
+        self.gap_generation = 0
+        self.refreshed: dict[int, int] = {}  # instrument id -> gap generation its record was last refreshed in
+
+    # ------------------------------------------------------------------ state
+
+    def _reset_stream(self, session: bytes | None, now_ns: int) -> None:
+        self.session = session
+        self.expected: int | None = None  # next sequence to deliver
+        self.horizon = 0  # one past the highest sequence known to exist
+        self.buffer: dict[int, tuple] = {}
+        self.buffer_bytes = 0
+        self.gaps = GapList()
+        self.feed_next = [0, 0, 0]
+        self.arrivals: dict[int, tuple[int, int]] = {}
+        self.joining = False  # late join: buffering until the image arrives
+        self.resync: list[tuple[int, tuple]] | None = None  # delivered during a background image fetch
+        self.image_server = 0
+        self.image_due_ns: int | None = None
+        self.image_records: Image | None = None
+        self.image_failures = 0
+        self.resync_from = 0
+        self.ended = False
+
+    def instrument_quality(self, instrument_id: int) -> str:
+        """STALE/MAYBE_STALE follow the stream; after an unrecoverable gap an instrument stays
+        MAYBE_STALE until an image refreshes its record."""
+        if self.quality != QUALITY_OK:
+            return self.quality
+        if self.refreshed.get(instrument_id, 0) < self.gap_generation:
+            return QUALITY_MAYBE_STALE
+        return QUALITY_OK
+
+    def _set_quality(self, quality: str, reason: str) -> None:
+        if quality != self.quality:
+            self.quality = quality
+            self.on_event(QualityChanged(quality, reason))
+
+    def _update_quality(self, reason: str) -> None:
+        """STALE: both feeds silent. MAYBE_STALE: joining, refreshing the replica after a loss,
+        or a gap past its gap-wait. OK otherwise (per instrument, see instrument_quality)."""
+        if self.stale[0] and self.stale[1]:
+            self._set_quality(QUALITY_STALE, "both feeds silent")
+        elif self.joining or self.resync is not None or any(g.attempts or g.abandoned for g in self.gaps):
+            self._set_quality(QUALITY_MAYBE_STALE, reason)
+        else:
+            self._set_quality(QUALITY_OK, reason)
+
+    # --------------------------------------------------------------- datagrams
+
+    def on_datagram(self, feed: str, data: Any, now_ns: int) -> list:
+        """A multicast datagram from feed "A" or "B"."""
+        fi = _FEED_INDEX[feed]
+        c = self.feed_counters[fi].values
+        c[0] += 1  # datagrams
+        self.last_rx_ns[fi] = now_ns
+        if self.stale[fi]:
+            self.stale[fi] = False
+            self.on_event(FeedRecovered(feed))
+            self._update_quality(f"feed {feed} back")
+        try:
+            session, seq, count = decode_header(data)
+        except DecodeError as exc:
+            return self._malformed(fi, exc)
+        if session != self.session:
+            actions = self._other_session(fi, session, now_ns)
+            if actions is not None:
+                return actions
+        if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
+            return self._heartbeat(fi, seq, count, now_ns)
+        if seq == 0:
+            c[FEED_COUNTERS.malformed] += 1  # control packets come unicast, never on a feed
+            return NO_ACTIONS
+        end = seq + count
+        c[FEED_COUNTERS.messages] += count
+        if fi < 2:
+            fn = self.feed_next[fi]
+            if seq > fn and fn:
+                c[FEED_COUNTERS.missed] += seq - fn
+            if end > fn:
+                self.feed_next[fi] = end
+            arrivals = self.arrivals
+            first = arrivals.pop(seq, None)
+            if first is None:
+                arrivals[seq] = (fi, now_ns)
+                if len(arrivals) > _ARRIVALS_KEPT:
+                    del arrivals[next(iter(arrivals))]
+            elif first[0] != fi:
+                self._lead_lag(first[0], now_ns - first[1])
+        exp = self.expected
+        if exp is not None and end <= exp:
+            c[FEED_COUNTERS.duplicates] += count  # wholly delivered already: not even decoded
+            return NO_ACTIONS
+        try:
+            msgs = decode_datagram(data, self.table)[3]
+        except DecodeError as exc:
+            c[FEED_COUNTERS.messages] -= count
+            return self._malformed(fi, exc)
+        if seq == exp and not self.buffer and not self.gaps and not self.joining:
+            # the common case: the next datagram, in order, nothing pending
+            deliver = self.on_message
+            if self.keep_image:
+                apply = self.image.apply
+                for m in msgs:
+                    deliver(seq, m)
+                    apply(m)
+                    seq += 1
+            else:
+                for m in msgs:
+                    deliver(seq, m)
+                    seq += 1
+            if self.resync is not None:
+                self._remember(end - count, msgs)
+            c[FEED_COUNTERS.first_arrivals] += count
+            self.counters.values[STREAM_COUNTERS.delivered] += count
+            self.expected = self.horizon = end
+            return NO_ACTIONS
+        return self._merge(fi, seq, msgs, now_ns)
+
+    def _lead_lag(self, first_fi: int, delta_ns: int) -> None:
+        a_minus_b = -delta_ns if first_fi == 0 else delta_ns  # negative: A arrived first
+        i = 0
+        for edge in LEAD_LAG_EDGES_NS:
+            if a_minus_b < edge:
+                break
+            i += 1
+        self.lead_lag[i] += 1
+
+    def _malformed(self, fi: int, exc: DecodeError) -> list:
+        c = self.feed_counters[fi].values
+        c[FEED_COUNTERS.malformed] += 1
+        self.counters.values[STREAM_COUNTERS.malformed_datagrams] += 1
+        self.last_decode_error = exc
+        return NO_ACTIONS
+
+    def _other_session(self, fi: int, session: bytes, now_ns: int) -> list | None:
+        """None: adopt `session` and go on; a list: the datagram is refused."""
+        c = self.feed_counters[fi].values
+        tag, instance = parse_session(session)
+        if tag != self.schema_tag or instance is None:
+            c[FEED_COUNTERS.schema_mismatch] += 1
+            if session not in self.refused_tags:
+                self.refused_tags.add(session)
+                self.on_event(SchemaMismatch(FEEDS[fi], bytes(session), self.schema_tag))
+            return NO_ACTIONS
+        if instance < self.session_instance:
+            c[FEED_COUNTERS.old_session] += 1
+            return NO_ACTIONS
+        old = self.session
+        self.session_instance = instance
+        if old is not None:
+            self._close_session("session ended before recovery")
+            self.counters.values[STREAM_COUNTERS.session_changes] += 1
+            self.on_event(SessionChanged(old, bytes(session)))
+            self.image = Image()
+            self.refreshed.clear()
+        self._reset_stream(bytes(session), now_ns)
+        return None
+
+    # ------------------------------------------------------------------ merging
+
+    def _start(self, first_seq: int, now_ns: int) -> list:
+        """First data of a session: join live, from an image, or by recovering from 1."""
+        self.on_event(SessionStarted(self.session, first_seq))
+        if first_seq == 1:
+            self.expected = self.horizon = 1
+            return NO_ACTIONS
+        if self.late_join_image:
+            self.expected = self.horizon = first_seq
+            self.joining = True
+            self.image_due_ns = now_ns
+            self._update_quality("joining from an initial image")
+            return self._image_actions(now_ns)
+        # no image: the messages before the first one seen are a gap like any other
+        self.expected = 1
+        self.horizon = first_seq
+        self.gaps.add(self._new_gap(1, first_seq - 1, now_ns))
+        return NO_ACTIONS
+
+    def _new_gap(self, first: int, last: int, now_ns: int) -> Gap:
+        p = self.policy
+        wait = p.gap_wait_min_ns + int(self.rng.random() * (p.gap_wait_max_ns - p.gap_wait_min_ns))
+        self.counters.values[STREAM_COUNTERS.gaps_detected] += 1
+        return Gap(first, last, now_ns, now_ns + wait, server=self.rng.randrange(self.nack_servers) if self.nack_servers else 0)
+
+    def _heartbeat(self, fi: int, seq: int, count: int, now_ns: int) -> list:
+        c = self.feed_counters[fi].values
+        c[FEED_COUNTERS.heartbeats] += 1
+        actions = NO_ACTIONS
+        if self.expected is None:
+            actions = self._start(seq, now_ns)
+        if seq > self.horizon:
+            self.gaps.add(self._new_gap(self.horizon, seq - 1, now_ns))  # tail loss, seen thanks to the heartbeat
+            self.horizon = seq
+        if fi < 2 and seq > self.feed_next[fi]:
+            if self.feed_next[fi]:
+                c[FEED_COUNTERS.missed] += seq - self.feed_next[fi]
+            self.feed_next[fi] = seq
+        if count == END_OF_SESSION_COUNT and not self.ended:
+            self.ended = True
+            self.on_event(SessionEnded(self.session, seq))
+        return actions
+
+    def _merge(self, fi: int, seq: int, msgs: list, now_ns: int) -> list:
+        """Anything but the in-order case: start, overlap, early arrival, fill of a gap."""
+        actions = NO_ACTIONS
+        if self.expected is None:
+            actions = self._start(seq, now_ns)
+        c = self.feed_counters[fi].values
+        count = len(msgs)
+        end = seq + count
+        if seq > self.horizon:
+            self.gaps.add(self._new_gap(self.horizon, seq - 1, now_ns))
+        old_horizon = self.horizon
+        if end > self.horizon:
+            self.horizon = end
+        exp = self.expected
+        buffer = self.buffer
+        est = 48  # bytes per buffered message, for the byte bound (tuple + ints)
+        first_new = last_new = None
+        for i, m in enumerate(msgs):
+            s = seq + i
+            if s < exp or s in buffer:
+                c[FEED_COUNTERS.duplicates] += 1
+                continue
+            buffer[s] = m
+            self.buffer_bytes += est
+            c[FEED_COUNTERS.first_arrivals] += 1
+            if first_new is None:
+                first_new = s
+            last_new = s
+        if first_new is not None and first_new < old_horizon:
+            for g in self.gaps.remove_range(first_new, min(last_new, old_horizon - 1)):
+                if g.attempts:
+                    self.counters.values[STREAM_COUNTERS.gaps_recovered_by_nack] += 1
+                    self.on_event(Recovered(g.first, g.last, g.server, now_ns - g.detected_ns))
+                else:
+                    self.counters.values[STREAM_COUNTERS.gaps_filled_by_other_feed] += 1
+        if not self.joining:
+            self._drain()
+        if len(buffer) > self.policy.max_buffer_messages or self.buffer_bytes > self.policy.max_buffer_bytes:
+            self._overflow(now_ns)
+        self._update_quality("gap")
+        return actions
+
+    def _close_session(self, reason: str) -> None:
+        """The session is over: deliver what is buffered, and report every gap left, in order."""
+        if self.expected is None or self.joining:
+            return
+        for g in self.gaps:
+            g.abandoned = g.abandoned or reason
+        self._drain()
+
+    def _deliver(self, s: int, m: tuple) -> None:
+        self.on_message(s, m)
+        self.counters.values[STREAM_COUNTERS.delivered] += 1
+        if self.keep_image:
+            self.image.apply(m)
+        if self.resync is not None:
+            self._remember(s, (m,))
+
+    def _remember(self, first: int, msgs: list | tuple) -> None:
+        """Keep what is delivered while an image is fetched, to bring the image up to date."""
+        history = self.resync
+        for i, m in enumerate(msgs):
+            history.append((first + i, m))
+        if len(history) > self.policy.max_resync_history:
+            self.resync = None  # too much history to replay onto an image: start over with a new fetch
+            self.image_due_ns = 0
+
+    def _drain(self) -> None:
+        """Deliver from the buffer in order; skip abandoned gaps at the head, loudly."""
+        buffer = self.buffer
+        exp = self.expected
+        while True:
+            m = buffer.pop(exp, None)
+            if m is not None:
+                self.buffer_bytes -= 48
+                self._deliver(exp, m)
+                exp += 1
+                continue
+            head = self.gaps.head()
+            if head is not None and head.first == exp and head.abandoned:
+                self.gaps.remove_range(head.first, head.last)
+                self._report_gap(head.first, head.last, head.abandoned)
+                exp = head.last + 1
+                continue
+            break
+        self.expected = exp
+
+    def _report_gap(self, first: int, last: int, reason: str) -> None:
+        self.counters.values[STREAM_COUNTERS.messages_lost] += last - first + 1
+        self.counters.values[STREAM_COUNTERS.gaps_unrecoverable] += 1
+        self.gap_generation += 1
+        self.on_event(GapEvent(first, last, reason))
+
+    def _overflow(self, now_ns: int) -> None:
+        """The buffer is full: give up the oldest gap so buffered messages can drain."""
+        self.counters.values[STREAM_COUNTERS.buffer_overflows] += 1
+        self.on_event(BufferOverflow(len(self.buffer), self.buffer_bytes))
+        head = self.gaps.head()
+        if head is None:
+            return
+        if self.joining:
+            # the image has not come: forget the oldest half of the buffer, as a gap the image
+            # will probably cover (and recovery will fill if it does not)
+            upto = sorted(self.buffer)[len(self.buffer) // 2]
+            for s in [s for s in self.buffer if s <= upto]:
+                del self.buffer[s]
+                self.buffer_bytes -= 48
+            self.gaps.remove_range(self.expected, upto)
+            self._insert_gap(self._new_gap(self.expected, upto, now_ns))
+            return
+        head.abandoned = "buffer_overflow"
+        self._drain()
+
+    # ------------------------------------------------------------------ unicast
+
+    def on_unicast(self, data: Any, server: int, now_ns: int) -> list:
+        """A datagram from re-request server `server`: retransmitted data or a reject."""
+        c = self.feed_counters[2].values
+        c[0] += 1
+        try:
+            session, seq, count = decode_header(data)
+        except DecodeError as exc:
+            return self._malformed(2, exc)
+        if session != self.session:
+            c[FEED_COUNTERS.old_session] += 1
+            return NO_ACTIONS
+        if seq == 0:
+            try:
+                msgs = decode_datagram(data, self.table)[3]
+            except DecodeError as exc:
+                return self._malformed(2, exc)
+            for m in msgs:
+                if m[0] == _REJECT:
+                    self._on_reject(server, m, now_ns)
+            return NO_ACTIONS
+        if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) or self.expected is None:
+            return NO_ACTIONS
+        end = seq + count
+        c[FEED_COUNTERS.messages] += count
+        if end <= self.expected:
+            c[FEED_COUNTERS.duplicates] += count
+            return NO_ACTIONS
+        try:
+            msgs = decode_datagram(data, self.table)[3]
+        except DecodeError as exc:
+            return self._malformed(2, exc)
+        actions = self._merge(2, seq, msgs, now_ns)
+        for g in self.gaps:
+            if g.outstanding and g.first >= g.sent_first + g.sent_count:
+                g.outstanding = False  # beyond what was asked (a request is capped): ask for it now
+                g.due_ns = now_ns
+        return actions
+
+    def _on_reject(self, server: int, m: tuple, now_ns: int) -> None:
+        _, _, reason, req_seq, req_count, retry_after_ns, first_available, _next = m
+        self.counters.values[STREAM_COUNTERS.rejects] += 1
+        for g in self.gaps:
+            if not (g.outstanding and g.server == server and g.sent_first == req_seq):
+                continue
+            g.outstanding = False
+            if reason == _REASON_RATE_LIMITED:
+                g.due_ns = now_ns + max(retry_after_ns, 1)
+            elif reason == _REASON_TOO_OLD:
+                g.too_old_servers |= 1 << server
+                if g.too_old_servers == (1 << self.nack_servers) - 1:
+                    self._give_up(g, f"too_old: first available {first_available}", now_ns)
+                else:
+                    self._next_server(g)
+                    g.due_ns = now_ns
+            elif reason == _REASON_TOO_FAR:
+                g.due_ns = now_ns + max(retry_after_ns, self.policy.request_timeout_ns)
+                self._next_server(g)
+            else:
+                self._next_server(g)
+                g.due_ns = now_ns + self._backoff(g)
+
+    def _next_server(self, g: Gap) -> None:
+        if self.nack_servers > 1:
+            g.server = (g.server + 1) % self.nack_servers
+            g.failures_on_server = 0
+            self.counters.values[STREAM_COUNTERS.server_failovers] += 1
+
+    def _backoff(self, g: Gap) -> int:
+        base = self.policy.request_timeout_ns * (1 << min(g.attempts, 10))
+        return int(min(base, self.policy.backoff_max_ns) * (0.5 + self.rng.random()))
+
+    def _give_up(self, g: Gap, reason: str, now_ns: int) -> None:
+        if g.abandoned:
+            return
+        g.abandoned = reason
+        g.outstanding = False
+        if self.policy.resync_on_unrecoverable and self.image_servers and self.resync is None and not self.joining:
+            self.resync = []  # refresh the replica from an image while delivery carries on
+            self.resync_from = self.expected
+            self.image_due_ns = now_ns
+        self._drain()
+
+    # ------------------------------------------------------------------ timers
+
+    def next_timer(self) -> int | None:
+        deadlines = [self.last_rx_ns[0] + self.policy.stale_after_ns if not self.stale[0] else None,
+                     self.last_rx_ns[1] + self.policy.stale_after_ns if not self.stale[1] else None]
+        for g in self.gaps:
+            if g.abandoned:
+                continue
+            deadlines.append(g.timeout_ns if g.outstanding else g.due_ns)
+            deadlines.append(g.detected_ns + self.policy.give_up_ns)
+        if self.image_due_ns is not None:
+            deadlines.append(self.image_due_ns)
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def on_timer(self, now_ns: int) -> list:
+        actions: list = []
+        p = self.policy
+        for fi in (0, 1):
+            if not self.stale[fi] and now_ns - self.last_rx_ns[fi] >= p.stale_after_ns:
+                self.stale[fi] = True
+                self.feed_counters[fi].values[FEED_COUNTERS.stale_events] += 1
+                self.on_event(FeedStale(FEEDS[fi], now_ns - self.last_rx_ns[fi]))
+                self._update_quality(f"feed {FEEDS[fi]} silent")
+        if self.image_due_ns is not None and now_ns >= self.image_due_ns:
+            actions += self._image_actions(now_ns)
+        in_flight = len({(g.server, g.sent_first) for g in self.gaps if g.outstanding})
+        for g in list(self.gaps):
+            if g.abandoned:
+                continue
+            if now_ns - g.detected_ns >= p.give_up_ns:
+                self._give_up(g, f"recovery_timeout after {g.attempts} requests", now_ns)
+                continue
+            if g.outstanding:
+                if now_ns < g.timeout_ns:
+                    continue
+                g.outstanding = False  # no answer: a failure on this server
+                in_flight -= 1
+                self.counters.values[STREAM_COUNTERS.nack_timeouts] += 1
+                g.failures_on_server += 1
+                if g.failures_on_server >= p.retries_per_server:
+                    self._next_server(g)
+                g.due_ns = now_ns + self._backoff(g)
+                continue
+            if now_ns < g.due_ns or self.joining:
+                continue
+            if not self.nack_servers:
+                self._give_up(g, "no retransmission server configured", now_ns)
+                continue
+            if in_flight >= p.max_outstanding_requests:
+                continue
+            count = min(g.last - g.first + 1, p.max_request_messages)
+            wait = max(self.request_bucket.wait_ns(1, now_ns), self.message_bucket.wait_ns(count, now_ns))
+            if wait < 0:
+                count = int(p.message_burst)
+                wait = self.message_bucket.wait_ns(count, now_ns)
+            if wait > 0:
+                g.due_ns = now_ns + wait
+                self.counters.values[STREAM_COUNTERS.nacks_throttled] += 1
+                continue
+            self.request_bucket.take(1, now_ns)
+            self.message_bucket.take(count, now_ns)
+            g.outstanding = True
+            g.attempts += 1
+            g.timeout_ns = now_ns + p.request_timeout_ns
+            g.sent_first, g.sent_count = g.first, count
+            in_flight += 1
+            self.counters.values[STREAM_COUNTERS.nacks_sent] += 1
+            self.counters.values[STREAM_COUNTERS.messages_requested] += count
+            actions.append(SendNack(g.server, self.session, g.first, count))
+        if not self.joining and self.expected is not None:
+            self._drain()
+        self._update_quality("recovery")
+        return actions
+
+    # ------------------------------------------------------------------ images
+
+    def _image_actions(self, now_ns: int) -> list:
+        self.image_due_ns = None
+        if not self.image_servers or self.session is None:
+            return NO_ACTIONS
+        if self.resync is None and not self.joining:
+            self.resync = []
+            self.resync_from = self.expected
+        self.image_records = Image()
+        self.counters.values[STREAM_COUNTERS.image_requests] += 1
+        return [RequestImage(self.image_server, self.session)]
+
+    def on_image_message(self, msg: tuple) -> None:
+        """One message of the image stream (record images; directory entries are welcome too)."""
+        if self.image_records is not None:
+            self.image_records.apply(msg)
+
+    def on_image_end(self, sequence: int, now_ns: int) -> list:
+        """The image is consistent with `sequence`: swap it in and reconcile the live stream."""
+        img = self.image_records
+        if img is None:
+            return NO_ACTIONS
+        self.image_records = None
+        if self.joining:
+            dropped = sum(1 for s in self.buffer if s <= sequence)
+            for s in [s for s in self.buffer if s <= sequence]:
+                del self.buffer[s]
+                self.buffer_bytes -= 48
+            self.joining = False
+            if sequence + 1 < self.expected:
+                # the image is older than the first live message we hold: recover the difference
+                self.gaps.remove_range(sequence + 1, self.expected - 1)
+                gap = self._new_gap(sequence + 1, self.expected - 1, now_ns)
+                self.expected = sequence + 1
+                self._insert_gap(gap)
+            else:
+                self.expected = sequence + 1
+                self.gaps.drop_below(sequence + 1)
+            self.horizon = max(self.horizon, self.expected)
+            self._install(img, sequence, dropped)
+            self._drain()
+            self._update_quality("image applied")
+            return NO_ACTIONS
+        history = self.resync or []
+        self.resync = None
+        if sequence + 1 < self.resync_from:
+            # the image predates what we still remember: it cannot be brought up to date
+            return self.on_image_failed(f"image at {sequence} older than kept history from {self.resync_from}", now_ns)
+        for s, m in history:
+            if s > sequence:
+                img.apply(m)
+        self._install(img, sequence, 0)
+        self._update_quality("replica refreshed from image")
+        return NO_ACTIONS
+
+    def _insert_gap(self, gap: Gap) -> None:
+        self.gaps.gaps.insert(0, gap)
+
+    def _install(self, img: Image, sequence: int, dropped: int) -> None:
+        if self.keep_image:
+            self.image = img
+        for iid in img.records:
+            self.refreshed[iid] = self.gap_generation
+        self.image_failures = 0
+        self.counters.values[STREAM_COUNTERS.images_applied] += 1
+        self.on_event(ImageApplied(sequence, len(img), dropped))
+
+    def on_image_failed(self, reason: str, now_ns: int) -> list:
+        """The image server could not deliver: try the next one, later; never stall the live stream."""
+        self.image_records = None
+        self.image_failures += 1
+        self.counters.values[STREAM_COUNTERS.image_failures] += 1
+        self.on_event(ImageFailed(reason))
+        self.image_server = (self.image_server + 1) % max(1, self.image_servers)
+        if self.joining and self.image_failures >= self.image_servers:
+            # no image to be had now: join by recovering from sequence 1 instead, loudly if that fails too
+            self.joining = False
+            first = self.expected
+            if first is not None and first > 1:
+                self.expected = 1
+                self.gaps.gaps.insert(0, self._new_gap(1, first - 1, now_ns))
+            self._drain()
+            self._update_quality("no image available")
+            self.image_due_ns = None
+            return NO_ACTIONS
+        self.image_due_ns = now_ns + (0 if self.image_failures < self.image_servers else self.policy.image_retry_ns)
+        return NO_ACTIONS
+
+    # ------------------------------------------------------------------ figures
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "session": self.session.decode() if self.session else None,
+            "expected": self.expected,
+            "horizon": self.horizon,
+            "quality": self.quality,
+            "buffered": len(self.buffer),
+            "gaps_open": len(self.gaps),
+            "missing": self.gaps.missing(),
+            "joining": self.joining,
+            "instruments": len(self.image),
+            "feeds": {FEEDS[i]: {"stale": self.stale[i] if i < 2 else None, **self.feed_counters[i].as_dict()} for i in range(3)},
+            "stream": self.counters.as_dict(),
+            "lead_lag_a_minus_b": dict(zip(_bucket_labels(), self.lead_lag, strict=True)),
+        }
+
+
+def _bucket_labels() -> list[str]:
+    edges = LEAD_LAG_EDGES_NS
+    labels = [f"<{edges[0] // 1000}us"]
+    labels += [f"{a // 1000}..{b // 1000}us" for a, b in zip(edges, edges[1:], strict=False)]
+    labels.append(f">={edges[-1] // 1000}us")
+    return labels

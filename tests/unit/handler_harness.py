@@ -1,0 +1,68 @@
+"""A published stream and a recorder, for driving the handler core in tests."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from decoders import CODECS, SCHEMA_FINGERPRINT, make_session
+from decoders.moldudp64 import encode_datagram, encode_heartbeat
+from linehandler.events import SendNack
+from linehandler.session import HandlerCore, RecoveryPolicy
+from retransmit.journal import Journal
+from tickerplant.sequencer import Sequencer
+
+MS = 1_000_000
+SESSION = make_session(SCHEMA_FINGERPRINT, 100)
+
+
+def quote(i: int) -> tuple:
+    return (b"Q", i, 1 + i % 7, 1000 + i, 1, 1001 + i, 2)
+
+
+class Published:
+    """`n` quotes packed `per` to a datagram by the plant's own sequencer."""
+
+    def __init__(self, n: int, per: int = 3, session: bytes = SESSION) -> None:
+        self.session = session
+        self.journal = Journal()
+        seq = Sequencer(session, CODECS, max_datagram_bytes=20 + per * 47, journal=self.journal)
+        self.messages = [quote(i) for i in range(1, n + 1)]
+        self.datagrams = seq.publish_many(self.messages, 0) + seq.flush(0)
+        self.next_sequence = seq.next_sequence
+
+    def first_seq(self, i: int) -> int:
+        return int.from_bytes(self.datagrams[i][10:18], "big")
+
+    def heartbeat(self) -> bytes:
+        return encode_heartbeat(self.session, self.next_sequence)
+
+    def answer(self, nack: SendNack, per: int = 50) -> list[bytes]:
+        """What a re-request server sends back for `nack`."""
+        blocks = self.journal.get(nack.sequence, nack.count)
+        return [encode_datagram(self.session, nack.sequence + i, blocks[i : i + per]) for i in range(0, len(blocks), per)]
+
+
+class Recorder:
+    """Collects delivered messages and events in one ordered log."""
+
+    def __init__(self) -> None:
+        self.log: list[Any] = []
+
+    def on_message(self, seq: int, msg: tuple) -> None:
+        self.log.append((seq, msg))
+
+    def on_event(self, ev: Any) -> None:
+        self.log.append(ev)
+
+    @property
+    def delivered(self) -> list[tuple[int, tuple]]:
+        return [x for x in self.log if isinstance(x, tuple)]
+
+    def events(self, kind: type | tuple = object) -> list[Any]:
+        return [x for x in self.log if not isinstance(x, tuple) and isinstance(x, kind)]
+
+
+def make_core(rec: Recorder, **kw: Any) -> HandlerCore:
+    policy = kw.pop("policy", None) or RecoveryPolicy(stale_after_ns=10_000 * MS)
+    return HandlerCore(rec.on_message, rec.on_event, policy, rng=random.Random(kw.pop("seed", 1)), **kw)
