@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
-__all__ = ["opt", "load", "add_arguments", "apply_arguments", "describe", "to_toml", "ConfigFileError"]
+__all__ = ["opt", "load", "load_table", "add_arguments", "apply_arguments", "describe", "to_toml", "ConfigFileError"]
 
 T = TypeVar("T")
 
@@ -71,6 +71,15 @@ def _apply_table(obj: Any, table: dict[str, Any], prefix: str) -> None:
             if choices and value not in choices:
                 raise ConfigFileError(f"{path}: {value!r} is not one of {choices}")
             setattr(obj, key, value)
+
+
+def load_table(cls: type[T], table: dict[str, Any], prefix: str = "") -> T:
+    """Defaults, then one TOML table (an entry of an array of tables)."""
+    if not isinstance(table, dict):
+        raise ConfigFileError(f"{prefix or 'entry'}: expected a table, got {table!r}")
+    obj = cls()
+    _apply_table(obj, table, prefix)
+    return obj
 
 
 def load(cls: type[T], path: str | Path | None) -> T:

@@ -1,0 +1,72 @@
+"""The line handler's configuration: one dataclass per TOML table, every field documented with its unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mdcommon.config import opt
+
+__all__ = ["FeedConfig", "ChannelConfig", "HandlerConfig"]
+
+
+@dataclass
+class FeedConfig:
+    """Where one feed arrives: NIC, group, port."""
+
+    interface: str = opt("lo", "network interface to join the group on")
+    group: str = opt("239.194.1.1", "multicast group")
+    port: int = opt(31001, "UDP port")
+
+
+@dataclass
+class ChannelConfig:
+    """One channel: its A/B pair and the servers that can repair it."""
+
+    name: str = opt("ch1", "channel name, used in logs and status")
+    feed_a: FeedConfig = opt(FeedConfig(), "feed A")
+    feed_b: FeedConfig = opt(FeedConfig(group="239.194.2.1", port=31002), "feed B")
+    nack_servers: list = opt([], "re-request servers as host:port, tried in turn")
+    image_servers: list = opt([], "initial-image servers as host:port (SoupBinTCP), tried in turn")
+    image_username: str = opt("", "SoupBinTCP username for the image servers")
+    image_password: str = opt("", "SoupBinTCP password for the image servers")
+
+
+@dataclass
+class RecoveryConfig:
+    """How gaps are waited for, NACKed and given up (DESIGN §3)."""
+
+    gap_wait_min_ms: float = opt(1.0, "shortest wait for the other feed before NACKing", "ms")
+    gap_wait_max_ms: float = opt(10.0, "longest wait for the other feed before NACKing (uniform in between)", "ms")
+    request_timeout_ms: float = opt(200.0, "a NACK not answered in this time failed", "ms")
+    retries_per_server: int = opt(2, "failed NACKs before moving to the next server")
+    max_outstanding_requests: int = opt(4, "NACKs in flight at once")
+    max_request_messages: int = opt(2000, "most messages asked for in one NACK", "messages")
+    requests_per_s: float = opt(50.0, "client-side limit on NACKs", "requests/s")
+    messages_per_s: float = opt(200_000.0, "client-side limit on messages asked for", "messages/s")
+    give_up_s: float = opt(10.0, "a gap not recovered in this time is resynced from an image or reported lost", "s")
+    max_buffer_messages: int = opt(1_000_000, "messages held ahead of a gap", "messages")
+    max_buffer_bytes: int = opt(256 << 20, "bytes held ahead of a gap (estimated)", "bytes")
+    stale_after_ms: float = opt(3000.0, "a feed silent this long is stale (3 heartbeats by default)", "ms")
+    resync_on_unrecoverable: bool = opt(True, "refresh the replica from an image after an unrecoverable gap")
+    late_join_image: bool = opt(True, "join a running session from an initial image (else recover from sequence 1)")
+
+
+@dataclass
+class HandlerConfig:
+    """`python -m linehandler run` configuration (TOML file, then flags)."""
+
+    channel: ChannelConfig = opt(ChannelConfig(), "the channel (flags and single-channel files)")
+    channels: list = opt([], "several channels: [[channels]] tables with the keys of [channel]; replaces [channel]")
+    recovery: RecoveryConfig = opt(RecoveryConfig(), "recovery")
+    keep_image: bool = opt(True, "keep the replica image (instrument -> fields)")
+    rcvbuf_bytes: int = opt(4 << 20, "socket receive buffer per feed (capped by net.core.rmem_max)", "bytes")
+    drop_a: float = opt(0.0, "TEST ONLY: drop this fraction of feed A datagrams in-process", "fraction")
+    drop_b: float = opt(0.0, "TEST ONLY: drop this fraction of feed B datagrams in-process", "fraction")
+    drop_seed: int = opt(1, "TEST ONLY: seed of the in-process drops")
+    duration_s: float = opt(0.0, "stop by itself after this long; 0 = run until signalled", "s")
+    stats_interval_s: float = opt(5.0, "interval between statistics lines; 0 = only at exit", "s")
+    status_socket: str = opt("", "Unix socket path answering a JSON status snapshot (empty: none)")
+    record_file: str = opt("", "write every delivered message and gap event as JSON lines to this file")
+    exit_on_session_end: bool = opt(False, "exit once every channel's session has ended")
+    log_level: str = opt("info", "log level", choices=("debug", "info", "warning", "error"))
+    log_json: bool = opt(False, "log JSON lines instead of key=value")

@@ -1,0 +1,356 @@
+"""The line handler as a library: live sockets around one `HandlerCore` per channel, one loop.
+
+    def on_message(channel, sequence, message): ...
+    def on_event(channel, event): ...          # GapEvent, QualityChanged, ImageApplied, ...
+    handler = LineHandler(HandlerConfig(), on_message, on_event)
+    handler.run()                              # until stop() or the configured duration
+    handler.replica("ch1").records[7]          # the instrument image, read access
+
+The loop reads the clock once per wakeup, receives with `recv_into` into one
+preallocated buffer, feeds the cores, performs their actions (NACKs, image fetches)
+and sleeps until the earliest core timer. Nothing here decides anything about gaps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from decoders import CODECS, DecodeError
+from decoders.moldudp64 import encode_request
+from decoders.present import message_record
+from mdcommon import config as cfg
+from mdcommon.image import Image
+from mdcommon.logs import event
+from mdcommon.mcast_recv import open_receiver
+from mdcommon.status_io import StatusServer
+from mdcommon.validate import check_rcvbuf
+
+from .config import ChannelConfig, HandlerConfig
+from .events import (
+    BufferOverflow,
+    FeedRecovered,
+    FeedStale,
+    GapEvent,
+    ImageApplied,
+    ImageFailed,
+    QualityChanged,
+    RequestImage,
+    SchemaMismatch,
+    SendNack,
+    SessionChanged,
+    SessionEnded,
+    SessionStarted,
+)
+from .session import HandlerCore, RecoveryPolicy
+from .snapshot_io import ImageClient
+
+__all__ = ["LineHandler", "Channel", "policy_from", "parse_address"]
+
+log = logging.getLogger("linehandler")
+_LOGGED_EVENTS = (GapEvent, QualityChanged, ImageApplied, ImageFailed, FeedStale, FeedRecovered, SessionStarted,
+                  SessionChanged, SessionEnded, SchemaMismatch, BufferOverflow)
+_WARN_EVENTS = (GapEvent, SchemaMismatch, BufferOverflow, ImageFailed, FeedStale)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{text!r} is not host:port")
+    return host, int(port)
+
+
+def policy_from(config: HandlerConfig) -> RecoveryPolicy:
+    r = config.recovery
+    return RecoveryPolicy(
+        gap_wait_min_ns=int(r.gap_wait_min_ms * 1e6),
+        gap_wait_max_ns=int(r.gap_wait_max_ms * 1e6),
+        request_timeout_ns=int(r.request_timeout_ms * 1e6),
+        retries_per_server=r.retries_per_server,
+        max_outstanding_requests=r.max_outstanding_requests,
+        max_request_messages=r.max_request_messages,
+        requests_per_s=r.requests_per_s,
+        messages_per_s=r.messages_per_s,
+        message_burst=max(r.max_request_messages, r.messages_per_s / 10),
+        give_up_ns=int(r.give_up_s * 1e9),
+        max_buffer_messages=r.max_buffer_messages,
+        max_buffer_bytes=r.max_buffer_bytes,
+        stale_after_ns=int(r.stale_after_ms * 1e6),
+        resync_on_unrecoverable=r.resync_on_unrecoverable,
+    )
+
+
+def _plain(v: Any) -> Any:
+    return v.decode("ascii", "replace") if isinstance(v, bytes) else v
+
+
+class Channel:
+    """One channel's sockets, servers and core."""
+
+    def __init__(self, cc: ChannelConfig, config: HandlerConfig, on_message: Callable, on_event: Callable, seed: int) -> None:
+        self.name = cc.name
+        self.config = cc
+        self.nack_addrs = [parse_address(a) for a in cc.nack_servers]
+        self.image_addrs = [parse_address(a) for a in cc.image_servers]
+        now = time.monotonic_ns()
+        self.core = HandlerCore(
+            on_message, on_event, policy_from(config), rng=random.Random(seed), nack_servers=len(self.nack_addrs),
+            image_servers=len(self.image_addrs), keep_image=config.keep_image, late_join_image=config.recovery.late_join_image, now_ns=now,
+        )
+        self.socks: dict[str, socket.socket] = {}
+        for feed, fc in (("A", cc.feed_a), ("B", cc.feed_b)):
+            sock, granted = open_receiver(fc.interface, fc.group, fc.port, config.rcvbuf_bytes)
+            warning = check_rcvbuf(config.rcvbuf_bytes, granted)
+            if warning:
+                event(log, "rcvbuf_capped", logging.WARNING, channel=self.name, feed=feed, detail=warning)
+            self.socks[feed] = sock
+        self.unicast = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.unicast.bind(("0.0.0.0", 0))
+        self.unicast.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, config.rcvbuf_bytes)
+        self.unicast.setblocking(False)
+        self.image_client: ImageClient | None = None
+        self.nack_send_errors = 0
+        self.unknown_unicast = 0
+
+    def close(self) -> None:
+        for s in self.socks.values():
+            s.close()
+        self.unicast.close()
+        if self.image_client is not None:
+            self.image_client.close()
+
+
+class LineHandler:
+    """All channels of one handler process, in one loop."""
+
+    def __init__(self, config: HandlerConfig, on_message: Callable[[str, int, tuple], Any] | None = None,
+                 on_event: Callable[[str, Any], Any] | None = None) -> None:
+        self.config = config
+        self.app_message = on_message
+        self.app_event = on_event
+        self.stopping = False
+        self.sel = selectors.DefaultSelector()
+        self.buf = bytearray(65536)
+        self.view = memoryview(self.buf)
+        self._record: IO[str] | None = open(config.record_file, "w") if config.record_file else None  # noqa: SIM115 - closed in close()
+        rng = random.Random(config.drop_seed)
+        self._drop = {"A": config.drop_a, "B": config.drop_b}
+        self._drop_rng = rng
+        self.dropped = {"A": 0, "B": 0}
+        self.channels: list[Channel] = []
+        ccs = [cfg.load_table(ChannelConfig, t, f"channels[{i}].") for i, t in enumerate(config.channels)] or [config.channel]
+        for i, cc in enumerate(ccs):
+            ch = Channel(cc, config, self._message_sink(cc.name), self._event_sink(cc.name), seed=config.drop_seed * 1000 + i)
+            self.channels.append(ch)
+            for feed, sock in ch.socks.items():
+                self.sel.register(sock, selectors.EVENT_READ, (ch, feed))
+            self.sel.register(ch.unicast, selectors.EVENT_READ, (ch, "R"))
+        self.status_server: StatusServer | None = None
+        if config.status_socket:
+            self.status_server = StatusServer(config.status_socket, self.status)
+            self.sel.register(self.status_server.sock, selectors.EVENT_READ, (None, "status"))
+
+    # -- sinks ------------------------------------------------------------------
+
+    def _message_sink(self, name: str) -> Callable[[int, tuple], None]:
+        app = self.app_message
+        record = self._record
+        if record is None and app is None:
+            return lambda seq, msg: None
+        if record is None:
+            return lambda seq, msg: app(name, seq, msg)
+
+        def sink(seq: int, msg: tuple) -> None:
+            record.write(json.dumps(message_record(CODECS, msg, channel=name, sequence=seq)) + "\n")
+            if app is not None:
+                app(name, seq, msg)
+
+        return sink
+
+    def _event_sink(self, name: str) -> Callable[[Any], None]:
+        def sink(ev: Any) -> None:
+            if isinstance(ev, _LOGGED_EVENTS):
+                fields = {f.name: _plain(getattr(ev, f.name)) for f in dataclasses.fields(ev)}
+                event(log, type(ev).__name__, logging.WARNING if isinstance(ev, _WARN_EVENTS) else logging.INFO, channel=name, **fields)
+            if isinstance(ev, GapEvent) and self._record is not None:
+                self._record.write(json.dumps({"channel": name, "gap": [ev.first, ev.last], "reason": ev.reason}) + "\n")
+            if self.app_event is not None:
+                self.app_event(name, ev)
+
+        return sink
+
+    # -- loop -------------------------------------------------------------------
+
+    def replica(self, channel: str | None = None) -> Image:
+        return self._channel(channel).core.image
+
+    def _channel(self, name: str | None) -> Channel:
+        for ch in self.channels:
+            if name is None or ch.name == name:
+                return ch
+        raise KeyError(name)
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def run(self, duration_s: float | None = None) -> None:
+        duration = self.config.duration_s if duration_s is None else duration_s
+        start = time.monotonic_ns()
+        stats_ns = int(self.config.stats_interval_s * 1e9)
+        last_stats = start
+        deadline = start + int(duration * 1e9) if duration else None
+        while not self.stopping:
+            now = time.monotonic_ns()
+            if deadline is not None and now >= deadline:
+                break
+            for ch in self.channels:
+                nt = ch.core.next_timer()
+                if nt is not None and now >= nt:
+                    self._act(ch, ch.core.on_timer(now))
+                if ch.image_client is not None and ch.image_client.expired():
+                    self._image_failed(ch, "image fetch timed out", now)
+            if stats_ns and now - last_stats >= stats_ns:
+                self.log_stats()
+                last_stats = now
+            if self.config.exit_on_session_end and all(ch.core.ended and not ch.core.gaps for ch in self.channels):
+                break
+            wake = [nt for ch in self.channels if (nt := ch.core.next_timer()) is not None]
+            if stats_ns:
+                wake.append(last_stats + stats_ns)
+            if deadline is not None:
+                wake.append(deadline)
+            timeout = max(0.0, (min(wake) - time.monotonic_ns()) / 1e9) if wake else 0.5
+            for key, mask in self.sel.select(timeout=min(timeout, 0.5)):
+                ch, what = key.data
+                if what == "status":
+                    self.status_server.on_readable()
+                elif what == "image":
+                    self._image_io(ch, mask)
+                else:
+                    self._drain_socket(ch, what, key.fileobj)
+
+    def _drain_socket(self, ch: Channel, feed: str, sock: socket.socket) -> None:
+        """Read everything queued on one socket (bounded), feeding the core."""
+        view = self.view
+        core = ch.core
+        if feed == "R":
+            self._drain_unicast(ch, sock)
+            return
+        for _ in range(256):
+            try:
+                n = sock.recv_into(self.buf)
+            except BlockingIOError:
+                return
+            now = time.monotonic_ns()
+            p = self._drop[feed]
+            if p and self._drop_rng.random() < p:
+                self.dropped[feed] += 1
+                continue
+            actions = core.on_datagram(feed, view[:n], now)
+            if actions:
+                self._act(ch, actions)
+
+    def _drain_unicast(self, ch: Channel, sock: socket.socket) -> None:
+        """Retransmissions and rejects: accepted only from a configured server, by source address."""
+        servers = {addr: i for i, addr in enumerate(ch.nack_addrs)}
+        for _ in range(256):
+            try:
+                n, addr = sock.recvfrom_into(self.buf)
+            except BlockingIOError:
+                return
+            server = servers.get(addr)
+            if server is None:
+                ch.unknown_unicast += 1  # not from a server we asked: trust no input
+                continue
+            self._act(ch, ch.core.on_unicast(self.view[:n], server, time.monotonic_ns()))
+
+    def _act(self, ch: Channel, actions: list) -> None:
+        for a in actions:
+            if isinstance(a, SendNack):
+                try:
+                    ch.unicast.sendto(encode_request(a.session, a.sequence, a.count), ch.nack_addrs[a.server])
+                except OSError as exc:
+                    ch.nack_send_errors += 1
+                    event(log, "nack_send_failed", logging.WARNING, channel=ch.name, server=ch.nack_addrs[a.server], error=str(exc))
+            elif isinstance(a, RequestImage):
+                self._start_image(ch, a)
+
+    # -- images -----------------------------------------------------------------
+
+    def _start_image(self, ch: Channel, a: RequestImage) -> None:
+        if ch.image_client is not None:
+            return
+        addr = ch.image_addrs[a.server]
+        now = time.monotonic_ns()
+        try:
+            ch.image_client = ImageClient(addr, a.session, ch.config.image_username, ch.config.image_password)
+        except OSError as exc:
+            self._image_failed(ch, str(exc), now)
+            return
+        self.sel.register(ch.image_client.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, (ch, "image"))
+        event(log, "image_requested", channel=ch.name, server=f"{addr[0]}:{addr[1]}")
+
+    def _image_io(self, ch: Channel, mask: int) -> None:
+        client = ch.image_client
+        if client is None:
+            return
+        now = time.monotonic_ns()
+        try:
+            if mask & selectors.EVENT_WRITE and not client.connected:
+                client.on_writable()
+                self.sel.modify(client.sock, selectors.EVENT_READ, (ch, "image"))
+                return
+            if mask & selectors.EVENT_READ:
+                actions = client.on_readable(ch.core, now)
+                if client.done:
+                    self._close_image(ch)
+                self._act(ch, actions)
+        except (OSError, DecodeError) as exc:
+            self._image_failed(ch, str(exc), now)
+
+    def _close_image(self, ch: Channel) -> None:
+        if ch.image_client is not None:
+            self.sel.unregister(ch.image_client.sock)
+            ch.image_client.close()
+            ch.image_client = None
+
+    def _image_failed(self, ch: Channel, reason: str, now: int) -> None:
+        self._close_image(ch)
+        self._act(ch, ch.core.on_image_failed(reason, now))
+
+    # -- figures ----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "daemon": "linehandler",
+            "channels": {ch.name: {**ch.core.status(), "nack_send_errors": ch.nack_send_errors, "unknown_unicast": ch.unknown_unicast}
+                         for ch in self.channels},
+            "dropped_in_process": self.dropped,
+        }
+
+    def log_stats(self) -> None:
+        for ch in self.channels:
+            core = ch.core
+            for i, feed in enumerate(("A", "B", "R")):
+                fields = {k: v for k, v in core.feed_counters[i].as_dict().items() if v}
+                if fields:
+                    event(log, "stats", channel=ch.name, feed=feed, **fields)
+            event(log, "stats", channel=ch.name, quality=core.quality, next_sequence=core.expected, buffered=len(core.buffer),
+                  gaps_open=len(core.gaps), **{k: v for k, v in core.counters.as_dict().items() if v})
+
+    def close(self) -> None:
+        for ch in self.channels:
+            ch.close()
+        if self.status_server is not None:
+            self.status_server.close()
+        self.sel.close()
+        if self._record is not None:
+            self._record.close()
+            self._record = None
