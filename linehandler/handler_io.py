@@ -152,6 +152,8 @@ class LineHandler:
             for feed, sock in ch.socks.items():
                 self.sel.register(sock, selectors.EVENT_READ, (ch, feed))
             self.sel.register(ch.unicast, selectors.EVENT_READ, (ch, "R"))
+        self.tickers: list[Callable[[int], Any]] = []
+        self.extra_stats: list[Callable[[], Any]] = []
         self.status_server: StatusServer | None = None
         if config.status_socket:
             self.status_server = StatusServer(config.status_socket, self.status)
@@ -200,6 +202,16 @@ class LineHandler:
     def stop(self) -> None:
         self.stopping = True
 
+    def add_reader(self, sock: Any, callback: Callable[[Any, int, int], Any], events: int = selectors.EVENT_READ) -> None:
+        """Serve another socket from this loop: `callback(sock, mask, now_ns)` when it is ready."""
+        self.sel.register(sock, events, (None, callback))
+
+    def modify_reader(self, sock: Any, callback: Callable[[Any, int, int], Any], events: int) -> None:
+        self.sel.modify(sock, events, (None, callback))
+
+    def remove_reader(self, sock: Any) -> None:
+        self.sel.unregister(sock)
+
     def run(self, duration_s: float | None = None) -> None:
         duration = self.config.duration_s if duration_s is None else duration_s
         start = time.monotonic_ns()
@@ -216,12 +228,16 @@ class LineHandler:
                     self._act(ch, ch.core.on_timer(now))
                 if ch.image_client is not None and ch.image_client.expired():
                     self._image_failed(ch, "image fetch timed out", now)
+            for tick in self.tickers:
+                tick(now)
             if stats_ns and now - last_stats >= stats_ns:
                 self.log_stats()
                 last_stats = now
             if self.config.exit_on_session_end and all(ch.core.ended and not ch.core.gaps for ch in self.channels):
                 break
             wake = [nt for ch in self.channels if (nt := ch.core.next_timer()) is not None]
+            if self.tickers:
+                wake.append(now + 50_000_000)  # tickers run at least every 50 ms
             if stats_ns:
                 wake.append(last_stats + stats_ns)
             if deadline is not None:
@@ -229,7 +245,9 @@ class LineHandler:
             timeout = max(0.0, (min(wake) - time.monotonic_ns()) / 1e9) if wake else 0.5
             for key, mask in self.sel.select(timeout=min(timeout, 0.5)):
                 ch, what = key.data
-                if what == "status":
+                if callable(what):
+                    what(key.fileobj, mask, time.monotonic_ns())
+                elif what == "status":
                     self.status_server.on_readable()
                 elif what == "image":
                     self._image_io(ch, mask)
@@ -344,6 +362,8 @@ class LineHandler:
                     event(log, "stats", channel=ch.name, feed=feed, **fields)
             event(log, "stats", channel=ch.name, quality=core.quality, next_sequence=core.expected, buffered=len(core.buffer),
                   gaps_open=len(core.gaps), **{k: v for k, v in core.counters.as_dict().items() if v})
+        for extra in self.extra_stats:
+            extra()
 
     def close(self) -> None:
         for ch in self.channels:

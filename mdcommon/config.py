@@ -48,7 +48,7 @@ def _check_type(path: str, value: Any, hint: Any) -> Any:
         return float(value)
     if base in (int, float, str, bool) and not (isinstance(value, base) and not (base is int and isinstance(value, bool))):
         raise ConfigFileError(f"{path}: expected {base.__name__}, got {value!r}")
-    if base is list and not isinstance(value, list):
+    if (base is list or hint is list) and not isinstance(value, list):
         raise ConfigFileError(f"{path}: expected a list, got {value!r}")
     return value
 
@@ -126,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         dest = "cfg__" + name.replace(".", "__")
         if hint is bool:
             parser.add_argument(flag, dest=dest, default=None, action=argparse.BooleanOptionalAction, help=_help(f, default))
-        elif getattr(hint, "__origin__", None) is list:
+        elif hint is list or getattr(hint, "__origin__", None) is list:
             parser.add_argument(flag, dest=dest, default=None, action="append", help=_help(f, default) + "; repeat for several")
         else:
             parser.add_argument(flag, dest=dest, default=None, type=hint, choices=f.metadata.get("choices"),

@@ -1,0 +1,85 @@
+"""`python -m retransmit serve`: mirror a channel's feeds, answer NACKs, serve initial images.
+
+    python -m retransmit serve [--config server.toml] [flags that override the file]
+    python -m retransmit serve --print-config
+
+Several can run on several hosts; give handlers the list (`nack_servers`,
+`image_servers`), and give each server its peers (`repair_servers`,
+`repair_image_servers`) so that it repairs its own gaps. SIGTERM/SIGINT stop it (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from linehandler.handler_io import parse_address
+from mdcommon import config as cfg
+from mdcommon.logs import setup_logging
+from mdcommon.validate import ConfigError, check_interface, check_multicast_group, check_port, check_unicast_port_free
+
+from .config import ServerConfig
+from .server_io import RetransmitServer
+
+__all__ = ["main"]
+
+
+def validate(config: ServerConfig) -> None:
+    import socket
+
+    for name, feed in (("feed_a", config.feed_a), ("feed_b", config.feed_b)):
+        check_interface(feed.interface, f"{name}.interface")
+        check_multicast_group(feed.group, f"{name}.group")
+        check_port(feed.port, f"{name}.port")
+    check_port(config.request_port, "request_port")
+    check_port(config.image_port, "image_port")
+    check_unicast_port_free(config.request_address, config.request_port, socket.SOCK_DGRAM, "request socket")
+    check_unicast_port_free(config.image_address, config.image_port, socket.SOCK_STREAM, "image listener")
+    for addr in config.repair_servers + config.repair_image_servers:
+        try:
+            parse_address(addr)
+        except ValueError as exc:
+            raise ConfigError(f"repair server {exc}") from None
+    if not 1 <= config.limits.max_request_messages <= 0xFFFF:
+        raise ConfigError("limits.max_request_messages must be 1..65535")
+
+
+def cmd_serve(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m retransmit serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="TOML configuration file; flags override it")
+    ap.add_argument("--print-config", action="store_true", help="print the effective configuration as TOML and exit")
+    cfg.add_arguments(ap, ServerConfig)
+    args = ap.parse_args(argv)
+    try:
+        config = cfg.load(ServerConfig, args.config)
+        cfg.apply_arguments(config, args)
+        if args.print_config:
+            sys.stdout.write(cfg.to_toml(config))
+            return 0
+        validate(config)
+    except (ConfigError, cfg.ConfigFileError) as exc:
+        print(f"retransmit: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, config.log_json)
+    server = RetransmitServer(config)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    try:
+        server.run()
+    finally:
+        server.log_stats()
+        server.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return cmd_serve(argv[1:])
+    print(__doc__)
+    return 0 if argv in ([], ["-h"], ["--help"]) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""The retransmission server process: a mirror of the feed plus the two services, one loop.
+
+The mirror is a `LineHandler` (the handler's own core: arbitration, gap repair from
+peer servers, late join from a peer's image); every message it delivers goes into the
+journal and its replica image. The re-request socket (UDP) and the image listener (TCP)
+are served from the same selector, so the mirror and the services never race.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from decoders import CODECS
+from linehandler.config import ChannelConfig, HandlerConfig
+from linehandler.events import GapEvent, ImageApplied, SessionChanged, SessionStarted
+from linehandler.handler_io import LineHandler
+from mdcommon.logs import event
+
+from .config import ServerConfig
+from .image import ImageSession, ImageSnapshot, take_snapshot
+from .journal import Journal
+from .server import RequestServer, ServerLimits
+
+__all__ = ["RetransmitServer", "limits_from"]
+
+log = logging.getLogger("retransmit")
+
+
+def limits_from(config: ServerConfig) -> ServerLimits:
+    lc = config.limits
+    b = lc.burst_s
+
+    def bucket(rate: float, floor: float) -> tuple[float, float]:
+        return (rate, max(rate * b, floor))
+
+    return ServerLimits(
+        max_request_messages=lc.max_request_messages,
+        max_datagram_bytes=config.max_datagram_bytes,
+        requester_requests=bucket(lc.requester_requests_per_s, 1),
+        requester_messages=bucket(lc.requester_messages_per_s, lc.max_request_messages),
+        requester_bytes=bucket(lc.requester_bytes_per_s, 128 * 1024),
+        global_requests=bucket(lc.global_requests_per_s, 1),
+        global_messages=bucket(lc.global_messages_per_s, lc.max_request_messages),
+        global_bytes=bucket(lc.global_bytes_per_s, 128 * 1024),
+        dedupe_window_ns=int(lc.dedupe_window_ms * 1e6),
+        max_requesters=lc.max_requesters,
+    )
+
+
+@dataclass
+class _Client:
+    sock: socket.socket
+    session: ImageSession
+    accepted_ns: int
+    last_progress_ns: int
+    pending: deque = field(default_factory=deque)
+
+
+class RetransmitServer:
+    """Mirror + re-request server + image server for one channel."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        hc = HandlerConfig(
+            channel=ChannelConfig(name=config.channel, feed_a=config.feed_a, feed_b=config.feed_b,
+                                  nack_servers=list(config.repair_servers), image_servers=list(config.repair_image_servers)),
+            keep_image=True, stats_interval_s=config.stats_interval_s, status_socket=config.status_socket,
+        )
+        self.journal = Journal(config.journal_max_messages, config.journal_max_bytes,
+                               int(config.journal_max_age_s * 1e9) if config.journal_max_age_s > 0 else None)
+        self.server = RequestServer(self.journal, limits_from(config), time.monotonic_ns())
+        self.handler = LineHandler(hc, self._on_message, self._on_event)
+        self.core = self.handler.channels[0].core
+        if self.handler.status_server is not None:
+            self.handler.status_server.snapshot = self.status
+        self.handler.extra_stats.append(self._log_server_stats)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((config.request_address, config.request_port))
+        self.udp.setblocking(False)
+        self.handler.add_reader(self.udp, self._on_udp)
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((config.image_address, config.image_port))
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.handler.add_reader(self.listener, self._on_accept)
+        self.handler.tickers.append(self._tick)
+        self.clients: dict[socket.socket, _Client] = {}
+        self.snapshot: ImageSnapshot | None = None
+        self.figures = {"image_clients": 0, "images_served": 0, "clients_refused": 0, "slow_readers_closed": 0,
+                        "idle_closed": 0, "udp_send_errors": 0, "journal_resets": 0}
+
+    # -- mirror -------------------------------------------------------------
+
+    def _on_message(self, channel: str, seq: int, msg: tuple) -> None:
+        self.journal.append(seq, CODECS.encode(msg), time.monotonic_ns())
+
+    def _on_event(self, channel: str, ev: Any) -> None:
+        if isinstance(ev, (SessionStarted, SessionChanged)):
+            self.server.session = self.core.session
+            self.journal.reset(1)
+            self.figures["journal_resets"] += 1
+        elif isinstance(ev, GapEvent):
+            self.journal.reset(ev.last + 1)  # the journal never holds a hole: history before a lost range is dropped
+            self.figures["journal_resets"] += 1
+        elif isinstance(ev, ImageApplied):
+            self.journal.reset(ev.sequence + 1)
+            self.figures["journal_resets"] += 1
+
+    # -- re-requests --------------------------------------------------------
+
+    def _on_udp(self, sock: socket.socket, mask: int, now_ns: int) -> None:
+        for _ in range(256):
+            try:
+                data, addr = sock.recvfrom(2048)
+            except BlockingIOError:
+                return
+            for datagram in self.server.on_request(data, addr, time.monotonic_ns()):
+                try:
+                    sock.sendto(datagram, addr)
+                except OSError as exc:
+                    self.figures["udp_send_errors"] += 1
+                    event(log, "retransmit_send_failed", logging.WARNING, requester=f"{addr[0]}:{addr[1]}", error=str(exc))
+
+    # -- images -------------------------------------------------------------
+
+    def _snapshot(self) -> ImageSnapshot | None:
+        core = self.core
+        if core.session is None or core.expected is None or core.joining or core.gaps:
+            return None  # not consistent with any one sequence right now: the client is told "session not available"
+        seq = core.expected - 1
+        snap = self.snapshot
+        if snap is None or snap.sequence != seq or snap.session != core.session:
+            snap = self.snapshot = take_snapshot(core.image, core.session, seq, time.time_ns())
+        return snap
+
+    def _on_accept(self, sock: socket.socket, mask: int, now_ns: int) -> None:
+        try:
+            conn, addr = sock.accept()
+        except BlockingIOError:
+            return
+        if len(self.clients) >= self.config.max_clients:
+            self.figures["clients_refused"] += 1
+            event(log, "image_client_refused", logging.WARNING, client=f"{addr[0]}:{addr[1]}", clients=len(self.clients))
+            conn.close()
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        self.clients[conn] = _Client(conn, ImageSession(self._snapshot, self.config.username, self.config.password), now_ns, now_ns)
+        self.figures["image_clients"] += 1
+        self.handler.add_reader(conn, self._on_client)
+
+    def _on_client(self, sock: socket.socket, mask: int, now_ns: int) -> None:
+        client = self.clients.get(sock)
+        if client is None:
+            return
+        if mask & selectors.EVENT_READ:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                self._close(client, "peer closed")
+                return
+            before = client.session.state
+            client.pending.extend(client.session.on_data(data))
+            if before == "login" and client.session.state == "streaming":
+                self.figures["images_served"] += 1
+                event(log, "image_serving", sequence=client.session.snapshot.sequence, instruments=client.session.snapshot.instruments)
+        self._flush(client, now_ns)
+
+    def _flush(self, client: _Client, now_ns: int) -> None:
+        sock = client.sock
+        while client.pending:
+            chunk = client.pending[0]
+            try:
+                n = sock.send(chunk)
+            except BlockingIOError:
+                break
+            except OSError:
+                self._close(client, "send failed")
+                return
+            client.last_progress_ns = now_ns
+            if n < len(chunk):
+                client.pending[0] = memoryview(chunk)[n:]
+                break
+            client.pending.popleft()
+        if not client.pending and client.session.state != "login":
+            self._close(client, client.session.close_reason or "image sent")  # the whole image is out, or a reject
+            return
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.pending else 0)
+        self.handler.modify_reader(sock, self._on_client, want)
+
+    def _close(self, client: _Client, reason: str) -> None:
+        self.clients.pop(client.sock, None)
+        self.handler.remove_reader(client.sock)
+        client.sock.close()
+
+    def _tick(self, now_ns: int) -> None:
+        idle_ns = int(self.config.idle_timeout_s * 1e9)
+        slow_ns = int(self.config.slow_reader_timeout_s * 1e9)
+        for client in list(self.clients.values()):
+            if client.session.state == "login" and now_ns - client.accepted_ns > idle_ns:
+                self.figures["idle_closed"] += 1
+                self._close(client, "idle")
+            elif client.pending and now_ns - client.last_progress_ns > slow_ns:
+                self.figures["slow_readers_closed"] += 1
+                event(log, "slow_reader_closed", logging.WARNING, pending_chunks=len(client.pending))
+                self._close(client, "slow reader")
+
+    # -- run ----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "daemon": "retransmit",
+            "mirror": self.handler.status(),
+            "journal": {"first_sequence": self.journal.first_sequence, "next_sequence": self.journal.next_sequence,
+                        "messages": len(self.journal), "bytes": self.journal.nbytes},
+            "server": self.server.counters.as_dict(),
+            "images": dict(self.figures, clients_now=len(self.clients)),
+        }
+
+    def run(self, duration_s: float | None = None) -> None:
+        self.handler.run(self.config.duration_s if duration_s is None else duration_s)
+
+    def stop(self) -> None:
+        self.handler.stop()
+
+    def log_stats(self) -> None:
+        self.handler.log_stats()
+
+    def _log_server_stats(self) -> None:
+        event(log, "stats", journal_first=self.journal.first_sequence, journal_next=self.journal.next_sequence,
+              **{k: v for k, v in self.server.counters.as_dict().items() if v}, **{k: v for k, v in self.figures.items() if v})
+
+    def close(self) -> None:
+        for client in list(self.clients.values()):
+            self._close(client, "server stopping")
+        self.handler.remove_reader(self.udp)
+        self.handler.remove_reader(self.listener)
+        self.udp.close()
+        self.listener.close()
+        self.handler.close()
