@@ -1,0 +1,140 @@
+"""The re-request server core on a fake clock: every reject kind, buckets, dedupe, no amplification."""
+
+from __future__ import annotations
+
+from decoders import CODECS, SCHEMA_FINGERPRINT, make_session, soup
+from decoders.moldudp64 import decode_datagram, encode_request
+from mdcommon.image import Image
+from retransmit.image import ImageSession, take_snapshot
+from retransmit.journal import Journal
+from retransmit.server import RequestServer, ServerLimits
+
+S = make_session(SCHEMA_FINGERPRINT, 5)
+ADDR = ("127.0.0.1", 40000)
+MS = 1_000_000
+
+
+def server(n: int = 5000, first: int = 1, **limits) -> RequestServer:
+    j = Journal()
+    for s in range(first, first + n):
+        j.append(s, CODECS.encode((b"Q", s, 1, s, 1, s + 1, 1)), 0)
+    srv = RequestServer(j, ServerLimits(**limits))
+    srv.session = S
+    return srv
+
+
+def answer(out: list[bytes]) -> list:
+    return [decode_datagram(d, CODECS) for d in out]
+
+
+def reject_reason(out: list[bytes]) -> str:
+    (d,) = answer(out)
+    assert d[1] == 0  # control packets carry sequence 0
+    return CODECS.to_dict(d[3][0])["reason"]
+
+
+def test_serves_the_range_split_at_the_datagram_size(clock) -> None:
+    srv = server()
+    out = srv.on_request(encode_request(S, 10, 100), ADDR, clock.now_ns)
+    assert all(len(d) <= 1400 for d in out) and len(out) == 4
+    seqs = [s for _, first, _, msgs in answer(out) for s in range(first, first + len(msgs))]
+    assert seqs == list(range(10, 110))
+    assert [m[1] for *_, msgs in answer(out) for m in msgs] == list(range(10, 110))
+
+
+def test_every_bad_request_gets_its_reject(clock) -> None:
+    srv = server(100, first=50)
+    cases = [
+        (b"short", "malformed"),
+        (encode_request(make_session(SCHEMA_FINGERPRINT, 6), 60, 5), "wrong_session"),
+        (encode_request(S, 60, 0), "count_out_of_range"),
+        (encode_request(S, 60, 2001), "count_out_of_range"),
+        (encode_request(S, 10, 5), "too_old"),
+        (encode_request(S, 150, 5), "too_far_ahead"),
+    ]
+    for i, (req, reason) in enumerate(cases):
+        assert reject_reason(srv.on_request(req, ("127.0.0.1", 41000 + i), clock.now_ns)) == reason
+    (d,) = answer(srv.on_request(encode_request(S, 10, 5), ADDR, clock.now_ns))
+    reject = CODECS.to_dict(d[3][0])
+    assert (reject["first_available_sequence_number"], reject["next_sequence_number"]) == (50, 150)
+
+
+def test_range_past_the_head_is_clipped(clock) -> None:
+    srv = server(100)
+    (d,) = answer(srv.on_request(encode_request(S, 95, 20), ADDR, clock.now_ns))
+    assert (d[1], len(d[3])) == (95, 6)
+
+
+def test_repeat_inside_the_window_is_served_once(clock) -> None:
+    srv = server()
+    assert srv.on_request(encode_request(S, 10, 20), ADDR, clock.now_ns)
+    assert srv.on_request(encode_request(S, 10, 20), ADDR, clock.advance(10 * MS)) == []
+    (d,) = answer(srv.on_request(encode_request(S, 15, 20), ADDR, clock.now_ns))  # overlapping: only the new part
+    assert (d[1], len(d[3])) == (30, 5)
+    assert srv.on_request(encode_request(S, 10, 20), ADDR, clock.advance(60 * MS))  # after the window: served again
+    assert srv.counters["deduplicated"] == 1
+
+
+def test_rate_limited_reject_says_when_to_retry(clock) -> None:
+    srv = server(requester_requests=(10.0, 2.0))
+    for i in range(2):
+        assert answer(srv.on_request(encode_request(S, 100 * i + 1, 5), ADDR, clock.now_ns))[0][1] != 0
+    (d,) = answer(srv.on_request(encode_request(S, 500, 5), ADDR, clock.now_ns))
+    reject = CODECS.to_dict(d[3][0])
+    assert reject["reason"] == "rate_limited" and 90 * MS <= reject["retry_after_ns"] <= 110 * MS
+    assert srv.on_request(encode_request(S, 500, 5), ("127.0.0.1", 40001), clock.now_ns)[0][10:18] != b"\0" * 8  # others unaffected
+
+
+def test_a_flood_gets_at_most_its_bucket_of_bytes(clock) -> None:
+    rate, burst = 200_000.0, 50_000.0
+    srv = server(5000, requester_bytes=(rate, burst), requester_requests=(1e9, 1e9), requester_messages=(1e9, 1e9))
+    sent = 0
+    seconds = 2
+    for _ in range(seconds * 1000):  # 1,000 whole-journal requests a second, each with a new range
+        for d in srv.on_request(encode_request(S, 1 + (clock.now_ns // MS) % 3000, 2000), ADDR, clock.now_ns):
+            sent += len(d)
+        clock.advance(MS)
+    assert sent <= burst + rate * seconds + 200_000  # within its bucket (+ one answer in flight)
+    assert srv.counters["rejected_rate_limited"] + srv.counters["suppressed"] > 1000
+    honest = srv.on_request(encode_request(S, 1, 50), ("127.0.0.1", 45000), clock.now_ns)
+    assert sum(len(m) for *_, m in answer(honest)) == 50  # another requester is still served at once
+
+
+def test_requester_table_is_bounded(clock) -> None:
+    srv = server(100, max_requesters=10)
+    for port in range(50):
+        srv.on_request(encode_request(S, 1, 1), ("127.0.0.1", 30000 + port), clock.now_ns)
+    assert len(srv.requesters) == 10 and srv.counters["requesters_evicted"] == 40
+
+
+def image_of(n: int) -> Image:
+    img = Image()
+    for i in range(1, n + 1):
+        img.apply((b"R", 0, i, f"S{i}", -2))
+        img.apply((b"Q", 0, i, 100 * i, 1, 100 * i + 1, 2))
+    return img
+
+
+def test_image_session_login_stream_and_reject() -> None:
+    img = image_of(25)
+    snap = take_snapshot(img, S, 777, 1)
+    sess = ImageSession(lambda: snap, "alice", "pw")
+    assert sess.on_data(soup.login_request("alice", "nope", b"", 1)) == [soup.login_rejected("not_authorized")]
+    assert sess.state == "closed"
+    sess = ImageSession(lambda: snap, "alice", "pw")
+    out = sess.on_data(soup.login_request("alice", "pw", b"", 1))
+    framer, got, end = soup.SoupFramer(), Image(), None
+    names = []
+    for p in framer.feed(b"".join(bytes(x) for x in out)):
+        name, fields = soup.decode_packet(p)
+        names.append(name)
+        if name == "sequenced_data":
+            m = CODECS.decode(fields[2])
+            if m[0] == b"G":
+                end = m
+            else:
+                got.apply(m)
+    assert names[0] == "login_accepted" and names[-1] == "end_of_session"
+    assert got == img and end[2] == 777 and end[3] == 25
+    other = ImageSession(lambda: snap)
+    assert other.on_data(soup.login_request("", "", make_session(SCHEMA_FINGERPRINT, 9), 1)) == [soup.login_rejected("session_not_available")]
