@@ -161,20 +161,23 @@ def to_toml(obj: Any) -> str:
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, list):
             return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
         return repr(v)
 
     lines: list[str] = []
-    tables: list[tuple[str, Any]] = []
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        if dataclasses.is_dataclass(v):
-            tables.append((f.name, v))
-        elif v is not None:
-            lines.append(f"{f.name} = {value(v)}")
-    for name, sub in tables:
-        lines.append(f"\n[{name}]")
-        for f in dataclasses.fields(sub):
-            v = getattr(sub, f.name)
-            if v is not None:
+
+    def emit(o: Any, prefix: str) -> None:
+        tables = []
+        for f in dataclasses.fields(o):
+            v = getattr(o, f.name)
+            if dataclasses.is_dataclass(v):
+                tables.append((f"{prefix}{f.name}", v))
+            elif v is not None:
                 lines.append(f"{f.name} = {value(v)}")
+        for name, sub in tables:
+            lines.append(f"\n[{name}]")
+            emit(sub, name + ".")
+
+    emit(obj, "")
     return "\n".join(lines) + "\n"

@@ -115,3 +115,25 @@ def test_loss_on_a_only_needs_no_nack(tmp_path: Path) -> None:
     assert delivered == list(range(1, len(delivered) + 1)) and len(delivered) > 20000
     assert stream["nacks_sent"] == 0 and stream["gaps_unrecoverable"] == 0 and handler.dropped["A"] > 0
     assert not [e for e in events if isinstance(e, GapEvent)]
+
+
+def test_one_handler_two_channels(tmp_path: Path) -> None:
+    (a1, b1), (a2, b2) = unique_feeds(), unique_feeds()
+    delivered: dict[str, list[int]] = {"x": [], "y": []}
+    config = HandlerConfig(
+        channels=[{"name": "x", "feed_a": {"group": a1[0], "port": a1[1]}, "feed_b": {"group": b1[0], "port": b1[1]}},
+                  {"name": "y", "feed_a": {"group": a2[0], "port": a2[1]}, "feed_b": {"group": b2[0], "port": b2[1]}}],
+        stats_interval_s=0, exit_on_session_end=True)
+    handler = LineHandler(config, lambda ch, seq, msg: delivered[ch].append(seq))
+    plants = [subprocess.Popen([sys.executable, "-m", "tickerplant", *feed_flags("", a, b), "--source-rate", str(rate), "--duration-s", "1.5",
+                                "--source-seed", str(seed), "--stats-interval-s", "0", "--end-of-session-linger-ms", "300"],
+                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
+              for a, b, rate, seed in ((a1, b1, 5000, 1), (a2, b2, 8000, 2))]
+    try:
+        handler.run(duration_s=15)
+    finally:
+        handler.close()
+    assert [p.wait(timeout=15) for p in plants] == [0, 0]
+    for name in "xy":
+        assert delivered[name] == list(range(1, len(delivered[name]) + 1)) and len(delivered[name]) > 5000
+    assert len(delivered["y"]) > len(delivered["x"])  # each channel its own sequence space

@@ -88,3 +88,20 @@ def test_logs_are_key_value_or_json() -> None:
     event(log, "gap", first=5, last=9)
     assert json.loads(out2.getvalue())["first"] == 5
     setup_logging("warning")
+
+
+def test_print_config_is_valid_toml_that_loads_back(tmp_path: Path) -> None:
+    import tomllib
+
+    from linehandler.config import HandlerConfig
+    from mdcommon import config as cfg
+
+    c = cfg.load(HandlerConfig, None)
+    c.channel.feed_a.group = "239.9.9.9"
+    c.channels = [{"name": "x", "feed_a": {"group": "239.1.1.1", "port": 5}}]
+    text = cfg.to_toml(c)
+    tomllib.loads(text)
+    f = tmp_path / "eff.toml"
+    f.write_text(text)
+    again = cfg.load(HandlerConfig, f)
+    assert again == c
