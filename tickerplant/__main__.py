@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                     backlog = due > n
                     plant.publish_many(market.next_messages(n, time.time_ns()))
                     sent += n
+                    if not backlog:
+                        plant.flush()  # the source has nothing more due: don't hold the batch for the next turn
             deadline = plant.poll()
             if stats_ns and now - last_stats >= stats_ns:
                 stats_line(plant, (now - start) / 1e9, last_counts, (now - last_stats) / 1e9)
