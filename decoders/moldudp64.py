@@ -239,34 +239,49 @@ class DatagramWriter:
         self.count = 0
 
     def add(self, msg: tuple) -> bool:
-        fast = self._block_packers.get(msg[0])
-        if fast is not None:
-            size, pack = fast
-            off = self.off
-            stop = off + 2 + size
-            if stop <= self.max_bytes and self.count < MAX_MESSAGES_PER_PACKET:
-                try:
-                    pack(self.buf, off, size, *msg)
-                except struct.error as exc:
-                    raise EncodeError(f"{msg[0]!r}: {exc}") from None
-                self.off = stop
-                self.count += 1
-                return True
-        return self._add_slow(msg)
+        return self.add_many((msg,), 0, None) == 1
 
-    def _add_slow(self, msg: tuple) -> bool:
-        codec = self.table.codec_for(msg)
-        size = codec.size if codec.size is not None else codec.encoded_size(msg)
-        off = self.off
-        if off + 2 + size > self.max_bytes or self.count >= MAX_MESSAGES_PER_PACKET:
-            if self.count == 0:
-                raise EncodeError(f"{codec.name} of {size} bytes never fits in {self.max_bytes}")
-            return False
-        _pack_block_length(self.buf, off, size)
-        codec.pack_into(self.buf, off + 2, msg)
-        self.off = off + 2 + size
-        self.count += 1
-        return True
+    def add_many(self, msgs: list[tuple] | tuple, start: int = 0, offsets: list[int] | None = None) -> int:
+        """Pack `msgs[start:]` until the datagram is full; return the index of the first one
+        not packed (len(msgs) if all fit). Each packed block's offset is appended to `offsets`."""
+        packers = self._block_packers
+        buf = self.buf
+        max_bytes = self.max_bytes
+        off, count = self.off, self.count
+        n = len(msgs)
+        i = start
+        try:
+            while i < n:
+                msg = msgs[i]
+                fast = packers.get(msg[0])
+                if fast is not None:
+                    size, pack = fast
+                    stop = off + 2 + size
+                    if stop > max_bytes or count >= MAX_MESSAGES_PER_PACKET:
+                        if count == 0:
+                            raise EncodeError(f"{msg[0]!r} of {size} bytes never fits in {max_bytes}")
+                        break
+                    pack(buf, off, size, *msg)
+                else:
+                    codec = self.table.codec_for(msg)
+                    size = codec.encoded_size(msg)
+                    stop = off + 2 + size
+                    if stop > max_bytes or count >= MAX_MESSAGES_PER_PACKET:
+                        if count == 0:
+                            raise EncodeError(f"{codec.name} of {size} bytes never fits in {max_bytes}")
+                        break
+                    _pack_block_length(buf, off, size)
+                    codec.pack_into(buf, off + 2, msg)
+                if offsets is not None:
+                    offsets.append(off)
+                off = stop
+                count += 1
+                i += 1
+        except struct.error as exc:
+            raise EncodeError(f"{msgs[i][0]!r}: {exc}") from None
+        finally:
+            self.off, self.count = off, count
+        return i
 
     def add_block(self, block: bytes) -> bool:
         size = len(block)

@@ -60,8 +60,17 @@ class Journal:
         self._trim(now_ns)
 
     def extend(self, sequence: int, blocks: list[bytes], now_ns: int) -> None:
-        for i, block in enumerate(blocks):
-            self.append(sequence + i, block, now_ns)
+        """Append consecutive blocks from `sequence` on: one check and one trim for all of them."""
+        if not blocks:
+            return
+        if self._blocks and sequence != self.next_sequence:
+            raise JournalGap(f"append of {sequence}, journal expects {self.next_sequence}")
+        if not self._blocks:
+            self.first_sequence = sequence
+        self._blocks.extend(blocks)
+        self._times.extend([now_ns] * len(blocks))
+        self.nbytes += sum(map(len, blocks))
+        self._trim(now_ns)
 
     def expire(self, now_ns: int) -> None:
         """Apply the age bound; call from a timer, appends apply it too."""

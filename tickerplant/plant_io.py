@@ -99,9 +99,8 @@ class Plant:
 
     def publish(self, msg: tuple) -> None:
         """Sequence one message (a fast-codec tuple); full datagrams leave at once."""
-        out: list[bytes] = []
         seq = self.sequencer.next_sequence
-        self.sequencer.publish(msg, time.monotonic_ns(), out)
+        out = self.sequencer.publish_many((msg,), time.monotonic_ns())
         if self.image is not None:
             self.image.apply(msg)
         if self._record is not None:

@@ -59,6 +59,7 @@ class Sequencer:
         self.next_sequence = first_sequence  # sequence number of the next message to enter a datagram
         self._batch_first = first_sequence  # sequence of the first message in the open datagram
         self._batch_since_ns: int | None = None  # when the open datagram got its first message
+        self._starts: list[int] = []  # offset of each message block in the open datagram
         self._last_send_ns: int | None = None
         self.ended = False
         # figures for the counters of the shell
@@ -78,34 +79,40 @@ class Sequencer:
 
     def publish(self, msg: tuple, now_ns: int, out: list[bytes]) -> None:
         """Number and pack one message; full datagrams are appended to `out`."""
+        self.publish_many((msg,), now_ns, out)
+
+    def publish_many(self, msgs: list[tuple] | tuple, now_ns: int, out: list[bytes] | None = None) -> list[bytes]:
+        """Number and pack messages; returns (or appends to `out`) the datagrams that filled up."""
         if self.ended:
             raise SessionEnded(f"session {self.session!r} has ended")
+        if out is None:
+            out = []
         writer = self.writer
-        start = writer.off
-        if not writer.add(msg):
+        n = len(msgs)
+        i = writer.add_many(msgs, 0, self._starts)
+        while i < n:
             out.append(self._close(now_ns))
-            start = writer.off
-            writer.add(msg)
-        if self._batch_since_ns is None:
+            i = writer.add_many(msgs, i, self._starts)
+        if msgs and self._batch_since_ns is None:
             self._batch_since_ns = now_ns
-        if self.journal is not None:
-            self.journal.append(self.next_sequence, bytes(writer.buf[start + 2 : writer.off]), now_ns)
-        self.next_sequence += 1
-
-    def publish_many(self, msgs: list[tuple], now_ns: int) -> list[bytes]:
-        out: list[bytes] = []
-        for msg in msgs:
-            self.publish(msg, now_ns, out)
+        self.next_sequence += len(msgs)
         return out
 
     def _close(self, now_ns: int) -> bytes:
-        """Finish the open datagram and start the next one."""
+        """Finish the open datagram, journal its messages, and start the next one."""
         writer = self.writer
+        count = writer.count
         datagram = bytes(writer.finish(self.session, self._batch_first))
+        if self.journal is not None:
+            # block i spans starts[i] + 2 .. starts[i + 1] (2 = the length prefix)
+            starts = self._starts
+            ends = starts[1:] + [writer.off]
+            self.journal.extend(self._batch_first, [datagram[s + 2 : e] for s, e in zip(starts, ends)], now_ns)
+        self._starts.clear()  # in place: publish_many holds a reference to this list
         self.datagrams += 1
-        self.messages += writer.count
+        self.messages += count
         writer.reset()
-        self._batch_first = self.next_sequence
+        self._batch_first += count
         self._batch_since_ns = None
         self._last_send_ns = now_ns
         return datagram
