@@ -42,6 +42,7 @@ class ServerConfig:
     username: str = opt("", "image login username (empty: no authentication)")
     password: str = opt("", "image login password")
     max_clients: int = opt(16, "most image clients at once; more are refused")
+    image_reuse_ms: float = opt(1000.0, "serve the last snapshot to clients logging in within this of it (it stays consistent with its own sequence; the handler NACKs the rest), so N late joiners cost one snapshot", "ms")
     idle_timeout_s: float = opt(10.0, "an image client that does not log in within this is closed", "s")
     slow_reader_timeout_s: float = opt(5.0, "an image client that reads nothing for this long is closed", "s")
     journal_max_messages: int = opt(2_000_000, "journal bound", "messages")

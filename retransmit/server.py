@@ -123,6 +123,10 @@ class RequestServer:
             return self._reject(r, "wrong_session", seq, count, 0, now_ns)
         if not 1 <= count <= self.limits.max_request_messages:
             return self._reject(r, "count_out_of_range", seq, count, 0, now_ns)
+        # cheapest limit first, so that a flood costs the server almost nothing per request
+        wait = max(r.requests.wait_ns(1, now_ns), self.g_requests.wait_ns(1, now_ns))
+        if wait != 0:
+            return self._reject(r, "rate_limited", seq, count, wait if wait > 0 else 1_000_000_000, now_ns)
         j = self.journal
         if seq < j.first_sequence:
             return self._reject(r, "too_old", seq, count, 0, now_ns)
@@ -138,16 +142,18 @@ class RequestServer:
         if seq > last:
             c[SERVER_COUNTERS.deduplicated] += 1
             return []
-        blocks = j.get(seq, last - seq + 1)
-        n = len(blocks)
-        est_bytes = sum(len(b) for b in blocks) + 2 * n + HEADER_SIZE * (1 + n // 20)
-        waits = [r.requests.wait_ns(1, now_ns), r.messages.wait_ns(n, now_ns), r.bytes.wait_ns(est_bytes, now_ns),
-                 self.g_requests.wait_ns(1, now_ns), self.g_messages.wait_ns(n, now_ns), self.g_bytes.wait_ns(est_bytes, now_ns)]
+        n = last - seq + 1
+        avg = j.nbytes / len(j) if len(j) else 0  # estimate before fetching anything
+        est_bytes = int(n * (avg + 2)) + HEADER_SIZE * (1 + n // 20)
+        waits = [r.messages.wait_ns(n, now_ns), r.bytes.wait_ns(est_bytes, now_ns),
+                 self.g_messages.wait_ns(n, now_ns), self.g_bytes.wait_ns(est_bytes, now_ns)]
         if any(w != 0 for w in waits):
             retry = max(waits) if all(w >= 0 for w in waits) else 1_000_000_000
+            r.requests.take(1, now_ns)  # a refused request still spends the requester's request token
             return self._reject(r, "rate_limited", seq, count, retry, now_ns)
         for bucket, amount in ((r.requests, 1), (r.messages, n), (self.g_requests, 1), (self.g_messages, n)):
             bucket.take(amount, now_ns)
+        blocks = j.get(seq, n)
         out = self._split(session, seq, blocks)
         sent = sum(len(d) for d in out)
         r.bytes.take(min(sent, r.bytes.tokens), now_ns)

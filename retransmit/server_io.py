@@ -81,6 +81,7 @@ class RetransmitServer:
             self.handler.status_server.snapshot = self.status
         self.handler.extra_stats.append(self._log_server_stats)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # a flood must not push honest requests out
         self.udp.bind((config.request_address, config.request_port))
         self.udp.setblocking(False)
         self.handler.add_reader(self.udp, self._on_udp)
@@ -93,7 +94,8 @@ class RetransmitServer:
         self.handler.tickers.append(self._tick)
         self.clients: dict[socket.socket, _Client] = {}
         self.snapshot: ImageSnapshot | None = None
-        self.figures = {"image_clients": 0, "images_served": 0, "clients_refused": 0, "slow_readers_closed": 0,
+        self.snapshot_ns = 0
+        self.figures = {"snapshots_taken": 0, "image_clients": 0, "images_served": 0, "clients_refused": 0, "slow_readers_closed": 0,
                         "idle_closed": 0, "udp_send_errors": 0, "journal_resets": 0}
 
     # -- mirror -------------------------------------------------------------
@@ -136,8 +138,12 @@ class RetransmitServer:
             return None  # not consistent with any one sequence right now: the client is told "session not available"
         seq = core.expected - 1
         snap = self.snapshot
-        if snap is None or snap.sequence != seq or snap.session != core.session:
+        now = time.monotonic_ns()
+        fresh = snap is not None and snap.session == core.session and now - self.snapshot_ns <= self.config.image_reuse_ms * 1e6
+        if not fresh and (snap is None or snap.sequence != seq or snap.session != core.session):
             snap = self.snapshot = take_snapshot(core.image, core.session, seq, time.time_ns())
+            self.snapshot_ns = now
+            self.figures["snapshots_taken"] += 1
         return snap
 
     def _on_accept(self, sock: socket.socket, mask: int, now_ns: int) -> None:
