@@ -228,8 +228,9 @@ class LineHandler:
                     self._act(ch, ch.core.on_timer(now))
                 if ch.image_client is not None and ch.image_client.expired():
                     self._image_failed(ch, "image fetch timed out", now)
+            busy = False
             for tick in self.tickers:
-                tick(now)
+                busy = bool(tick(now)) or busy  # a ticker with more work to do: don't sleep
             if stats_ns and now - last_stats >= stats_ns:
                 self.log_stats()
                 last_stats = now
@@ -243,6 +244,8 @@ class LineHandler:
             if deadline is not None:
                 wake.append(deadline)
             timeout = max(0.0, (min(wake) - time.monotonic_ns()) / 1e9) if wake else 0.5
+            if busy:
+                timeout = 0.0
             for key, mask in self.sel.select(timeout=min(timeout, 0.5)):
                 ch, what = key.data
                 if callable(what):

@@ -48,6 +48,17 @@ class Record:
         self.values: dict[int, int] = {}
         self.types: dict[int, int] = {}  # value types that differ from the field dictionary
 
+    def copy(self) -> Record:
+        rec = Record(self.instrument_id, self.symbol, self.price_exponent)
+        rec.values = dict(self.values)
+        rec.types = dict(self.types)
+        return rec
+
+    def message(self, timestamp_ns: int) -> tuple:
+        """This record as a record image message."""
+        fields = tuple((fid, self.value_type(fid), val) for fid, val in sorted(self.values.items()))
+        return (b"I", timestamp_ns, self.instrument_id, self.symbol, self.price_exponent, fields)
+
     def value_type(self, field_id: int) -> int:
         t = self.types.get(field_id)
         if t is not None:
@@ -74,6 +85,30 @@ class Image:
 
     def __init__(self) -> None:
         self.records: dict[int, Record] = {}
+        self._saved: dict[int, Record | None] | None = None  # copy-on-write originals while a snapshot is taken
+
+    def freeze(self) -> tuple[list[int], dict[int, Record | None]]:
+        """Start a consistent snapshot: (instrument ids now, originals of records changed from now on).
+
+        Until `thaw`, the first change to a record saves its previous state (None if it did
+        not exist), so `frozen_record` still sees the image as it was at `freeze`."""
+        self._saved = {}
+        return sorted(self.records), self._saved
+
+    def thaw(self) -> None:
+        self._saved = None
+
+    def frozen_record(self, instrument_id: int) -> Record | None:
+        saved = self._saved
+        if saved is not None and instrument_id in saved:
+            return saved[instrument_id]
+        return self.records.get(instrument_id)
+
+    def _save(self, instrument_id: int) -> None:
+        saved = self._saved
+        if saved is not None and instrument_id not in saved:
+            rec = self.records.get(instrument_id)
+            saved[instrument_id] = rec.copy() if rec is not None else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -82,6 +117,8 @@ class Image:
         return isinstance(other, Image) and self.records == other.records
 
     def record(self, instrument_id: int) -> Record:
+        if self._saved is not None:
+            self._save(instrument_id)
         rec = self.records.get(instrument_id)
         if rec is None:
             rec = self.records[instrument_id] = Record(instrument_id)
@@ -132,6 +169,8 @@ class Image:
     def load_record(self, msg: tuple) -> None:
         """Replace one instrument from a record image message."""
         _, _ts, iid, symbol, exponent, fields = msg
+        if self._saved is not None:
+            self._save(iid)
         rec = Record(iid, symbol, exponent)
         for field_id, value_type, value in fields:
             rec.values[field_id] = value
@@ -143,6 +182,4 @@ class Image:
     def record_messages(self, timestamp_ns: int) -> Iterator[tuple]:
         """One record image message per instrument, in instrument id order."""
         for iid in sorted(self.records):
-            rec = self.records[iid]
-            fields = tuple((fid, rec.value_type(fid), val) for fid, val in sorted(rec.values.items()))
-            yield (b"I", timestamp_ns, iid, rec.symbol, rec.price_exponent, fields)
+            yield self.records[iid].message(timestamp_ns)

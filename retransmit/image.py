@@ -1,37 +1,85 @@
 """Initial images over SoupBinTCP, sans-I/O: the login dialogue and the image stream.
 
-Consistency: an image is taken in one step of the server's single loop from the
-mirrored image and the sequence number it reflects (every message up to and including
-`sequence`), so it equals the publisher's state at exactly that sequence. The encoded
-image is one immutable blob shared by every client that asks at the same sequence, so
-ten late joiners cost one encoding and no memory per client beyond a read offset.
+Consistency: an image is frozen in one step of the server's single loop, with the
+sequence number it reflects (every message up to and including `sequence`); records
+changed afterwards are read from their copy-on-write originals, so the image equals the
+publisher's state at exactly that sequence while the mirror keeps applying live data.
+Its encoded chunks are shared by every client that logs in while it is recent, so ten
+late joiners cost one encoding and no memory per client beyond a read position.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from decoders import CODECS, DecodeError, soup
+from decoders import CODECS, DecodeError, build_codec, soup
+from decoders.schema.framing import SoupHeader
 from mdcommon.image import Image
 
 __all__ = ["ImageSnapshot", "take_snapshot", "ImageSession"]
 
 
-@dataclass(frozen=True)
+_SOUP_HEADER = build_codec("soup_header", SoupHeader).prefix  # packet_length, packet_type
+_RECORD = CODECS.by_name["record_image"]
+
+
 class ImageSnapshot:
-    session: bytes
-    sequence: int
-    instruments: int
-    blob: bytes  # SoupBinTCP sequenced-data packets: every record image, then the end of image
+    """One image at `sequence`, encoded a step at a time into SoupBinTCP chunks shared by its clients.
+
+    `freeze` on the image makes the copy-on-write point; `step` encodes the next records
+    (as they were at the freeze) into a new chunk; the last chunk ends with the end of
+    image. Clients read `chunks` as they grow, so the mirror never stops for a whole image.
+    """
+
+    def __init__(self, image: Image, session: bytes, sequence: int, timestamp_ns: int) -> None:
+        self.image = image
+        self.session = session
+        self.sequence = sequence
+        self.timestamp_ns = timestamp_ns
+        self.ids, _ = image.freeze()
+        self.instruments = len(self.ids)
+        self.position = 0
+        self.chunks: list[bytes] = []
+        self.done = False
+
+    def step(self, max_records: int = 4000) -> bool:
+        """Encode up to `max_records` more; True while there is more to do."""
+        if self.done:
+            return False
+        ids = self.ids
+        stop = min(self.position + max_records, len(ids))
+        frozen = self.image.frozen_record
+        ts = self.timestamp_ns
+        encode = _RECORD.encode
+        header = _SOUP_HEADER.pack
+        parts: list[bytes] = []
+        for iid in ids[self.position : stop]:
+            rec = frozen(iid)
+            if rec is None:
+                continue
+            body = encode(rec.message(ts))
+            parts.append(header(len(body) + 1, b"S"))
+            parts.append(body)
+        self.position = stop
+        if stop == len(ids):
+            parts.append(soup.sequenced_data(CODECS.encode((b"G", ts, self.sequence, self.instruments))))
+            self.done = True
+            self.image.thaw()
+        self.chunks.append(b"".join(parts))
+        return not self.done
+
+    @property
+    def blob(self) -> bytes:
+        """The whole encoded image (finishing it first)."""
+        while self.step(1 << 30):
+            pass
+        return b"".join(self.chunks)
 
 
 def take_snapshot(image: Image, session: bytes, sequence: int, timestamp_ns: int) -> ImageSnapshot:
-    encode = CODECS.encode
-    parts = []
-    for msg in image.record_messages(timestamp_ns):
-        parts.append(soup.sequenced_data(encode(msg)))
-    parts.append(soup.sequenced_data(encode((b"G", timestamp_ns, sequence, len(image)))))
-    return ImageSnapshot(session, sequence, len(image), b"".join(parts))
+    """A snapshot encoded in one go (tests, small images)."""
+    snap = ImageSnapshot(image, session, sequence, timestamp_ns)
+    while snap.step(1 << 30):
+        pass
+    return snap
 
 
 class ImageSession:
@@ -70,8 +118,8 @@ class ImageSession:
                 if snap is None or (session.strip(b" ") and session != snap.session):
                     return out + [soup.login_rejected("session_not_available")] + self._close("session not available")
                 self.snapshot = snap
-                self.state = "streaming"
-                out += [soup.login_accepted(snap.session, snap.sequence + 1), memoryview(snap.blob), soup.end_of_session()]
+                self.state = "streaming"  # the shell streams snap.chunks as they are encoded, then end of session
+                out.append(soup.login_accepted(snap.session, snap.sequence + 1))
             elif name == "logout_request":
                 return out + self._close("logout")
             elif name == "client_heartbeat":

@@ -16,14 +16,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from decoders import CODECS
+from decoders import CODECS, soup
 from linehandler.config import ChannelConfig, HandlerConfig
 from linehandler.events import GapEvent, ImageApplied, SessionChanged, SessionStarted
 from linehandler.handler_io import LineHandler
 from mdcommon.logs import event
 
 from .config import ServerConfig
-from .image import ImageSession, ImageSnapshot, take_snapshot
+from .image import ImageSession, ImageSnapshot
 from .journal import Journal
 from .server import RequestServer, ServerLimits
 
@@ -60,6 +60,8 @@ class _Client:
     accepted_ns: int
     last_progress_ns: int
     pending: deque = field(default_factory=deque)
+    next_chunk: int = 0
+    ended: bool = False
 
 
 class RetransmitServer:
@@ -133,17 +135,18 @@ class RetransmitServer:
     # -- images -------------------------------------------------------------
 
     def _snapshot(self) -> ImageSnapshot | None:
+        """The snapshot a client logging in now gets: the one being encoded, a recent one, or a new one."""
         core = self.core
+        snap = self.snapshot
+        if snap is not None and snap.session == core.session and (
+            not snap.done or time.monotonic_ns() - self.snapshot_ns <= self.config.image_reuse_ms * 1e6
+        ):
+            return snap
         if core.session is None or core.expected is None or core.joining or core.gaps:
             return None  # not consistent with any one sequence right now: the client is told "session not available"
-        seq = core.expected - 1
-        snap = self.snapshot
-        now = time.monotonic_ns()
-        fresh = snap is not None and snap.session == core.session and now - self.snapshot_ns <= self.config.image_reuse_ms * 1e6
-        if not fresh and (snap is None or snap.sequence != seq or snap.session != core.session):
-            snap = self.snapshot = take_snapshot(core.image, core.session, seq, time.time_ns())
-            self.snapshot_ns = now
-            self.figures["snapshots_taken"] += 1
+        snap = self.snapshot = ImageSnapshot(core.image, core.session, core.expected - 1, time.time_ns())
+        self.snapshot_ns = time.monotonic_ns()
+        self.figures["snapshots_taken"] += 1
         return snap
 
     def _on_accept(self, sock: socket.socket, mask: int, now_ns: int) -> None:
@@ -183,7 +186,17 @@ class RetransmitServer:
 
     def _flush(self, client: _Client, now_ns: int) -> None:
         sock = client.sock
-        while client.pending:
+        snap = client.session.snapshot
+        while True:
+            if client.session.state == "streaming" and snap is not None:
+                while len(client.pending) < 4 and client.next_chunk < len(snap.chunks):  # shared chunks, read in place
+                    client.pending.append(memoryview(snap.chunks[client.next_chunk]))
+                    client.next_chunk += 1
+                if snap.done and client.next_chunk == len(snap.chunks) and not client.ended:
+                    client.pending.append(soup.end_of_session())
+                    client.ended = True
+            if not client.pending:
+                break
             chunk = client.pending[0]
             try:
                 n = sock.send(chunk)
@@ -197,7 +210,7 @@ class RetransmitServer:
                 client.pending[0] = memoryview(chunk)[n:]
                 break
             client.pending.popleft()
-        if not client.pending and client.session.state != "login":
+        if not client.pending and (client.session.state == "closed" or client.ended):
             self._close(client, client.session.close_reason or "image sent")  # the whole image is out, or a reject
             return
         want = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.pending else 0)
@@ -208,7 +221,19 @@ class RetransmitServer:
         self.handler.remove_reader(client.sock)
         client.sock.close()
 
-    def _tick(self, now_ns: int) -> None:
+    def _tick(self, now_ns: int) -> bool:
+        """Encode the next part of a snapshot in progress and feed its clients; True while busy."""
+        busy = False
+        snap = self.snapshot
+        if snap is not None and not snap.done:
+            busy = snap.step()
+            for client in list(self.clients.values()):
+                if client.session.snapshot is snap:
+                    self._flush(client, now_ns)
+        self._expire(now_ns)
+        return busy
+
+    def _expire(self, now_ns: int) -> None:
         idle_ns = int(self.config.idle_timeout_s * 1e9)
         slow_ns = int(self.config.slow_reader_timeout_s * 1e9)
         for client in list(self.clients.values()):

@@ -115,6 +115,28 @@ def image_of(n: int) -> Image:
     return img
 
 
+def test_snapshot_is_the_image_at_its_freeze_while_live_data_goes_on() -> None:
+    from retransmit.image import ImageSnapshot
+
+    img = image_of(30)
+    snap = ImageSnapshot(img, S, 100, 1)
+    truth = {iid: rec.copy() for iid, rec in img.records.items()}
+    snap.step(10)
+    img.apply((b"Q", 2, 5, 1, 1, 2, 2))  # changes after the freeze, on encoded and not yet encoded records
+    img.apply((b"Q", 2, 25, 1, 1, 2, 2))
+    img.apply((b"R", 2, 99, "NEW", -2))  # an instrument created after the freeze
+    got = Image()
+    framer = soup.SoupFramer()
+    while snap.step(7):
+        pass
+    for p in framer.feed(b"".join(snap.chunks)):
+        m = CODECS.decode(soup.decode_packet(p)[1][2])
+        if m[0] == b"I":
+            got.apply(m)
+    assert got.records == truth
+    assert img.records[25].values[1] == 1 and img._saved is None  # the live image moved on; the freeze is over
+
+
 def test_image_session_login_stream_and_reject() -> None:
     img = image_of(25)
     snap = take_snapshot(img, S, 777, 1)
@@ -123,6 +145,8 @@ def test_image_session_login_stream_and_reject() -> None:
     assert sess.state == "closed"
     sess = ImageSession(lambda: snap, "alice", "pw")
     out = sess.on_data(soup.login_request("alice", "pw", b"", 1))
+    assert sess.snapshot is snap and sess.state == "streaming"
+    out += [snap.blob, soup.end_of_session()]  # what the shell streams after the login
     framer, got, end = soup.SoupFramer(), Image(), None
     names = []
     for p in framer.feed(b"".join(bytes(x) for x in out)):

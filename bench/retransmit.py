@@ -1,0 +1,162 @@
+"""Retransmission server figures, in one run.
+
+(a) the request server core from memory: requests/s and messages/s served within
+    generous limits (200-message requests from 100 requesters), and rejects/s under a
+    single requester's flood;
+(b) live on loopback: a plant with N instruments at a given rate, a retransmission
+    server mirroring it, and late joiners fetching the initial image: seconds from
+    connect to image applied in the handler, alone and with 10 joiners at once, and
+    whether the mirror stayed gap-free meanwhile.
+
+    python bench/retransmit.py [--instruments 200000] [--rate 100000]
+
+Target (issue 5): a full 200,000-instrument image served and applied by a handler in under 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from decoders import CODECS, SCHEMA_FINGERPRINT, make_session  # noqa: E402
+from decoders.moldudp64 import encode_request  # noqa: E402
+from linehandler.config import ChannelConfig, FeedConfig, HandlerConfig, RecoveryConfig  # noqa: E402
+from linehandler.events import ImageApplied  # noqa: E402
+from linehandler.handler_io import LineHandler  # noqa: E402
+from mdcommon.logs import setup_logging  # noqa: E402
+from mdcommon.status_io import fetch_status  # noqa: E402
+from retransmit.journal import Journal  # noqa: E402
+from retransmit.server import RequestServer, ServerLimits  # noqa: E402
+
+
+def core_figures() -> tuple[float, float, float]:
+    session = make_session(SCHEMA_FINGERPRINT, 1)
+    j = Journal()
+    for s in range(1, 200_001):
+        j.append(s, CODECS.encode((b"Q", s, s % 1000, s, 1, s + 1, 1)), 0)
+    big = (1e9, 1e9)
+    srv = RequestServer(j, ServerLimits(requester_requests=big, requester_messages=big, requester_bytes=big, global_requests=big,
+                                        global_messages=big, global_bytes=big, dedupe_window_ns=0))
+    srv.session = session
+    reqs = [(encode_request(session, 1 + (i * 997) % 190_000, 200), ("10.0.0.1", 1000 + i % 100)) for i in range(5000)]
+    t0 = time.perf_counter()
+    for data, addr in reqs:
+        srv.on_request(data, addr, 0)
+    dt = time.perf_counter() - t0
+    flood = RequestServer(j, ServerLimits())
+    flood.session = session
+    t0 = time.perf_counter()
+    for i, (data, _) in enumerate(reqs):
+        flood.on_request(data, ("10.0.0.2", 1), i * 100_000)  # 10,000 requests/s from one requester
+    df = time.perf_counter() - t0
+    return len(reqs) / dt, len(reqs) * 200 / dt, len(reqs) / df
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join(a, b, udp: int, tcp: int, results: list, lock: threading.Lock) -> None:
+    applied: list[float] = []
+    t0 = time.perf_counter()
+
+    def on_event(ch: str, ev: object) -> None:
+        if isinstance(ev, ImageApplied):
+            applied.append(time.perf_counter() - t0)
+            handler.stop()
+
+    config = HandlerConfig(channel=ChannelConfig(feed_a=FeedConfig(group=a[0], port=a[1]), feed_b=FeedConfig(group=b[0], port=b[1]),
+                                                 nack_servers=[f"127.0.0.1:{udp}"], image_servers=[f"127.0.0.1:{tcp}"]),
+                           recovery=RecoveryConfig(max_buffer_messages=5_000_000), stats_interval_s=0)
+    handler = LineHandler(config, None, on_event)
+    try:
+        handler.run(duration_s=60)
+        n = len(handler.replica())
+    finally:
+        handler.close()
+    with lock:
+        results.append((applied[0] if applied else float("nan"), n))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--instruments", type=int, default=200_000)
+    ap.add_argument("--rate", type=float, default=100_000.0, help="feed rate while images are served [messages/s]")
+    ap.add_argument("--joiners", type=int, default=10)
+    args = ap.parse_args(argv)
+
+    setup_logging("warning")
+    req_s, msg_s, rej_s = core_figures()
+    print(f"retransmit benchmark; Python {sys.version.split()[0]}")
+    print(f"(a) request server core: {req_s:,.0f} requests/s = {msg_s:,.0f} messages/s served (200-message requests); "
+          f"{rej_s:,.0f} requests/s handled under one requester's flood")
+
+    rng = random.Random()
+    x, port = rng.randrange(1, 250), rng.randrange(20000, 60000, 2)
+    a, b = (f"239.199.{x}.1", port), (f"239.199.{x}.2", port + 1)
+    udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    status = Path(f"/tmp/md-bench-rtx-{port}.sock")
+    feed = ["--feed-a-group", a[0], "--feed-a-port", str(a[1]), "--feed-b-group", b[0], "--feed-b-port", str(b[1])]
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed, "--request-port", str(udp), "--image-port", str(tcp),
+                               "--stats-interval-s", "0", "--status-socket", str(status), "--image-reuse-ms", "2000"],
+                              cwd=ROOT, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    plant = subprocess.Popen([sys.executable, "-m", "tickerplant", *feed, "--source-instruments", str(args.instruments),
+                              "--source-rate", str(args.rate), "--source-burst-seconds", "0", "--stats-interval-s", "0", "--no-keep-image"],
+                             cwd=ROOT, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until the mirror holds every instrument
+            try:
+                snap = fetch_status(str(status))
+                if snap["mirror"]["channels"]["ch1"]["instruments"] >= args.instruments:
+                    break
+            except OSError:
+                pass  # noqa: S110 - the server is still starting; poll again
+            time.sleep(0.2)
+        time.sleep(1.0)
+        print(f"(b) live: {args.instruments:,} instruments, feed at {args.rate:,.0f} msg/s on loopback")
+        rows = []
+        for joiners in (1, args.joiners):
+            results: list = []
+            lock = threading.Lock()
+            threads = [threading.Thread(target=join, args=(a, b, udp, tcp, results, lock)) for _ in range(joiners)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            times = [r[0] for r in results]
+            rows.append((joiners, times, [r[1] for r in results]))
+            time.sleep(2.5)
+        snap = fetch_status(str(status))
+        mirror = snap["mirror"]["channels"]["ch1"]["stream"]
+        print(f"{'joiners':>8} {'median s':>9} {'max s':>7} {'instruments in replica':>24}")
+        for joiners, times, sizes in rows:
+            print(f"{joiners:8} {statistics.median(times):9.2f} {max(times):7.2f} {min(sizes):>24,}")
+        print(f"mirror during the run: gaps detected {mirror['gaps_detected']}, lost {mirror['messages_lost']}, "
+              f"snapshots taken {snap['images']['snapshots_taken']}, images served {snap['images']['images_served']}")
+        alone = statistics.median(rows[0][1])
+        print(f"{'MET ' if alone < 5 else 'MISS'} image of {args.instruments:,} instruments served and applied in < 5 s: {alone:.2f} s alone, "
+              f"{max(rows[1][1]):.2f} s worst of {args.joiners} at once")
+    finally:
+        plant.terminate()
+        server.terminate()
+        plant.wait(timeout=20)
+        server.wait(timeout=20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
