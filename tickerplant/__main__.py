@@ -21,7 +21,7 @@ import time
 from mdcommon import config as cfg
 from mdcommon.logs import event, setup_logging
 from mdcommon.status_io import StatusServer
-from mdcommon.validate import ConfigError, check_interface, check_multicast_group, check_port
+from mdcommon.validate import ConfigError, check_interface, check_multicast_group, check_port, check_unicast_port_free
 
 from .config import PlantConfig
 from .plant_io import Plant
@@ -46,6 +46,9 @@ def validate(config: PlantConfig) -> None:
         raise ConfigError("source.kind = \"file\" needs source.path")
     if config.heartbeat_interval_ms <= 0:
         raise ConfigError("heartbeat_interval_ms must be positive")
+    if config.request_address:
+        check_port(config.request_port, "request_port")
+        check_unicast_port_free(config.request_address, config.request_port, what="request socket")
 
 
 def parse_args(argv: list[str]) -> tuple[PlantConfig, argparse.Namespace]:
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.status_socket:
         status = StatusServer(config.status_socket, plant.status)
         sel.register(status.sock, selectors.EVENT_READ)
+    if plant.request_sock is not None:
+        sel.register(plant.request_sock, selectors.EVENT_READ)
     plant.start()
     event(log, "plant_started", session=plant.session.decode(),
           feed_a=f"{config.feed_a.interface}/{config.feed_a.group}:{config.feed_a.port}",
@@ -156,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             for key, _ in sel.select(timeout=min(timeout, 0.5)):
                 if status is not None and key.fileobj is status.sock:
                     status.on_readable()
+                elif key.fileobj is plant.request_sock:
+                    plant.serve_requests()
     finally:
         plant.stop()
         if status is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import socket
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +29,7 @@ from mdcommon.image import Image
 from mdcommon.logs import event
 from mdcommon.mcast_send import SEND_OK, open_sender, send_datagram
 from retransmit.journal import Journal
+from retransmit.server import RequestServer, ServerLimits
 
 from .config import PlantConfig
 from .counters import FEED_COUNTERS
@@ -88,6 +90,15 @@ class Plant:
             self.feeds.append((name, sock, (feed.group, feed.port), FEED_COUNTERS.new()))
         # kept open for the plant's lifetime, closed in close()
         self._record: IO[str] | None = open(config.record_file, "w") if config.record_file else None  # noqa: SIM115
+        self.request_server: RequestServer | None = None
+        self.request_sock: socket.socket | None = None
+        self.request_send_errors = 0
+        if config.request_address:
+            self.request_server = RequestServer(self.journal, ServerLimits(max_datagram_bytes=config.max_datagram_bytes), time.monotonic_ns())
+            self.request_server.session = self.session
+            self.request_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.request_sock.bind((config.request_address, config.request_port))
+            self.request_sock.setblocking(False)
         self._last_error_log_ns = [0, 0]
 
     # -- publishing ---------------------------------------------------------
@@ -155,6 +166,27 @@ class Plant:
                         self._last_error_log_ns[i] = now
                         event(log, "send_failed", logging.WARNING, feed=name, error=errno.errorcode.get(rc, str(rc)))
 
+    # -- re-requests ----------------------------------------------------------
+
+    def serve_requests(self) -> int:
+        """Answer at most `request_max_per_turn` queued re-requests from the journal; never blocks."""
+        sock, server = self.request_sock, self.request_server
+        if sock is None or server is None:
+            return 0
+        served = 0
+        for _ in range(self.config.request_max_per_turn):
+            try:
+                data, addr = sock.recvfrom(2048)
+            except BlockingIOError:
+                break
+            served += 1
+            for datagram in server.on_request(data, addr, time.monotonic_ns()):
+                try:
+                    sock.sendto(datagram, addr)
+                except OSError:
+                    self.request_send_errors += 1  # the requester's problem; counted, never retried here
+        return served
+
     # -- end of session -----------------------------------------------------
 
     def stop(self) -> None:
@@ -180,6 +212,8 @@ class Plant:
     def close(self) -> None:
         for _, sock, _, _ in self.feeds:
             sock.close()
+        if self.request_sock is not None:
+            self.request_sock.close()
         if self._record is not None:
             self._record.close()
             self._record = None
@@ -194,4 +228,5 @@ class Plant:
             "journal": {"first_sequence": self.journal.first_sequence, "messages": len(self.journal), "bytes": self.journal.nbytes},
             "instruments": len(self.image) if self.image is not None else None,
             "feeds": {name: {"group": f"{addr[0]}:{addr[1]}", **c.as_dict()} for name, _, addr, c in self.feeds},
+            "requests": self.request_server.counters.as_dict() if self.request_server else None,
         }

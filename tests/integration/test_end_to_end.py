@@ -137,3 +137,30 @@ def test_one_handler_two_channels(tmp_path: Path) -> None:
     for name in "xy":
         assert delivered[name] == list(range(1, len(delivered[name]) + 1)) and len(delivered[name]) > 5000
     assert len(delivered["y"]) > len(delivered["x"])  # each channel its own sequence space
+
+
+def test_plant_hosted_request_server_repairs_a_mirror(tmp_path: Path) -> None:
+    """The plant serves re-requests from its own journal; a retransmission server repairs its gaps from it."""
+    a, b = unique_feeds()
+    plant_udp, udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    status = tmp_path / "rtx.sock"
+    plant = subprocess.Popen([sys.executable, "-m", "tickerplant", *feed_flags("", a, b), "--source-rate", "5000", "--duration-s", "4",
+                              "--source-burst-seconds", "0", "--stats-interval-s", "0", "--end-of-session-linger-ms", "300",
+                              "--request-address", "127.0.0.1", "--request-port", str(plant_udp)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # the mirror joins late: messages 1..k come from the plant's journal
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp), "--image-port",
+                               str(tcp), "--repair-servers", f"127.0.0.1:{plant_udp}", "--stats-interval-s", "0", "--status-socket", str(status),
+                               "--duration-s", "20"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        assert plant.wait(timeout=20) == 0
+        time.sleep(0.5)
+        from mdcommon.status_io import fetch_status
+
+        snap = fetch_status(str(status))
+        stream = snap["mirror"]["channels"]["ch1"]["stream"]
+        assert snap["journal"]["first_sequence"] == 1  # history from before it started, repaired from the plant
+        assert stream["gaps_unrecoverable"] == 0 and stream["gaps_recovered_by_nack"] >= 1
+        assert snap["journal"]["next_sequence"] > 10_000
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
