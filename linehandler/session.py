@@ -157,6 +157,16 @@ class HandlerCore:
         self.resync_from = 0
         self.ended = False
 
+    def resume(self, session: bytes, next_sequence: int, image: Image | None = None) -> None:
+        """Continue `session` from `next_sequence` (a restarted mirror with its journal on disk):
+        what arrives beyond it is a gap like any other."""
+        _, instance = parse_session(session)
+        self.session_instance = instance if instance is not None else -1
+        self._reset_stream(bytes(session), 0)
+        self.expected = self.horizon = next_sequence
+        if image is not None:
+            self.image = image
+
     def instrument_quality(self, instrument_id: int) -> str:
         """STALE/MAYBE_STALE follow the stream; after an unrecoverable gap an instrument stays
         MAYBE_STALE until an image refreshes its record."""

@@ -48,6 +48,7 @@ class ServerConfig:
     journal_max_messages: int = opt(2_000_000, "journal bound", "messages")
     journal_max_bytes: int = opt(512 << 20, "journal bound", "bytes")
     journal_max_age_s: float = opt(0.0, "journal bound by age; 0 = none", "s")
+    journal_file: str = opt("", "keep the journal in this file too, so a restart keeps its history (empty: memory only)")
     max_datagram_bytes: int = opt(1400, "largest retransmission datagram", "bytes")
     limits: LimitsConfig = opt(LimitsConfig(), "limits")
     duration_s: float = opt(0.0, "stop by itself after this long; 0 = run until signalled", "s")

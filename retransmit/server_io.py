@@ -20,11 +20,13 @@ from decoders import CODECS, soup
 from linehandler.config import ChannelConfig, HandlerConfig
 from linehandler.events import GapEvent, ImageApplied, SessionChanged, SessionStarted
 from linehandler.handler_io import LineHandler
+from mdcommon.image import Image
 from mdcommon.logs import event
 
 from .config import ServerConfig
 from .image import ImageSession, ImageSnapshot
 from .journal import Journal
+from .journal_store import JournalFile
 from .server import RequestServer, ServerLimits
 
 __all__ = ["RetransmitServer", "limits_from"]
@@ -94,27 +96,71 @@ class RetransmitServer:
         self.listener.setblocking(False)
         self.handler.add_reader(self.listener, self._on_accept)
         self.handler.tickers.append(self._tick)
+        self.store: JournalFile | None = None
+        self.image_complete = True  # False after a restart whose history does not start at 1, until an image arrives
+        if config.journal_file:
+            self._load_journal(config.journal_file)
         self.clients: dict[socket.socket, _Client] = {}
         self.snapshot: ImageSnapshot | None = None
         self.snapshot_ns = 0
         self.figures = {"snapshots_taken": 0, "image_clients": 0, "images_served": 0, "clients_refused": 0, "slow_readers_closed": 0,
                         "idle_closed": 0, "udp_send_errors": 0, "journal_resets": 0}
 
+    # -- journal on disk ----------------------------------------------------
+
+    def _load_journal(self, path: str) -> None:
+        self.store = JournalFile(path)
+        loaded = self.store.load(self.config.journal_max_messages)
+        if loaded.error or loaded.torn_tail_bytes:
+            event(log, "journal_file_damaged", logging.WARNING, path=path, error=loaded.error, torn_tail_bytes=loaded.torn_tail_bytes)
+        if loaded.session is None or not loaded.blocks:
+            return
+        now = time.monotonic_ns()
+        self.journal.reset(loaded.first_sequence)
+        self.journal.extend(loaded.first_sequence, loaded.blocks, now)
+        image = None
+        if loaded.first_sequence == 1:  # the whole session: the image can be rebuilt exactly
+            image = Image()
+            for block in loaded.blocks:
+                image.apply(CODECS.decode(block))
+        else:
+            self.image_complete = False
+        self.core.resume(loaded.session, self.journal.next_sequence, image)
+        self.server.session = loaded.session
+        if loaded.clean:
+            self.store.open_for_append(loaded.session, self.journal.next_sequence)
+        else:
+            self.store.reset(loaded.session, self.journal.first_sequence, self.journal.get(self.journal.first_sequence, len(self.journal)))
+        event(log, "journal_loaded", path=path, session=loaded.session.decode(), first=self.journal.first_sequence,
+              next=self.journal.next_sequence, image="rebuilt" if image is not None else "unavailable until fetched")
+
+    def _store_reset(self, first_sequence: int) -> None:
+        if self.store is not None and self.core.session is not None:
+            self.store.reset(self.core.session, first_sequence)
+
     # -- mirror -------------------------------------------------------------
 
     def _on_message(self, channel: str, seq: int, msg: tuple) -> None:
-        self.journal.append(seq, CODECS.encode(msg), time.monotonic_ns())
+        block = CODECS.encode(msg)
+        self.journal.append(seq, block, time.monotonic_ns())
+        if self.store is not None:
+            self.store.append(seq, block)
 
     def _on_event(self, channel: str, ev: Any) -> None:
         if isinstance(ev, (SessionStarted, SessionChanged)):
             self.server.session = self.core.session
             self.journal.reset(1)
+            self.image_complete = True
+            self._store_reset(1)
             self.figures["journal_resets"] += 1
         elif isinstance(ev, GapEvent):
             self.journal.reset(ev.last + 1)  # the journal never holds a hole: history before a lost range is dropped
+            self._store_reset(ev.last + 1)
             self.figures["journal_resets"] += 1
         elif isinstance(ev, ImageApplied):
             self.journal.reset(ev.sequence + 1)
+            self._store_reset(ev.sequence + 1)
+            self.image_complete = True
             self.figures["journal_resets"] += 1
 
     # -- re-requests --------------------------------------------------------
@@ -142,7 +188,7 @@ class RetransmitServer:
             not snap.done or time.monotonic_ns() - self.snapshot_ns <= self.config.image_reuse_ms * 1e6
         ):
             return snap
-        if core.session is None or core.expected is None or core.joining or core.gaps:
+        if core.session is None or core.expected is None or core.joining or core.gaps or not self.image_complete:
             return None  # not consistent with any one sequence right now: the client is told "session not available"
         snap = self.snapshot = ImageSnapshot(core.image, core.session, core.expected - 1, time.time_ns())
         self.snapshot_ns = time.monotonic_ns()
@@ -231,6 +277,11 @@ class RetransmitServer:
                 if client.session.snapshot is snap:
                     self._flush(client, now_ns)
         self._expire(now_ns)
+        if self.store is not None:
+            self.store.flush()
+            if self.store.bytes_written > 2 * self.config.journal_max_bytes:  # compact: keep what the journal holds
+                j = self.journal
+                self.store.reset(self.core.session, j.first_sequence, j.get(j.first_sequence, len(j)))
         return busy
 
     def _expire(self, now_ns: int) -> None:
@@ -278,3 +329,5 @@ class RetransmitServer:
         self.udp.close()
         self.listener.close()
         self.handler.close()
+        if self.store is not None:
+            self.store.close()

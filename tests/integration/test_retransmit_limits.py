@@ -148,3 +148,51 @@ def test_a_bad_apple_does_not_delay_an_honest_recovery(tmp_path: Path) -> None:
         server.terminate()
         plant.wait(timeout=10)
         server.wait(timeout=10)
+
+
+def test_a_restarted_server_keeps_its_history(tmp_path: Path) -> None:
+    from decoders import CODECS
+    from decoders.moldudp64 import decode_datagram
+
+    a, b = unique_feeds()
+    udp, tcp, plant_udp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    journal_file = tmp_path / "journal.bin"
+    status = tmp_path / "rtx.sock"
+    # what was published while the server was down is repaired from the plant's journal, as in production
+    cmd = [sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp), "--image-port", str(tcp),
+           "--stats-interval-s", "0", "--status-socket", str(status), "--journal-file", str(journal_file), "--duration-s", "30",
+           "--repair-servers", f"127.0.0.1:{plant_udp}"]
+    first = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    wait_for_port(tcp)
+    plant = subprocess.Popen([sys.executable, "-m", "tickerplant", *feed_flags("", a, b), "--source-rate", "5000", "--source-burst-seconds", "0",
+                              "--duration-s", "30", "--stats-interval-s", "0", "--request-address", "127.0.0.1", "--request-port", str(plant_udp)],
+                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        session = session_of(status)
+        first.terminate()
+        assert first.wait(timeout=10) == 0
+        second = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for_port(tcp)
+            time.sleep(1.0)
+            snap = fetch_status(str(status))
+            assert snap["journal"]["first_sequence"] == 1  # the history from before the restart
+            assert snap["mirror"]["channels"]["ch1"]["stream"]["gaps_recovered_by_nack"] >= 1  # the downtime, from the plant
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(5)
+            s.sendto(encode_request(session, 1, 10), ("127.0.0.1", udp))
+            _, seq, count, msgs = decode_datagram(s.recv(65536), CODECS)
+            s.close()
+            assert (seq, count) == (1, 10) and msgs[0][0] == b"S"  # sequence 1: the start-of-session event
+            c = socket.create_connection(("127.0.0.1", tcp), timeout=5)  # and the image, rebuilt from the file
+            c.sendall(soup.login_request("", "", session, 1))
+            name, fields = soup.decode_packet(soup.SoupFramer().feed(c.recv(64))[0])
+            c.close()
+            assert name == "login_accepted"
+        finally:
+            second.terminate()
+            second.wait(timeout=10)
+            print("\n" + [ln for ln in second.stderr.read().splitlines() if "journal_loaded" in ln][0][-160:])
+    finally:
+        plant.terminate()
+        plant.wait(timeout=10)
