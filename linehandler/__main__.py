@@ -49,21 +49,9 @@ def validate(config: HandlerConfig) -> None:
 
 
 def cmd_run(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m linehandler run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="TOML configuration file; flags override it")
-    ap.add_argument("--print-config", action="store_true", help="print the effective configuration as TOML and exit")
-    cfg.add_arguments(ap, HandlerConfig)
-    args = ap.parse_args(argv)
-    try:
-        config = cfg.load(HandlerConfig, args.config)
-        cfg.apply_arguments(config, args)
-        validate(config)
-    except (ConfigError, cfg.ConfigFileError) as exc:
-        print(f"linehandler: configuration error: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        sys.stdout.write(cfg.to_toml(config))
-        return 0
+    config = cfg.daemon_config("python -m linehandler run", __doc__, HandlerConfig, argv, validate)
+    if isinstance(config, int):
+        return config
     setup_logging(config.log_level, config.log_json)
     handler = LineHandler(config)
     signal.signal(signal.SIGTERM, lambda *_: handler.stop())

@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
-__all__ = ["opt", "load", "load_table", "add_arguments", "apply_arguments", "describe", "to_toml", "ConfigFileError"]
+__all__ = ["opt", "load", "load_table", "daemon_config", "add_arguments", "apply_arguments", "describe", "to_toml", "ConfigFileError"]
 
 T = TypeVar("T")
 
@@ -181,3 +181,28 @@ def to_toml(obj: Any) -> str:
 
     emit(obj, "")
     return "\n".join(lines) + "\n"
+
+
+def daemon_config(prog: str, doc: str | None, cls: type[T], argv: list[str], validate: Any) -> T | int:
+    """The usual daemon start: `--config FILE`, a flag per option, `--print-config`, validation.
+
+    Returns the effective configuration, or an exit status: 0 after `--print-config`, 2 with
+    the error printed when the file or a value is refused (`validate` raises ValueError)."""
+    import sys
+
+    ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="TOML configuration file; flags override it")
+    ap.add_argument("--print-config", action="store_true", help="print the effective configuration as TOML and exit")
+    add_arguments(ap, cls)
+    args = ap.parse_args(argv)
+    try:
+        config = load(cls, args.config)
+        apply_arguments(config, args)
+        if args.print_config:
+            sys.stdout.write(to_toml(config))
+            return 0
+        validate(config)
+    except ValueError as exc:  # ConfigFileError and mdcommon.validate.ConfigError are ValueErrors
+        print(f"{prog}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return config

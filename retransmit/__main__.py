@@ -10,7 +10,6 @@ Several can run on several hosts; give handlers the list (`nack_servers`,
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 
@@ -46,21 +45,9 @@ def validate(config: ServerConfig) -> None:
 
 
 def cmd_serve(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m retransmit serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="TOML configuration file; flags override it")
-    ap.add_argument("--print-config", action="store_true", help="print the effective configuration as TOML and exit")
-    cfg.add_arguments(ap, ServerConfig)
-    args = ap.parse_args(argv)
-    try:
-        config = cfg.load(ServerConfig, args.config)
-        cfg.apply_arguments(config, args)
-        if args.print_config:
-            sys.stdout.write(cfg.to_toml(config))
-            return 0
-        validate(config)
-    except (ConfigError, cfg.ConfigFileError) as exc:
-        print(f"retransmit: configuration error: {exc}", file=sys.stderr)
-        return 2
+    config = cfg.daemon_config("python -m retransmit serve", __doc__, ServerConfig, argv, validate)
+    if isinstance(config, int):
+        return config
     setup_logging(config.log_level, config.log_json)
     server = RetransmitServer(config)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())

@@ -11,7 +11,6 @@ groups 239.194.1.1:31001 (A) and 239.194.2.1:31002 (B), TTL 0.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import selectors
 import signal
@@ -51,17 +50,6 @@ def validate(config: PlantConfig) -> None:
         check_unicast_port_free(config.request_address, config.request_port, what="request socket")
 
 
-def parse_args(argv: list[str]) -> tuple[PlantConfig, argparse.Namespace]:
-    ap = argparse.ArgumentParser(prog="python -m tickerplant", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="TOML configuration file; flags override it")
-    ap.add_argument("--print-config", action="store_true", help="print the effective configuration as TOML and exit")
-    cfg.add_arguments(ap, PlantConfig)
-    args = ap.parse_args(argv)
-    config = cfg.load(PlantConfig, args.config)
-    cfg.apply_arguments(config, args)
-    return config, args
-
-
 def stats_line(plant: Plant, elapsed_s: float, last: dict[str, int], interval_s: float) -> None:
     for name, _, _, counters in plant.feeds:
         now = counters.as_dict()
@@ -72,15 +60,9 @@ def stats_line(plant: Plant, elapsed_s: float, last: dict[str, int], interval_s:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config, args = parse_args(sys.argv[1:] if argv is None else argv)
-        validate(config)
-    except (ConfigError, cfg.ConfigFileError) as exc:
-        print(f"tickerplant: configuration error: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        sys.stdout.write(cfg.to_toml(config))
-        return 0
+    config = cfg.daemon_config("python -m tickerplant", __doc__, PlantConfig, sys.argv[1:] if argv is None else argv, validate)
+    if isinstance(config, int):
+        return config
     setup_logging(config.log_level, config.log_json)
 
     stop = {"requested": False}

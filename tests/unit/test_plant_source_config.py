@@ -10,7 +10,7 @@ import pytest
 
 from decoders import CODECS
 from mdcommon import config as cfg
-from tickerplant.__main__ import main, parse_args, validate
+from tickerplant.__main__ import main, validate
 from tickerplant.config import PlantConfig
 from tickerplant.plant_io import session_instance_for
 from tickerplant.source import RateSchedule, SyntheticMarket, read_json_lines
@@ -53,7 +53,7 @@ def test_json_lines_source() -> None:
 def test_flags_override_the_file_only_when_given(tmp_path: Path) -> None:
     f = tmp_path / "p.toml"
     f.write_text('heartbeat_interval_ms = 250\n[feed_a]\ngroup = "239.1.1.1"\n[source]\nrate = 5.0\n')
-    config, _ = parse_args(["--config", str(f), "--source-rate", "7"])
+    config = cfg.daemon_config("python -m tickerplant", None, PlantConfig, ["--config", str(f), "--source-rate", "7"], validate)
     assert (config.heartbeat_interval_ms, config.feed_a.group, config.source.rate, config.feed_b.group) == (250.0, "239.1.1.1", 7.0, "239.194.2.1")
     assert "heartbeat_interval_ms = 250.0" in cfg.to_toml(config)
 
