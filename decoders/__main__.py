@@ -1,6 +1,7 @@
 """`python -m decoders`: decode MoldUDP64 datagrams into JSON lines.
 
     python -m decoders [decode] [FILE ...] [--format auto|hex|raw] [--max-bytes N]
+    python -m decoders pcap CAPTURE [--summary] [--group G:P] [--session S] [--instrument N] [--type quote]
 
 Input: hex lines (one datagram per line, spaces allowed, `#` comments) or raw files
 (one datagram per file); `-` or no FILE reads standard input. Output: one JSON object
@@ -75,9 +76,73 @@ def decode_stream(datagrams: Iterator[tuple[str, bytes]], max_bytes: int, out: T
     return bad
 
 
+def _addr(text: str) -> tuple[str, int]:
+    group, _, port = text.rpartition(":")
+    if not group or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not group:port")
+    return group, int(port)
+
+
+def cmd_pcap(args: argparse.Namespace) -> int:
+    """JSON lines per message, or a per-feed summary, of the MoldUDP64 datagrams in a capture."""
+    from collections import Counter
+
+    from .pcap import PcapError, ReadCounters, read_udp
+
+    feeds = {args.feed_a: "A", args.feed_b: "B"}
+    counters = ReadCounters()
+    summary: dict[str, dict] = {}
+    types: Counter[str] = Counter()
+    bad = 0
+    out = sys.stdout
+    try:
+        for ts, src, sport, dst, dport, payload in read_udp(args.capture, counters):
+            if args.group and (dst, dport) not in args.group:
+                continue
+            feed = feeds.get((dst, dport), "-")
+            try:
+                session, seq, count, msgs = decode_datagram(payload, CODECS)
+            except DecodeError as exc:
+                bad += 1
+                sys.stderr.write(json.dumps({"time_ns": ts, "destination": f"{dst}:{dport}", "error": exc.kind, "offset": exc.offset}) + "\n")
+                continue
+            sess = session.decode("ascii")
+            if args.session and sess != args.session:
+                continue
+            f = summary.setdefault(feed, {"datagrams": 0, "messages": 0, "gaps": 0, "missing": 0, "duplicates": 0, "next": None})
+            f["datagrams"] += 1
+            if seq and count not in (0, 0xFFFF):
+                if f["next"] is not None and seq > f["next"]:
+                    f["gaps"] += 1
+                    f["missing"] += seq - f["next"]
+                elif f["next"] is not None and seq < f["next"]:
+                    f["duplicates"] += min(count, f["next"] - seq)
+                f["next"] = max(f["next"] or 0, seq + count)
+                f["messages"] += count
+            for i, msg in enumerate(msgs):
+                name = CODECS.codec_for(msg).name
+                if args.type and name not in args.type:
+                    continue
+                if args.instrument is not None and (len(msg) < 3 or msg[2] != args.instrument or name in ("end_of_image", "system_event")):
+                    continue
+                types[name] += 1
+                if not args.summary:
+                    out.write(json.dumps(message_record(CODECS, msg, time_ns=ts, source=f"{src}:{sport}", destination=f"{dst}:{dport}",
+                                                        feed=feed, session=sess, sequence=seq + i if seq else 0)) + "\n")
+    except PcapError as exc:
+        print(f"python -m decoders pcap: {exc}", file=sys.stderr)
+        return 1
+    if args.summary:
+        for f in summary.values():
+            f.pop("next")
+        print(json.dumps({"feeds": summary, "message_types": dict(types.most_common()), "bad_datagrams": bad,
+                          "capture": counters.__dict__}, indent=2))
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("decode",):
+    if not argv or argv[0] not in ("decode", "pcap"):
         argv.insert(0, "decode")
     ap = argparse.ArgumentParser(prog="python -m decoders", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -87,7 +152,18 @@ def main(argv: list[str] | None = None) -> int:
                      help="input format: hex lines, one raw datagram per file, or guess (default auto)")
     dec.add_argument("--max-bytes", type=int, default=MAX_DATAGRAM_BYTES,
                      help=f"largest datagram accepted, bytes (default {MAX_DATAGRAM_BYTES})")
+    pc = sub.add_parser("pcap", help="decode the MoldUDP64 datagrams of a pcap/pcapng capture")
+    pc.add_argument("capture", help="pcap or pcapng file")
+    pc.add_argument("--summary", action="store_true", help="per feed: datagrams, messages, gaps, duplicates; a message-type histogram")
+    pc.add_argument("--feed-a", type=_addr, default=("239.194.1.1", 31001), help="feed A as group:port (default 239.194.1.1:31001)")
+    pc.add_argument("--feed-b", type=_addr, default=("239.194.2.1", 31002), help="feed B as group:port (default 239.194.2.1:31002)")
+    pc.add_argument("--group", type=_addr, action="append", help="only datagrams to this group:port (repeatable)")
+    pc.add_argument("--session", help="only this session")
+    pc.add_argument("--instrument", type=int, help="only messages of this instrument id")
+    pc.add_argument("--type", action="append", help="only this message type, e.g. quote (repeatable)")
     args = ap.parse_args(argv)
+    if args.command == "pcap":
+        return cmd_pcap(args)
 
     def inputs() -> Iterator[tuple[str, bytes]]:
         for path in args.files or ["-"]:
@@ -107,4 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # the reader went away (| head): not an error of ours
+        sys.stderr.close()
+        sys.exit(0)

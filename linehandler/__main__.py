@@ -3,6 +3,7 @@
     python -m linehandler run [--config handler.toml] [flags that override the file]
     python -m linehandler run --print-config
     python -m linehandler status --socket PATH [--once] [--json]
+    python -m linehandler replay CAPTURE [--pace] [--delivered OUT.jsonl] [--image OUT.csv]
 
 `run` joins feeds A and B of each channel, arbitrates, recovers gaps from the
 configured re-request and image servers, and prints per-feed statistics every
@@ -86,6 +87,87 @@ def cmd_status(argv: list[str]) -> int:
         time.sleep(args.interval_s)
 
 
+def _addr(text: str) -> tuple[str, int]:
+    group, _, port = text.rpartition(":")
+    return group, int(port)
+
+
+def cmd_replay(argv: list[str]) -> int:
+    from decoders import CODECS
+    from decoders.pcap import PcapError
+    from decoders.present import message_record
+
+    from .replay import DEFAULT_FEED_A, DEFAULT_FEED_B, replay
+
+    ap = argparse.ArgumentParser(prog="python -m linehandler replay",
+                                 description="run a capture of feeds A and B through the handler core and report what a live handler saw")
+    ap.add_argument("capture", help="pcap or pcapng file")
+    ap.add_argument("--feed-a", type=_addr, default=DEFAULT_FEED_A, help="feed A as group:port (default 239.194.1.1:31001)")
+    ap.add_argument("--feed-b", type=_addr, default=DEFAULT_FEED_B, help="feed B as group:port (default 239.194.2.1:31002)")
+    ap.add_argument("--pace", action="store_true", help="replay at the capture's pace instead of as fast as possible")
+    ap.add_argument("--speed", type=float, default=1.0, help="with --pace: speed factor (default 1.0)")
+    ap.add_argument("--delivered", help="write the delivered stream as JSON lines to this file")
+    ap.add_argument("--image", help="write the final image to this file (.csv or .json)")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = ap.parse_args(argv)
+    out = open(args.delivered, "w") if args.delivered else None  # noqa: SIM115 - closed below
+    on_message = (lambda seq, msg: out.write(json.dumps(message_record(CODECS, msg, sequence=seq)) + "\n")) if out else None
+    pace = None
+    if args.pace:
+        start: list[float] = []
+
+        def pace(ts_ns: int) -> None:
+            if not start:
+                start.extend((time.monotonic(), ts_ns / 1e9))
+            delay = start[0] + (ts_ns / 1e9 - start[1]) / args.speed - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    try:
+        report = replay(args.capture, args.feed_a, args.feed_b, on_message, pace)
+    except (PcapError, OSError) as exc:
+        print(f"linehandler replay: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if out is not None:
+            out.close()
+    if args.image and report.image is not None:
+        write_image(report.image, args.image)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        d = report.as_dict()
+        print(f"datagrams A {d['datagrams']['A']:,}  B {d['datagrams']['B']:,}  other {d['other_datagrams']:,}   delivered {d['delivered']:,}")
+        print(f"first arrivals: A {d['first_arrival_share'].get('A', 0):.1%}  B {d['first_arrival_share'].get('B', 0):.1%}")
+        for f, c in d["feeds"].items():
+            print(f"feed {f}: " + " ".join(f"{k}={v}" for k, v in c.items() if v))
+        print("A minus B arrival: " + " ".join(f"{k}:{v}" for k, v in d["lead_lag_a_minus_b"].items() if v))
+        lost = d["lost_on_both_feeds"]
+        print(f"lost on both feeds: {len(lost)} ranges, {sum(b - a + 1 for a, b, _ in lost)} messages")
+        for first, last, _reason in lost:
+            print(f"  {first}..{last}")
+        print("capture: " + " ".join(f"{k}={v}" for k, v in d["capture"].items() if v))
+    return 0
+
+
+def write_image(image, path: str) -> None:
+    """The final image as CSV (instrument_id, symbol, price_exponent, field_id, value) or JSON."""
+    if path.endswith(".json"):
+        data = {str(i): {"symbol": r.symbol, "price_exponent": r.price_exponent, "fields": {str(k): v for k, v in sorted(r.values.items())}}
+                for i, r in sorted(image.records.items())}
+        with open(path, "w") as fh:
+            json.dump(data, fh)
+        return
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["instrument_id", "symbol", "price_exponent", "field_id", "value"])
+        for iid, r in sorted(image.records.items()):
+            for fid, v in sorted(r.values.items()):
+                w.writerow([iid, r.symbol, r.price_exponent, fid, v])
+
+
 def render(snap: dict) -> str:
     """A plain table of every channel and feed."""
     lines = [f"{'channel':10} {'feed':4} {'datagrams':>10} {'first':>10} {'dups':>10} {'missed':>8} {'malformed':>9} {'stale':>5}"]
@@ -109,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(rest)
     if command == "status":
         return cmd_status(rest)
-    print(f"linehandler: unknown command {command!r} (run, status)", file=sys.stderr)
+    if command == "replay":
+        return cmd_replay(rest)
+    print(f"linehandler: unknown command {command!r} (run, status, replay)", file=sys.stderr)
     return 2
 
 

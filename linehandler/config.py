@@ -67,6 +67,8 @@ class HandlerConfig:
     stats_interval_s: float = opt(5.0, "interval between statistics lines; 0 = only at exit", "s")
     status_socket: str = opt("", "Unix socket path answering a JSON status snapshot (empty: none)")
     record_file: str = opt("", "write every delivered message and gap event as JSON lines to this file")
+    capture_file: str = opt("", "write every datagram received on A and B to this pcap (ns timestamps, real groups and ports)")
+    capture_max_bytes: int = opt(1 << 30, "rotate the capture to FILE.1, FILE.2, ... at this size; 0 = never", "bytes")
     exit_on_session_end: bool = opt(False, "exit once every channel's session has ended")
     log_level: str = opt("info", "log level", choices=("debug", "info", "warning", "error"))
     log_json: bool = opt(False, "log JSON lines instead of key=value")

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from decoders import CODECS, DecodeError
 from decoders.moldudp64 import encode_request
+from decoders.pcap import PcapWriter
 from decoders.present import message_record
 from mdcommon import config as cfg
 from mdcommon.image import Image
@@ -115,6 +116,7 @@ class Channel:
         self.unicast.bind(("0.0.0.0", 0))
         self.unicast.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, config.rcvbuf_bytes)
         self.unicast.setblocking(False)
+        self.feed_addrs = {"A": (cc.feed_a.group, cc.feed_a.port), "B": (cc.feed_b.group, cc.feed_b.port)}
         self.image_client: ImageClient | None = None
         self.nack_send_errors = 0
         self.unknown_unicast = 0
@@ -154,6 +156,7 @@ class LineHandler:
             self.sel.register(ch.unicast, selectors.EVENT_READ, (ch, "R"))
         self.tickers: list[Callable[[int], Any]] = []
         self.extra_stats: list[Callable[[], Any]] = []
+        self.capture: PcapWriter | None = PcapWriter(config.capture_file, config.capture_max_bytes) if config.capture_file else None
         self.status_server: StatusServer | None = None
         if config.status_socket:
             self.status_server = StatusServer(config.status_socket, self.status)
@@ -264,9 +267,16 @@ class LineHandler:
         if feed == "R":
             self._drain_unicast(ch, sock)
             return
+        capture = self.capture
+        if capture is not None:
+            group, port = ch.feed_addrs[feed]
         for _ in range(256):
             try:
-                n = sock.recv_into(self.buf)
+                if capture is None:
+                    n = sock.recv_into(self.buf)
+                else:
+                    n, src = sock.recvfrom_into(self.buf)
+                    capture.write(time.time_ns(), src[0], src[1], group, port, view[:n])
             except BlockingIOError:
                 return
             now = time.monotonic_ns()
@@ -377,3 +387,6 @@ class LineHandler:
         if self._record is not None:
             self._record.close()
             self._record = None
+        if self.capture is not None:
+            self.capture.close()
+            self.capture = None
