@@ -230,13 +230,6 @@ def _tsresol(data: bytes, order: str, opt: int, end: int) -> int:
     return 1000
 
 
-def _checksum(header: bytes) -> int:
-    s = sum(struct.unpack(f">{len(header) // 2}H", header))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return ~s & 0xFFFF
-
-
 class PcapWriter:
     """Writes UDP datagrams as Ethernet/IPv4/UDP frames into nanosecond pcap, rotating by size.
 
@@ -253,6 +246,7 @@ class PcapWriter:
         self.written = 0
         self.packets = 0
         self._fh: IO[bytes] | None = None
+        self._templates: dict[tuple[str, str], tuple[bytes, bytes, bytes, int]] = {}
         self._open()
 
     def _open(self) -> None:
@@ -262,23 +256,40 @@ class PcapWriter:
         self.written = 24
         self.files.append(path)
 
+    # Ethernet + IPv4 + UDP in one precompiled pack; per (source, destination) the addresses and
+    # the checksum's constant part are cached, so a packet costs one pack and two writes.
+    _FRAME = struct.Struct(">6s6sHBBHHHBBH4s4sHHHH")
+
+    def _template(self, src: str, dst: str) -> tuple[bytes, bytes, bytes, int]:
+        key = (src, dst)
+        t = self._templates.get(key)
+        if t is None:
+            src_ip, dst_ip = _aton(src), _aton(dst)
+            # multicast: 01:00:5e + low 23 bits of the group
+            dst_mac = b"\x01\x00\x5e" + bytes([dst_ip[1] & 0x7F]) + dst_ip[2:] if dst_ip[0] >> 4 == 14 else b"\x02\x00\x00\x00\x00\x02"
+            words = struct.unpack(">10H", struct.pack(">BBHHHBBH4s4s", 0x45, 0, 0, 0, 0x4000, 1, 17, 0, src_ip, dst_ip))
+            t = self._templates[key] = (dst_mac, src_ip, dst_ip, sum(words))
+            if len(self._templates) > 4096:
+                self._templates.clear()
+        return t
+
     def write(self, ts_ns: int, src: str, sport: int, dst: str, dport: int, payload: bytes | memoryview) -> None:
         n = len(payload)
-        dst_ip = _aton(dst)
-        if dst_ip[0] >> 4 == 14:  # multicast: 01:00:5e + low 23 bits of the group
-            dst_mac = b"\x01\x00\x5e" + bytes([dst_ip[1] & 0x7F]) + dst_ip[2:]
-        else:
-            dst_mac = b"\x02\x00\x00\x00\x00\x02"
-        ip = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 28 + n, 0, 0x4000, 1, 17, 0, _aton(src), dst_ip))
-        struct.pack_into(">H", ip, 10, _checksum(bytes(ip)))
-        frame_header = dst_mac + b"\x02\x00\x00\x00\x00\x01\x08\x00" + bytes(ip) + struct.pack(">HHHH", sport, dport, 8 + n, 0)
-        size = len(frame_header) + n
+        dst_mac, src_ip, dst_ip, partial = self._template(src, dst)
+        total = 28 + n
+        csum = partial + total
+        csum = (csum >> 16) + (csum & 0xFFFF)
+        csum = ~(csum + (csum >> 16)) & 0xFFFF
+        size = 42 + n
         if self.max_bytes and self.written + 16 + size > self.max_bytes and self.packets:
             self._fh.close()
             self.index += 1
             self._open()
-        self._fh.write(self._RECORD.pack(ts_ns // 1_000_000_000, ts_ns % 1_000_000_000, size, size) + frame_header)
-        self._fh.write(payload)
+        fh = self._fh
+        fh.write(self._RECORD.pack(ts_ns // 1_000_000_000, ts_ns % 1_000_000_000, size, size)
+                 + self._FRAME.pack(dst_mac, b"\x02\x00\x00\x00\x00\x01", 0x0800, 0x45, 0, total, 0, 0x4000, 1, 17, csum,
+                                    src_ip, dst_ip, sport, dport, 8 + n, 0))
+        fh.write(payload)
         self.written += 16 + size
         self.packets += 1
 

@@ -51,6 +51,8 @@ class ServerConfig:
     journal_file: str = opt("", "keep the journal in this file too, so a restart keeps its history (empty: memory only)")
     max_datagram_bytes: int = opt(1400, "largest retransmission datagram", "bytes")
     limits: LimitsConfig = opt(LimitsConfig(), "limits")
+    capture_file: str = opt("", "write every datagram the mirror receives on A and B to this pcap")
+    capture_max_bytes: int = opt(1 << 30, "rotate the capture at this size; 0 = never", "bytes")
     duration_s: float = opt(0.0, "stop by itself after this long; 0 = run until signalled", "s")
     stats_interval_s: float = opt(5.0, "interval between statistics lines; 0 = only at exit", "s")
     status_socket: str = opt("", "Unix socket path answering a JSON status snapshot (empty: none)")

@@ -75,6 +75,7 @@ class RetransmitServer:
             channel=ChannelConfig(name=config.channel, feed_a=config.feed_a, feed_b=config.feed_b,
                                   nack_servers=list(config.repair_servers), image_servers=list(config.repair_image_servers)),
             keep_image=True, stats_interval_s=config.stats_interval_s, status_socket=config.status_socket,
+            capture_file=config.capture_file, capture_max_bytes=config.capture_max_bytes,
         )
         self.journal = Journal(config.journal_max_messages, config.journal_max_bytes,
                                int(config.journal_max_age_s * 1e9) if config.journal_max_age_s > 0 else None)

@@ -1,0 +1,100 @@
+"""Wire replay: put a capture's UDP payloads back on (test) multicast groups, at their pace.
+
+Each captured destination group:port that is mapped goes out of the mapped interface to
+the mapped group:port (by default the same group and port through `lo`); others are
+skipped and counted. Pacing follows the capture's timestamps divided by `speed`
+(0 = as fast as possible); the lateness of every send against its schedule is measured
+and reported, so a user knows how faithful the replay was.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mdcommon.mcast_send import SEND_OK, open_sender, send_datagram
+
+from .pcap import ReadCounters, read_udp
+
+__all__ = ["ReplayTarget", "WireReplayReport", "wire_replay", "parse_mapping"]
+
+
+@dataclass(frozen=True)
+class ReplayTarget:
+    interface: str
+    group: str
+    port: int
+
+
+@dataclass
+class WireReplayReport:
+    sent: int = 0
+    skipped_unmapped: int = 0
+    send_errors: int = 0
+    seconds: float = 0.0
+    lateness_us: list[float] = field(default_factory=list)
+    capture: dict[str, int] = field(default_factory=dict)
+
+    def percentile_us(self, q: float) -> float:
+        if not self.lateness_us:
+            return 0.0
+        s = sorted(self.lateness_us)
+        return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def parse_mapping(text: str) -> tuple[tuple[str, int], ReplayTarget]:
+    """`239.194.1.1:31001=eth1:239.194.9.1:31001` (interface and target optional: `=lo`, or none)."""
+    src, _, dst = text.partition("=")
+    group, _, port = src.rpartition(":")
+    key = (group, int(port))
+    if not dst:
+        return key, ReplayTarget("lo", group, int(port))
+    parts = dst.split(":")
+    if len(parts) == 1:
+        return key, ReplayTarget(parts[0], group, int(port))
+    if len(parts) == 3:
+        return key, ReplayTarget(parts[0], parts[1], int(parts[2]))
+    raise ValueError(f"{text!r}: expected GROUP:PORT[=IFACE[:GROUP:PORT]]")
+
+
+def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], speed: float = 1.0, ttl: int = 0,
+                map_all_to: str | None = "lo") -> WireReplayReport:
+    """Send the capture; with `map_all_to`, destinations not in `mapping` go to the same group:port there."""
+    report = WireReplayReport()
+    counters = ReadCounters()
+    socks = {}
+    start_wall = first_ts = None
+    t0 = time.monotonic()
+    try:
+        for ts, _src, _sport, dst, dport, payload in read_udp(path, counters):
+            target = mapping.get((dst, dport))
+            if target is None:
+                if map_all_to is None or not (224 <= int(dst.split(".")[0]) <= 239):
+                    report.skipped_unmapped += 1
+                    continue
+                target = ReplayTarget(map_all_to, dst, dport)
+            sock = socks.get(target.interface)
+            if sock is None:
+                sock = socks[target.interface] = open_sender(target.interface, ttl)
+            if speed > 0:
+                if start_wall is None:
+                    start_wall, first_ts = time.monotonic(), ts
+                due = start_wall + (ts - first_ts) / 1e9 / speed
+                wait = due - time.monotonic()
+                if wait > 0.0002:
+                    time.sleep(wait - 0.0001)
+                while time.monotonic() < due:  # the last fraction spun: sleep overshoots by ~0.1 ms
+                    pass
+                report.lateness_us.append((time.monotonic() - due) * 1e6)
+            rc = send_datagram(sock, payload, (target.group, target.port))
+            if rc == SEND_OK:
+                report.sent += 1
+            else:
+                report.send_errors += 1
+    finally:
+        for s in socks.values():
+            s.close()
+    report.seconds = time.monotonic() - t0
+    report.capture = counters.__dict__.copy()
+    return report
