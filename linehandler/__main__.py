@@ -124,7 +124,7 @@ def cmd_replay(argv: list[str]) -> int:
                 time.sleep(delay)
 
     try:
-        report = replay(args.capture, args.feed_a, args.feed_b, on_message, pace)
+        report = replay(args.capture, args.feed_a, args.feed_b, on_message, pace, keep_image=args.image is not None)
     except (PcapError, OSError) as exc:
         print(f"linehandler replay: {exc}", file=sys.stderr)
         return 1

@@ -48,7 +48,7 @@ class ReplayReport:
 
 def replay(path: str, feed_a: tuple[str, int] = DEFAULT_FEED_A, feed_b: tuple[str, int] = DEFAULT_FEED_B,
            on_message: Callable[[int, tuple], Any] | None = None, pace: Callable[[int], None] | None = None,
-           policy: RecoveryPolicy | None = None) -> ReplayReport:
+           policy: RecoveryPolicy | None = None, keep_image: bool = True) -> ReplayReport:
     """Run the capture at `path` through a handler core; `pace(ts_ns)` (if given) waits for each packet."""
     report = ReplayReport(datagrams={"A": 0, "B": 0})
     feeds = {feed_a: "A", feed_b: "B"}
@@ -76,7 +76,7 @@ def replay(path: str, feed_a: tuple[str, int] = DEFAULT_FEED_A, feed_b: tuple[st
             report.other_datagrams += 1
             continue
         if core is None:
-            core = HandlerCore(deliver, on_event, policy or RecoveryPolicy(), rng=random.Random(0), now_ns=ts)
+            core = HandlerCore(deliver, on_event, policy or RecoveryPolicy(), rng=random.Random(0), now_ns=ts, keep_image=keep_image)
         if pace is not None:
             pace(ts)
         run_timers(ts)
@@ -92,6 +92,6 @@ def replay(path: str, feed_a: tuple[str, int] = DEFAULT_FEED_A, feed_b: tuple[st
         report.first_arrival_share = {f: round(n / total, 4) for f, n in firsts.items()}
         report.lead_lag_a_minus_b = dict(zip(_bucket_labels(), core.lead_lag, strict=True))
         report.delivered = core.counters["delivered"]
-        report.image = core.image
+        report.image = core.image if keep_image else None
     report.capture = counters.__dict__.copy()
     return report
