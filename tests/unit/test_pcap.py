@@ -130,3 +130,73 @@ def test_offline_replay_reports_exactly_the_crafted_losses(tmp_path: Path) -> No
 def test_schema_session_in_capture_is_ours() -> None:
     d = encode_datagram(make_session(SCHEMA_FINGERPRINT, 1), 1, [CODECS.encode((b"Q", 1, 2, 3, 4, 5, 6))])
     assert d[:4] == make_session(SCHEMA_FINGERPRINT, 9)[:4]
+
+
+def test_damaged_pcapng_gives_the_offset(tmp_path: Path) -> None:
+    from scapy.all import IP, UDP, Ether
+    from scapy.utils import PcapNgWriter
+
+    path = tmp_path / "x.pcapng"
+    w = PcapNgWriter(str(path))
+    for i in range(3):
+        w.write(Ether() / IP(src="127.0.0.1", dst=A[0]) / UDP(sport=1, dport=A[1]) / (bytes([i]) * 20))
+    w.close()
+    data = path.read_bytes()
+    path.write_bytes(data[:-6])  # the last block cut
+    got = []
+    with pytest.raises(PcapError) as err:
+        for d in read_udp(path):
+            got.append(d)
+    assert len(got) == 2 and 0 < err.value.offset < len(data)
+    bad = bytearray(data)
+    bad[8:12] = b"\x00\x00\x00\x00"  # byte-order magic of the section header
+    path.write_bytes(bytes(bad))
+    with pytest.raises(PcapError, match="byte-order magic") as err:
+        list(read_udp(path))
+    assert err.value.offset == 8
+
+
+def test_pcap_cli_filters_and_summary(tmp_path: Path, capsys) -> None:
+    import json
+
+    from decoders.__main__ import main
+
+    s = make_session(SCHEMA_FINGERPRINT, 1)
+    w = PcapWriter(tmp_path / "c.pcap")
+    msgs = [(b"R", 1, 7, "ACME", -2), (b"Q", 2, 7, 100, 1, 101, 1), (b"T", 3, 8, 100, 5, 66, 1), (b"T", 4, 7, 101, 5, 83, 2)]
+    for i, m in enumerate(msgs):
+        d = encode_datagram(s, i + 1, [CODECS.encode(m)])
+        w.write(1_700_000_000_000_000_000 + i, "10.1.1.1", 1, A[0], A[1], d)
+        if i != 1:  # B misses sequence 2
+            w.write(1_700_000_000_000_000_000 + i, "10.1.2.1", 1, B[0], B[1], d)
+    w.close()
+    assert main(["pcap", str(tmp_path / "c.pcap"), "--type", "trade", "--instrument", "7", "--group", f"{A[0]}:{A[1]}"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(x["sequence"], x["feed"], x["instrument_id"], x["aggressor"]) for x in lines] == [(4, "A", 7, "sell")]
+    assert main(["pcap", str(tmp_path / "c.pcap"), "--summary"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["feeds"]["A"] == {"datagrams": 4, "messages": 4, "gaps": 0, "missing": 0, "duplicates": 0}
+    assert summary["feeds"]["B"] == {"datagrams": 3, "messages": 3, "gaps": 1, "missing": 1, "duplicates": 0}
+    assert summary["message_types"] == {"trade": 4, "instrument_directory": 2, "quote": 1}
+
+
+def test_paced_replay_follows_the_capture_clock(tmp_path: Path) -> None:
+    import time
+
+    pub = Published(6)
+    w = PcapWriter(tmp_path / "c.pcap")
+    for i, d in enumerate(pub.datagrams):
+        w.write(1_700_000_000_000_000_000 + i * 100_000_000, "10.1.1.1", 1, A[0], A[1], d)  # 100 ms apart
+    w.close()
+    waits: list[int] = []
+    t0 = time.monotonic()
+
+    def pace(ts_ns: int) -> None:
+        waits.append(ts_ns)
+        delay = t0 + (ts_ns - waits[0]) / 1e9 / 2 - time.monotonic()  # speed 2
+        if delay > 0:
+            time.sleep(delay)
+
+    report = replay(str(tmp_path / "c.pcap"), pace=pace)
+    assert report.delivered == 6 and len(waits) == 2
+    assert time.monotonic() - t0 >= 0.05
