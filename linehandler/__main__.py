@@ -4,6 +4,7 @@
     python -m linehandler run --print-config
     python -m linehandler status --socket PATH [--once] [--json]
     python -m linehandler replay CAPTURE [--pace] [--delivered OUT.jsonl] [--image OUT.csv]
+    python -m linehandler doctor [--config handler.toml] [--timeout-s 3]
 
 `run` joins feeds A and B of each channel, arbitrates, recovers gaps from the
 configured re-request and image servers, and prints per-feed statistics every
@@ -85,6 +86,37 @@ def cmd_status(argv: list[str]) -> int:
         if args.once:
             return 0
         time.sleep(args.interval_s)
+
+
+def cmd_doctor(argv: list[str]) -> int:
+    """Check every feed of the configuration; exit 1 if anything would stop data arriving."""
+    from mdcommon.doctor_io import FAIL, check_firewall, check_interface_state, check_receive, check_rmem, check_rp_filter, render
+
+    timeout_s = 3.0
+    if "--timeout-s" in argv:
+        i = argv.index("--timeout-s")
+        timeout_s = float(argv[i + 1])
+        argv = argv[:i] + argv[i + 2 :]
+    config = cfg.daemon_config("python -m linehandler doctor", "check why multicast does or does not arrive (options as for run; "
+                               "--timeout-s S to listen longer)", HandlerConfig, argv, lambda c: None)
+    if isinstance(config, int):
+        return config
+    channels = [cfg.load_table(ChannelConfig, t, f"channels[{i}].") for i, t in enumerate(config.channels)] or [config.channel]
+    findings = check_rmem(config.rcvbuf_bytes)
+    feeds = {}
+    for cc in channels:
+        for what, feed in (("feed_a", cc.feed_a), ("feed_b", cc.feed_b)):
+            name = f"{cc.name}.{what}"
+            state = check_interface_state(feed.interface, name)
+            findings += state
+            if any(f.level == FAIL for f in state):
+                continue
+            findings += check_rp_filter(feed.interface, name)
+            findings += check_firewall(feed.group, feed.port, name)
+            feeds[name] = (feed.interface, feed.group, feed.port)
+    findings += check_receive(feeds, config.rcvbuf_bytes, timeout_s)
+    print(render(findings))
+    return 1 if any(f.level == FAIL for f in findings) else 0
 
 
 def _addr(text: str) -> tuple[str, int]:
@@ -193,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_status(rest)
     if command == "replay":
         return cmd_replay(rest)
-    print(f"linehandler: unknown command {command!r} (run, status, replay)", file=sys.stderr)
+    if command == "doctor":
+        return cmd_doctor(rest)
+    print(f"linehandler: unknown command {command!r} (run, status, replay, doctor)", file=sys.stderr)
     return 2
 
 

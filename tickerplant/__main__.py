@@ -59,7 +59,22 @@ def stats_line(plant: Plant, elapsed_s: float, last: dict[str, int], interval_s:
               **{k: v for k, v in now.items() if v})
 
 
+def doctor(argv: list[str]) -> int:
+    from mdcommon.doctor_io import FAIL, check_sender, render
+
+    config = cfg.daemon_config("python -m tickerplant doctor", "check the plant's feeds (interface, TTL, loopback)", PlantConfig, argv,
+                               lambda c: None)
+    if isinstance(config, int):
+        return config
+    findings = check_sender({name: (f.interface, f.group, f.port, f.ttl) for name, f in (("feed_a", config.feed_a), ("feed_b", config.feed_b))})
+    print(render(findings))
+    return 1 if any(f.level == FAIL for f in findings) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["doctor"]:
+        return doctor(argv[1:])
     config = cfg.daemon_config("python -m tickerplant", __doc__, PlantConfig, sys.argv[1:] if argv is None else argv, validate)
     if isinstance(config, int):
         return config

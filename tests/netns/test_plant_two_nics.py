@@ -14,45 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import need_root, need_tool
+from tests.netns.conftest import sh
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "mdt-"
 GROUP_A, GROUP_B, PORT_A, PORT_B = "239.194.1.1", "239.194.2.1", 31001, 31002
-
-
-def sh(*args: str) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True, timeout=30).stdout
-
-
-def remove_ours() -> None:
-    for line in sh("ip", "netns", "list").splitlines():
-        name = line.split()[0] if line.strip() else ""
-        if name.startswith(PREFIX):
-            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-
-
-@pytest.fixture
-def two_nic_hosts():
-    need_root()
-    need_tool("ip")
-    remove_ours()
-    try:
-        for ns in ("mdt-plant", "mdt-rx"):
-            sh("ip", "netns", "add", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        for lan, net in (("a", 1), ("b", 2)):
-            sh("ip", "-n", "mdt-plant", "link", "add", f"plant-{lan}", "type", "veth", "peer", "name", f"rx-{lan}", "netns", "mdt-rx")
-            sh("ip", "-n", "mdt-plant", "addr", "add", f"10.201.{net}.1/24", "dev", f"plant-{lan}")
-            sh("ip", "-n", "mdt-rx", "addr", "add", f"10.201.{net}.2/24", "dev", f"rx-{lan}")
-            sh("ip", "-n", "mdt-plant", "link", "set", f"plant-{lan}", "up")
-            sh("ip", "-n", "mdt-rx", "link", "set", f"rx-{lan}", "up")
-        yield
-    finally:
-        remove_ours()
-        assert not [ln for ln in sh("ip", "netns", "list").splitlines() if ln.startswith(PREFIX)]
 
 
 def run_plant(seconds: float, *extra: str) -> subprocess.Popen:
