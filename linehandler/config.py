@@ -66,6 +66,8 @@ class HandlerConfig:
     duration_s: float = opt(0.0, "stop by itself after this long; 0 = run until signalled", "s")
     stats_interval_s: float = opt(5.0, "interval between statistics lines; 0 = only at exit", "s")
     status_socket: str = opt("", "Unix socket path answering a JSON status snapshot (empty: none)")
+    metrics_port: int = opt(0, "serve Prometheus metrics on this TCP port; 0 = off")
+    metrics_address: str = opt("127.0.0.1", "address the metrics endpoint binds to")
     record_file: str = opt("", "write every delivered message and gap event as JSON lines to this file")
     capture_file: str = opt("", "write every datagram received on A and B to this pcap (ns timestamps, real groups and ports)")
     capture_max_bytes: int = opt(1 << 30, "rotate the capture to FILE.1, FILE.2, ... at this size; 0 = never", "bytes")

@@ -31,10 +31,12 @@ from mdcommon import config as cfg
 from mdcommon.image import Image
 from mdcommon.logs import event
 from mdcommon.mcast_recv import open_receiver
+from mdcommon.metrics_io import Metrics
 from mdcommon.status_io import StatusServer
 from mdcommon.validate import check_rcvbuf
 
 from .config import ChannelConfig, HandlerConfig
+from .counters import FEED_COUNTERS, STREAM_COUNTERS
 from .events import (
     BufferOverflow,
     FeedRecovered,
@@ -43,6 +45,7 @@ from .events import (
     ImageApplied,
     ImageFailed,
     QualityChanged,
+    Recovered,
     RequestImage,
     SchemaMismatch,
     SendNack,
@@ -154,17 +157,36 @@ class LineHandler:
             for feed, sock in ch.socks.items():
                 self.sel.register(sock, selectors.EVENT_READ, (ch, feed))
             self.sel.register(ch.unicast, selectors.EVENT_READ, (ch, "R"))
+        self.metrics: Metrics | None = None
+        self.snapshot: Callable[[], dict[str, Any]] = self.status  # what the status socket and metrics show
+        if config.metrics_port:
+            self.metrics = Metrics("linehandler", [FEED_COUNTERS, STREAM_COUNTERS], config.metrics_port, config.metrics_address)
         self.tickers: list[Callable[[int], Any]] = []
         self.extra_stats: list[Callable[[], Any]] = []
         self.capture: PcapWriter | None = PcapWriter(config.capture_file, config.capture_max_bytes) if config.capture_file else None
         self.status_server: StatusServer | None = None
         if config.status_socket:
-            self.status_server = StatusServer(config.status_socket, self.status)
+            self.status_server = StatusServer(config.status_socket, lambda: self.snapshot())
             self.sel.register(self.status_server.sock, selectors.EVENT_READ, (None, "status"))
 
     # -- sinks ------------------------------------------------------------------
 
     def _message_sink(self, name: str) -> Callable[[int, tuple], None]:
+        sink = self._message_sink_plain(name)
+        if not self.config.metrics_port:
+            return sink
+        count = [0]
+        now = time.time_ns
+
+        def sampled(seq: int, msg: tuple) -> None:
+            sink(seq, msg)
+            count[0] += 1
+            if count[0] & 63 == 0 and self.metrics is not None:  # 1 in 64: the histogram is not free
+                self.metrics.latency.labels(name).observe(max(0, now() - msg[1]) / 1e9)
+
+        return sampled
+
+    def _message_sink_plain(self, name: str) -> Callable[[int, tuple], None]:
         app = self.app_message
         record = self._record
         if record is None and app is None:
@@ -184,6 +206,8 @@ class LineHandler:
             if isinstance(ev, _LOGGED_EVENTS):
                 fields = {f.name: _plain(getattr(ev, f.name)) for f in dataclasses.fields(ev)}
                 event(log, type(ev).__name__, logging.WARNING if isinstance(ev, _WARN_EVENTS) else logging.INFO, channel=name, **fields)
+            if isinstance(ev, Recovered) and self.metrics is not None:
+                self.metrics.recovery.labels(name).observe(ev.elapsed_ns / 1e9)
             if isinstance(ev, GapEvent) and self._record is not None:
                 self._record.write(json.dumps({"channel": name, "gap": [ev.first, ev.last], "reason": ev.reason}) + "\n")
             if self.app_event is not None:
@@ -220,6 +244,7 @@ class LineHandler:
         start = time.monotonic_ns()
         stats_ns = int(self.config.stats_interval_s * 1e9)
         last_stats = start
+        last_metrics = 0
         deadline = start + int(duration * 1e9) if duration else None
         while not self.stopping:
             now = time.monotonic_ns()
@@ -232,6 +257,9 @@ class LineHandler:
                 if ch.image_client is not None and ch.image_client.expired():
                     self._image_failed(ch, "image fetch timed out", now)
             busy = False
+            if self.metrics is not None and now - last_metrics >= 1_000_000_000:
+                self.metrics.publish(self.snapshot())
+                last_metrics = now
             for tick in self.tickers:
                 busy = bool(tick(now)) or busy  # a ticker with more work to do: don't sleep
             if stats_ns and now - last_stats >= stats_ns:
@@ -383,6 +411,8 @@ class LineHandler:
             ch.close()
         if self.status_server is not None:
             self.status_server.close()
+        if self.metrics is not None:
+            self.metrics.close()
         self.sel.close()
         if self._record is not None:
             self._record.close()

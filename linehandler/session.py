@@ -716,6 +716,7 @@ class HandlerCore:
             "quality": self.quality,
             "buffered": len(self.buffer),
             "gaps_open": len(self.gaps),
+            "nacks_in_flight": len({(g.server, g.sent_first) for g in self.gaps if g.outstanding}),
             "missing": self.gaps.missing(),
             "joining": self.joining,
             "instruments": len(self.image),

@@ -2,6 +2,7 @@
 
     python -m retransmit serve [--config server.toml] [flags that override the file]
     python -m retransmit serve --print-config
+    python -m retransmit status --socket PATH [--once] [--json]
 
 Several can run on several hosts; give handlers the list (`nack_servers`,
 `image_servers`), and give each server its peers (`repair_servers`,
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         return cmd_serve(argv[1:])
+    if argv[:1] == ["status"]:
+        from linehandler.__main__ import cmd_status
+
+        return cmd_status(argv[1:])
     print(__doc__)
     return 0 if argv in ([], ["-h"], ["--help"]) else 2
 

@@ -56,5 +56,7 @@ class ServerConfig:
     duration_s: float = opt(0.0, "stop by itself after this long; 0 = run until signalled", "s")
     stats_interval_s: float = opt(5.0, "interval between statistics lines; 0 = only at exit", "s")
     status_socket: str = opt("", "Unix socket path answering a JSON status snapshot (empty: none)")
+    metrics_port: int = opt(0, "serve Prometheus metrics on this TCP port; 0 = off")
+    metrics_address: str = opt("127.0.0.1", "address the metrics endpoint binds to")
     log_level: str = opt("info", "log level", choices=("debug", "info", "warning", "error"))
     log_json: bool = opt(False, "log JSON lines instead of key=value")

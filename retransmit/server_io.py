@@ -18,16 +18,18 @@ from typing import Any
 
 from decoders import CODECS, soup
 from linehandler.config import ChannelConfig, HandlerConfig
+from linehandler.counters import FEED_COUNTERS, STREAM_COUNTERS
 from linehandler.events import GapEvent, ImageApplied, SessionChanged, SessionStarted
 from linehandler.handler_io import LineHandler
 from mdcommon.image import Image
 from mdcommon.logs import event
+from mdcommon.metrics_io import Metrics
 
 from .config import ServerConfig
 from .image import ImageSession, ImageSnapshot
 from .journal import Journal
 from .journal_store import JournalFile
-from .server import RequestServer, ServerLimits
+from .server import SERVER_COUNTERS, RequestServer, ServerLimits
 
 __all__ = ["RetransmitServer", "limits_from"]
 
@@ -82,8 +84,10 @@ class RetransmitServer:
         self.server = RequestServer(self.journal, limits_from(config), time.monotonic_ns())
         self.handler = LineHandler(hc, self._on_message, self._on_event)
         self.core = self.handler.channels[0].core
-        if self.handler.status_server is not None:
-            self.handler.status_server.snapshot = self.status
+        self.handler.snapshot = self.status  # the status socket and metrics show the whole server, mirror included
+        if config.metrics_port:
+            self.handler.metrics = Metrics("retransmit", [FEED_COUNTERS, STREAM_COUNTERS, SERVER_COUNTERS], config.metrics_port,
+                                           config.metrics_address)
         self.handler.extra_stats.append(self._log_server_stats)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # a flood must not push honest requests out

@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["doctor"]:
         return doctor(argv[1:])
+    if argv[:1] == ["status"]:
+        from linehandler.__main__ import cmd_status
+
+        return cmd_status(argv[1:])
     config = cfg.daemon_config("python -m tickerplant", __doc__, PlantConfig, sys.argv[1:] if argv is None else argv, validate)
     if isinstance(config, int):
         return config
@@ -96,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         sel.register(status.sock, selectors.EVENT_READ)
     if plant.request_sock is not None:
         sel.register(plant.request_sock, selectors.EVENT_READ)
+    metrics = None
+    if config.metrics_port:
+        from mdcommon.metrics_io import Metrics
+        from retransmit.server import SERVER_COUNTERS
+
+        from .counters import FEED_COUNTERS
+
+        metrics = Metrics("tickerplant", [FEED_COUNTERS, SERVER_COUNTERS], config.metrics_port, config.metrics_address)
+    last_metrics = 0
     plant.start()
     event(log, "plant_started", session=plant.session.decode(),
           feed_a=f"{config.feed_a.interface}/{config.feed_a.group}:{config.feed_a.port}",
@@ -141,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                     if not backlog:
                         plant.flush()  # the source has nothing more due: don't hold the batch for the next turn
             deadline = plant.poll()
+            if metrics is not None and now - last_metrics >= 1_000_000_000:
+                metrics.publish(plant.status())
+                last_metrics = now
             if stats_ns and now - last_stats >= stats_ns:
                 stats_line(plant, (now - start) / 1e9, last_counts, (now - last_stats) / 1e9)
                 last_stats = now
@@ -164,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         plant.stop()
         if status is not None:
             status.close()
+        if metrics is not None:
+            metrics.publish(plant.status())
+            metrics.close()
         sel.close()
     end = time.monotonic_ns()
     stats_line(plant, (end - start) / 1e9, {}, (end - start) / 1e9)
