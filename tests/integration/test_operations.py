@@ -54,6 +54,9 @@ def test_status_and_metrics_agree_for_every_daemon(tmp_path: Path) -> None:
         wait_for_port(ports["plant"])
         time.sleep(1.5)
         p_status, p_metrics = status("tickerplant", socks["plant"]), scrape(ports["plant"])
+        table = subprocess.run([sys.executable, "-m", "tickerplant", "status", "--socket", str(socks["plant"]), "--once"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=30, env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"})
+        assert table.returncode == 0 and "tickerplant" in table.stdout and a[0] in table.stdout, table.stderr
         assert p_status["daemon"] == "tickerplant" and p_metrics['md_tickerplant_next_sequence'] > 1000
         assert plant.wait(timeout=20) == 0
         time.sleep(1.6)  # the session has ended: figures stand still (and feeds are not yet stale, at 3 s)
