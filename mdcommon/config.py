@@ -14,6 +14,7 @@ generated reference; unknown TOML keys are errors, never ignored.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import tomllib
 from pathlib import Path
@@ -31,10 +32,9 @@ class ConfigFileError(ValueError):
 def opt(default: Any, doc: str, unit: str = "", choices: tuple | None = None) -> Any:
     """A configuration field with its documentation."""
     meta = {"doc": doc, "unit": unit, "choices": choices}
-    if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
-    if dataclasses.is_dataclass(default):
-        return dataclasses.field(default_factory=lambda: dataclasses.replace(default), metadata=meta)
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        # deep: nested tables must never be shared between two configurations
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 

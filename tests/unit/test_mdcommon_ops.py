@@ -105,3 +105,12 @@ def test_print_config_is_valid_toml_that_loads_back(tmp_path: Path) -> None:
     f.write_text(text)
     again = cfg.load(HandlerConfig, f)
     assert again == c
+
+
+def test_configurations_never_share_nested_tables() -> None:
+    from linehandler.config import HandlerConfig
+
+    a, b = HandlerConfig(), HandlerConfig()
+    a.channel.feed_a.interface = "changed"
+    a.channels.append({"name": "x"})
+    assert b.channel.feed_a.interface == "lo" and b.channels == []
