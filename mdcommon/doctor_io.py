@@ -157,11 +157,30 @@ def check_sender(feeds: dict[str, tuple[str, str, int, int]]) -> list[Finding]:
             out.append(Finding(WARN, f"{what} ttl", f"TTL 0 on {iface}: {group}:{port} never leaves this host", f"--{what.replace('_', '-')}-ttl 1"))
         else:
             out.append(Finding(OK, f"{what} ttl", f"TTL {ttl}"))
+        if iface != "lo" and not _has_ipv4(iface):
+            out.append(Finding(WARN, f"{what} route", f"{iface} has no IPv4 address: datagrams leave with a source that receivers' "
+                               "rp_filter may drop", f"ip addr add <address>/<prefix> dev {iface}"))
+        else:
+            out.append(Finding(OK, f"{what} route", f"{iface} can source {group}:{port}"))
+    out.append(Finding(OK, "loopback", "IP_MULTICAST_LOOP is on: handlers on this host receive the feeds too"))
     ifaces = {f[0] for f in feeds.values()}
     if len(ifaces) < len(feeds) and "lo" not in ifaces:
         out.append(Finding(WARN, "feed independence", "both feeds leave through the same NIC: one failure takes both",
                            "give feed_a and feed_b their own interfaces"))
     return out
+
+
+def _has_ipv4(iface: str) -> bool:
+    """Whether `iface` has an IPv4 address (SIOCGIFADDR)."""
+    import fcntl
+    import struct as _struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            fcntl.ioctl(s.fileno(), 0x8915, _struct.pack("256s", iface.encode()[:15]))
+            return True
+        except OSError:
+            return False
 
 
 def render(findings: list[Finding]) -> str:

@@ -68,3 +68,28 @@ def test_strict_rp_filter_with_an_unroutable_source(publishing) -> None:
     assert rc == 1
     assert line(out, "ch1.feed_a rp_filter").startswith("WARN") and "rp_filter=2" in out
     assert line(out, "ch1.feed_a traffic").startswith("FAIL")
+
+
+def test_small_rmem_max(publishing) -> None:
+    """net.core.rmem_max is not per namespace: lowered for the machine during this test, and restored."""
+    original = Path("/proc/sys/net/core/rmem_max").read_text().strip()
+    try:
+        sh("sysctl", "-qw", "net.core.rmem_max=212992")
+        rc, out = doctor()
+        assert line(out, "receive buffer").startswith("WARN") and "sysctl -w net.core.rmem_max=4194304" in out
+        assert rc == 0  # a capped buffer loses bursts but does not stop data: a warning, not a failure
+    finally:
+        sh("sysctl", "-qw", f"net.core.rmem_max={original}")
+    assert Path("/proc/sys/net/core/rmem_max").read_text().strip() == original
+
+
+def test_plant_doctor_on_two_nics(two_nic_hosts) -> None:
+    r = subprocess.run(["ip", "netns", "exec", "mdt-plant", sys.executable, "-m", "tickerplant", "doctor", "--feed-a-interface", "plant-a",
+                        "--feed-b-interface", "plant-b"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout
+    assert "WARN  feed_a ttl: TTL 0 on plant-a" in r.stdout and "fix: --feed-a-ttl 1" in r.stdout
+    sh("ip", "-n", "mdt-plant", "addr", "flush", "dev", "plant-b")
+    r = subprocess.run(["ip", "netns", "exec", "mdt-plant", sys.executable, "-m", "tickerplant", "doctor", "--feed-a-interface", "plant-a",
+                        "--feed-b-interface", "plant-b", "--feed-a-ttl", "1", "--feed-b-ttl", "1"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert "WARN  feed_b route: plant-b has no IPv4 address" in r.stdout and "OK    feed_a route" in r.stdout
