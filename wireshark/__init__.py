@@ -1,0 +1,1 @@
+"""Wireshark Lua dissectors generated from the construct declarations."""
