@@ -161,3 +161,20 @@ def test_generator_options(tmp_path: Path, flag: str) -> None:
     assert main(["--out", str(out), "--proto", "xmd", "--ports", "40000", flag]) == 0
     text = out.read_text()
     assert 'Proto("xmd"' in text and "register_heuristic" not in text and '"40000"' in text
+
+
+def test_gaps_per_feed_and_ab_copies_across_packets(tmp_path: Path) -> None:
+    from scapy.all import IP, UDP, Ether, wrpcap
+
+    q = CODECS.encode((b"Q", 1, 2, 3, 4, 5, 6))
+    datagrams = [encode_datagram(S, 1 + 2 * i, [q, q]) for i in range(5)]
+    packets = []
+    for i, d in enumerate(datagrams):
+        if i != 2:  # A loses the third datagram (sequences 5..6)
+            packets.append(Ether() / IP(src="10.0.0.1", dst="239.194.1.1") / UDP(sport=1, dport=31001) / d)
+        packets.append(Ether() / IP(src="10.0.0.2", dst="239.194.2.1") / UDP(sport=1, dport=31002) / d)
+    pcap = tmp_path / "ab.pcap"
+    wrpcap(str(pcap), packets)
+    rows = tshark("-r", str(pcap), "-T", "fields", "-E", "separator=|", "-e", "frame.number", "-e", "mdmold.gap_first",
+                  "-e", "mdmold.gap_last", "-e", "mdmold.copy_of").stdout.split()
+    assert rows == ["1|||", "2|||1", "3|||", "4|||3", "5|||", "6|5|6|", "7|||6", "8|||", "9|||8"]

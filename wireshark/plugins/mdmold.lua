@@ -12,6 +12,10 @@ f["mdmold.block"] = ProtoField.none("mdmold.block", "Message Block")
 f["mdmold.length"] = ProtoField.uint16("mdmold.length", "Message Length", base.DEC)
 f["mdmold.msgseq"] = ProtoField.uint64("mdmold.msgseq", "Message Sequence", base.DEC)
 f["mdmold.type"] = ProtoField.string("mdmold.type", "Message Type", base.ASCII)
+f["mdmold.feed"] = ProtoField.string("mdmold.feed", "Feed", base.ASCII, "destination group:port")
+f["mdmold.gap_first"] = ProtoField.uint64("mdmold.gap_first", "Missing From", base.DEC, nil, nil, "first sequence missing on this feed")
+f["mdmold.gap_last"] = ProtoField.uint64("mdmold.gap_last", "Missing To", base.DEC, nil, nil, "last sequence missing on this feed")
+f["mdmold.copy_of"] = ProtoField.framenum("mdmold.copy_of", "A/B Copy Of", base.NONE, frametype.DUP_ACK)
 f["mdmold.system_event"] = ProtoField.none("mdmold.system_event", "system_event", "A session boundary, carrying the schema fingerprint the session is published with.")
 f["mdmold.system_event.timestamp_ns"] = ProtoField.uint64("mdmold.system_event.timestamp_ns", "timestamp_ns", base.DEC, nil, nil, "time the event was published, ns since the epoch")
 f["mdmold.system_event.timestamp_ns.time"] = ProtoField.absolute_time("mdmold.system_event.timestamp_ns.time", "timestamp_ns (UTC)", base.UTC)
@@ -82,7 +86,9 @@ local ef_count = ProtoExpert.new("mdmold.count_mismatch", "Message count does no
 local ef_unknown = ProtoExpert.new("mdmold.unknown_type", "Unknown message type", expert.group.MALFORMED, expert.severity.WARN)
 local ef_length = ProtoExpert.new("mdmold.length_mismatch", "Message length differs from its layout", expert.group.MALFORMED, expert.severity.ERROR)
 local ef_schema = ProtoExpert.new("mdmold.schema_mismatch", "Session of another schema version", expert.group.PROTOCOL, expert.severity.ERROR)
-p.experts = {ef_truncated, ef_past_end, ef_count, ef_unknown, ef_length, ef_schema}
+local ef_gap = ProtoExpert.new("mdmold.gap", "Sequence gap on this feed since its previous datagram", expert.group.SEQUENCE, expert.severity.WARN)
+local ef_copy = ProtoExpert.new("mdmold.ab_copy", "A/B copy of a datagram already seen on the other feed", expert.group.SEQUENCE, expert.severity.NOTE)
+p.experts = {ef_truncated, ef_past_end, ef_count, ef_unknown, ef_length, ef_schema, ef_gap, ef_copy}
 p.prefs.price_decimals = Pref.uint("Default price decimals", 4, "prices are raw / 10^decimals until an instrument directory message is seen")
 
 local exponents = {}  -- instrument id -> price exponent, from directory messages in this capture
@@ -227,6 +233,41 @@ local DISSECT = {
   [74] = dissect_retransmission_reject,
 }
 
+-- across packets, per session and feed (destination group:port): gaps, and A/B copies.
+-- Worked out on the first pass and remembered per frame: Wireshark re-dissects in any order.
+local next_by_feed, first_copy, frame_info = {}, {}, {}
+local function sequence_analysis(tvb, pinfo, t, session, seq, count)
+  local feed = tostring(pinfo.dst) .. ":" .. tostring(pinfo.dst_port)
+  if not pinfo.visited then
+    local info = {}
+    local key = session .. "|" .. feed
+    local expected = next_by_feed[key]
+    if expected ~= nil and seq > expected then info.gap = {expected, seq - UInt64(1)} end
+    local nxt = seq
+    if count ~= 0 and count ~= 65535 then nxt = seq + UInt64(count) end
+    if expected == nil or nxt > expected then next_by_feed[key] = nxt end
+    if count ~= 0 and count ~= 65535 then
+      local dk = session .. "|" .. tostring(seq) .. "|" .. count
+      local prev = first_copy[dk]
+      if prev == nil then first_copy[dk] = {frame = pinfo.number, feed = feed}
+      elseif prev.feed ~= feed then info.copy_of = prev.frame end
+    end
+    frame_info[pinfo.number] = info
+  end
+  t:add(f["mdmold.feed"], feed)
+  local info = frame_info[pinfo.number]
+  if info == nil then return end
+  if info.gap ~= nil then
+    local g = t:add(f["mdmold.gap_first"], tvb(10, 8), info.gap[1])
+    t:add(f["mdmold.gap_last"], tvb(10, 8), info.gap[2])
+    g:add_proto_expert_info(ef_gap, "missing " .. tostring(info.gap[1]) .. ".." .. tostring(info.gap[2]) .. " on " .. feed)
+  end
+  if info.copy_of ~= nil then
+    local c = t:add(f["mdmold.copy_of"], info.copy_of)
+    c:add_proto_expert_info(ef_copy, "A/B copy of frame " .. info.copy_of)
+  end
+end
+
 local function dissect(tvb, pinfo, tree)
   local n = tvb:len()
   local t = tree:add(p, tvb())
@@ -241,6 +282,7 @@ local function dissect(tvb, pinfo, tree)
   end
   local seq = tvb(10, 8):uint64()
   local count = tvb(18, 2):uint()
+  sequence_analysis(tvb, pinfo, t, session, seq, count)
   if count == 0 or count == 65535 then
     if n ~= 20 then t:add_proto_expert_info(ef_count, (n - 20) .. " bytes after a " .. (count == 0 and "heartbeat" or "end of session")) end
     pinfo.cols.info = (count == 0 and "Heartbeat" or "End of session") .. " next=" .. tostring(seq) .. " session=" .. session
