@@ -16,7 +16,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from decoders import build_table, fingerprint, schema_tag
+from decoders import fingerprint, schema_tag
 
 from .luagen import LuaOptions, generate
 
@@ -29,7 +29,7 @@ def render(schema: str, opts: LuaOptions) -> str:
     module = importlib.import_module(schema)
     messages = module.MESSAGES
     fp = fingerprint(messages)
-    return generate(build_table(messages), schema_tag(fp), fp, opts)
+    return generate(messages, schema_tag(fp), fp, opts)
 
 
 def render_default() -> str:

@@ -14,9 +14,11 @@ bits; the `bit` library rather than native operators; runs on Lua 5.2 and 5.4.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from decoders import ir
-from decoders.fastcodec import CodecTable, MessageCodec
+
+from .lua_emit import Emitter, lua_str
 
 __all__ = ["generate", "LuaOptions", "field_names"]
 
@@ -30,65 +32,6 @@ class LuaOptions:
     default_price_exponent: int = -4
 
 
-def _lua_str(text: str) -> str:
-    return '"' + text.replace("\\\\", "\\\\\\\\").replace('"', '\\\\"').replace("\\n", " ") + '"'
-
-
-def _leaf_kind(node: ir.Node) -> tuple[str, int, bool]:
-    """(kind, size, signed) of a leaf: kind in uint, int, ts, price, char, bytes, string."""
-    if isinstance(node, ir.ConstNode):
-        base = node.base
-        if isinstance(base, ir.BytesNode):
-            return ("char", 1, False) if base.length == 1 else ("bytes", base.length, False)
-        return ("uint", base.size, False)
-    if isinstance(node, ir.EnumNode):
-        return ("int" if node.base.signed else "uint", node.base.size, node.base.signed)
-    if isinstance(node, ir.Int):
-        if node.semantic == "timestamp_ns":
-            return ("ts", 8, False)
-        if node.semantic == "price":
-            return ("price", 8, True)
-        return ("int" if node.signed else "uint", node.size, node.signed)
-    if isinstance(node, ir.StringNode):
-        return ("string", node.length or 0, False)
-    if isinstance(node, ir.BytesNode):
-        return ("bytes", node.length, False)
-    raise ir.UnsupportedConstruct(node.path, f"{type(node).__name__} in the Lua generator")
-
-
-def _protofield(abbr: str, label: str, node: ir.Node, doc: str) -> str:
-    kind, size, signed = _leaf_kind(node)
-    d = _lua_str(doc) if doc else "nil"
-    if kind == "char":
-        return f"ProtoField.string({_lua_str(abbr)}, {_lua_str(label)}, base.ASCII, {d})"
-    if kind in ("uint", "int"):
-        width = {1: 8, 2: 16, 3: 24, 4: 32, 8: 64}[size]
-        vs = "nil"
-        if isinstance(node, ir.EnumNode):
-            vs = "{" + ", ".join(f"[{v}]={_lua_str(n)}" for n, v in node.mapping) + "}"
-        return f"ProtoField.{kind}{width}({_lua_str(abbr)}, {_lua_str(label)}, base.DEC, {vs}, nil, {d})"
-    if kind == "ts":
-        return f"ProtoField.uint64({_lua_str(abbr)}, {_lua_str(label)}, base.DEC, nil, nil, {d})"
-    if kind == "price":
-        return f"ProtoField.int64({_lua_str(abbr)}, {_lua_str(label)}, base.DEC, nil, nil, {d})"
-    if kind == "string":
-        return f"ProtoField.string({_lua_str(abbr)}, {_lua_str(label)}, base.ASCII, {d})"
-    return f"ProtoField.bytes({_lua_str(abbr)}, {_lua_str(label)}, base.NONE, {d})"
-
-
-def _reader(kind: str, size: int, signed: bool, rng: str) -> str:
-    """Lua expression reading a leaf's value from a TvbRange (for tree:add with a value)."""
-    if kind in ("ts", "price") or size == 8:
-        return f"{rng}:{'int64' if signed else 'uint64'}()"
-    if kind == "char":
-        return f"{rng}:string()"
-    if kind == "string":
-        return f"strip_nul({rng}:string())"  # fixed width, NUL padded (construct PaddedString); never stringz
-    if kind == "bytes":
-        return f"{rng}:bytes()"
-    return f"{rng}:{'int' if signed else 'uint'}()"
-
-
 # (variable, name, description, group, severity): declared once, for the plugin and for field_names
 EXPERTS = [
     ("ef_truncated", "truncated", "Truncated datagram", "MALFORMED", "ERROR"),
@@ -97,132 +40,118 @@ EXPERTS = [
     ("ef_unknown", "unknown_type", "Unknown message type", "MALFORMED", "WARN"),
     ("ef_length", "length_mismatch", "Message length differs from its layout", "MALFORMED", "ERROR"),
     ("ef_schema", "schema_mismatch", "Session of another schema version", "PROTOCOL", "ERROR"),
+    ("ef_const", "bad_const", "A constant field holds another value", "MALFORMED", "ERROR"),
     ("ef_gap", "gap", "Sequence gap on this feed since its previous datagram", "SEQUENCE", "WARN"),
     ("ef_copy", "ab_copy", "A/B copy of a datagram already seen on the other feed", "SEQUENCE", "NOTE"),
 ]
 
 
-def field_names(table: CodecTable, opts: LuaOptions | None = None) -> list[str]:
+def field_names(messages: dict[str, Any], opts: LuaOptions | None = None) -> list[str]:
     """Every filter name the plugin registers, expert items included (for the test against `tshark -G fields`)."""
     o = opts or LuaOptions()
-    return [abbr for abbr, _ in _fields(table, o)] + [f"{o.proto}.{name}" for _, name, _, _, _ in EXPERTS]
+    fields, _, _ = _build(messages, o)
+    return [abbr for abbr, _ in fields] + [f"{o.proto}.{name}" for _, name, _, _, _ in EXPERTS]
 
 
-def _fields(table: CodecTable, o: LuaOptions) -> list[tuple[str, str]]:
+def _type_byte(node: ir.StructNode) -> int:
+    """The dispatching one-byte Const that opens every message."""
+    first = node.fields[0] if node.fields else None
+    if isinstance(first, ir.ConstNode) and isinstance(first.base, ir.BytesNode) and first.base.length == 1:
+        return first.value[0]
+    raise ir.UnsupportedConstruct(node.path, "a message must open with a one-byte type Const")
+
+
+def _build(messages: dict[str, Any], o: LuaOptions) -> tuple[list[tuple[str, str]], list[str], list[tuple[int, str]]]:
+    """(field declarations, message functions, (type byte, name)): framing fields, then each message's IR."""
+    em = Emitter(o.proto)
+    for abbr, decl in _framing_fields(o):
+        em.declare(abbr, decl)
+    p = o.proto
+    funcs: list[str] = []
+    types: list[tuple[int, str]] = []
+    for name, con in messages.items():
+        node = ir.walk(con, name, name)
+        if not isinstance(node, ir.StructNode):
+            raise ir.UnsupportedConstruct(name, "a message must be a Struct")
+        types.append((_type_byte(node), name))
+        msg = f"{p}.{name}"
+        em.declare(msg, f"ProtoField.none({lua_str(msg)}, {lua_str(name)}, {lua_str(node.doc or name)})")
+        size = ir.fixed_size(node)
+        lines = [f"local function dissect_{name}(tvb, off, len, tree, pinfo)", "  local lim = off + len",
+                 f"  local t = tree:add(f[{lua_str(msg)}], tvb(off, len))", "  local ctx = {}"]
+        if size is not None:
+            lines.append(f"  if len ~= {size} then t:add_proto_expert_info(ef_length, \"{name} is {size} bytes, block is \" .. len) return nil end")
+        for child in node.fields:
+            lines += em.node(child, msg, "t", "ctx", "  ")
+        lines += [
+            "  if off ~= lim then t:add_proto_expert_info(ef_length, (lim - off) .. \" bytes after the message\") end",
+            "  if ctx.instrument_id ~= nil and ctx.price_exponent ~= nil then exponents[num(ctx.instrument_id)] = num(ctx.price_exponent) end",
+            f"  return {lua_str(name)}",
+            "end",
+            "",
+        ]
+        funcs += lines
+    return em.fields, funcs, types
+
+
+def _framing_fields(o: LuaOptions) -> list[tuple[str, str]]:
     p = o.proto
     out = [
-        (f"{p}.session", f"ProtoField.string({_lua_str(p + '.session')}, \"Session\", base.ASCII, \"schema tag (4) + instance (6)\")"),
-        (f"{p}.sequence", f"ProtoField.uint64({_lua_str(p + '.sequence')}, \"Sequence Number\", base.DEC)"),
-        (f"{p}.count", f"ProtoField.uint16({_lua_str(p + '.count')}, \"Message Count\", base.DEC, {{[0]=\"heartbeat\", [65535]=\"end of session\"}})"),
-        (f"{p}.block", f"ProtoField.none({_lua_str(p + '.block')}, \"Message Block\")"),
-        (f"{p}.length", f"ProtoField.uint16({_lua_str(p + '.length')}, \"Message Length\", base.DEC)"),
-        (f"{p}.msgseq", f"ProtoField.uint64({_lua_str(p + '.msgseq')}, \"Message Sequence\", base.DEC)"),
-        (f"{p}.type", f"ProtoField.string({_lua_str(p + '.type')}, \"Message Type\", base.ASCII)"),
-        (f"{p}.feed", f"ProtoField.string({_lua_str(p + '.feed')}, \"Feed\", base.ASCII, \"destination group:port\")"),
-        (f"{p}.gap_first", f"ProtoField.uint64({_lua_str(p + '.gap_first')}, \"Missing From\", base.DEC, nil, nil, \"first sequence missing on this feed\")"),
-        (f"{p}.gap_last", f"ProtoField.uint64({_lua_str(p + '.gap_last')}, \"Missing To\", base.DEC, nil, nil, \"last sequence missing on this feed\")"),
-        (f"{p}.copy_of", f"ProtoField.framenum({_lua_str(p + '.copy_of')}, \"A/B Copy Of\", base.NONE, frametype.DUP_ACK)"),
+        (f"{p}.session", f"ProtoField.string({lua_str(p + '.session')}, \"Session\", base.ASCII, \"schema tag (4) + instance (6)\")"),
+        (f"{p}.sequence", f"ProtoField.uint64({lua_str(p + '.sequence')}, \"Sequence Number\", base.DEC)"),
+        (f"{p}.count", f"ProtoField.uint16({lua_str(p + '.count')}, \"Message Count\", base.DEC, {{[0]=\"heartbeat\", [65535]=\"end of session\"}})"),
+        (f"{p}.block", f"ProtoField.none({lua_str(p + '.block')}, \"Message Block\")"),
+        (f"{p}.length", f"ProtoField.uint16({lua_str(p + '.length')}, \"Message Length\", base.DEC)"),
+        (f"{p}.msgseq", f"ProtoField.uint64({lua_str(p + '.msgseq')}, \"Message Sequence\", base.DEC)"),
+        (f"{p}.type", f"ProtoField.string({lua_str(p + '.type')}, \"Message Type\", base.ASCII)"),
+        (f"{p}.feed", f"ProtoField.string({lua_str(p + '.feed')}, \"Feed\", base.ASCII, \"destination group:port\")"),
+        (f"{p}.gap_first", f"ProtoField.uint64({lua_str(p + '.gap_first')}, \"Missing From\", base.DEC, nil, nil, \"first sequence missing on this feed\")"),
+        (f"{p}.gap_last", f"ProtoField.uint64({lua_str(p + '.gap_last')}, \"Missing To\", base.DEC, nil, nil, \"last sequence missing on this feed\")"),
+        (f"{p}.copy_of", f"ProtoField.framenum({lua_str(p + '.copy_of')}, \"A/B Copy Of\", base.NONE, frametype.DUP_ACK)"),
     ]
-    for name, codec in table.by_name.items():
-        out.append((f"{p}.{name}", f"ProtoField.none({_lua_str(f'{p}.{name}')}, {_lua_str(name)}, {_lua_str(codec.node.doc or name)})"))
-        for leaf in codec.leaves:
-            if codec._is_type_leaf(leaf):
-                continue
-            abbr = f"{p}.{name}.{leaf.name}"
-            out.append((abbr, _protofield(abbr, leaf.name, leaf.node, leaf.node.doc)))
-            kind = _leaf_kind(leaf.node)[0]
-            if kind == "ts":
-                out.append((abbr + ".time", f"ProtoField.absolute_time({_lua_str(abbr + '.time')}, {_lua_str(leaf.name + ' (UTC)')}, base.UTC)"))
-            elif kind == "price":
-                out.append((abbr + ".scaled", f"ProtoField.string({_lua_str(abbr + '.scaled')}, {_lua_str(leaf.name + ' (scaled)')}, base.ASCII)"))
-        if isinstance(codec.tail, ir.PrefixedArrayNode):
-            tail = codec.tail
-            out.append((f"{p}.{name}.{tail.name}", f"ProtoField.none({_lua_str(f'{p}.{name}.{tail.name}')}, {_lua_str(tail.name)})"))
-            for leaf in codec._element_leaves:
-                abbr = f"{p}.{name}.{tail.name}.{leaf.name}"
-                out.append((abbr, _protofield(abbr, leaf.name, leaf.node, leaf.node.doc)))
-        elif isinstance(codec.tail, ir.GreedyBytesNode):
-            abbr = f"{p}.{name}.{codec.tail.name}"
-            out.append((abbr, f"ProtoField.bytes({_lua_str(abbr)}, {_lua_str(codec.tail.name)})"))
     return out
 
 
-def _message_function(p: str, name: str, codec: MessageCodec) -> list[str]:
-    """`local function dissect_<name>(tvb, off, len, tree, pinfo)` adding every field."""
-    lines = [f"local function dissect_{name}(tvb, off, len, tree, pinfo)"]
-    size = codec.prefix.size
-    lines.append(f"  local t = tree:add(f[{_lua_str(f'{p}.{name}')}], tvb(off, len))")
-    if codec.tail is None:
-        lines.append(f"  if len ~= {size} then t:add_proto_expert_info(ef_length, \"{name} is {size} bytes, block is \" .. len) return end")
-    else:
-        lines.append(f"  if len < {size} then t:add_proto_expert_info(ef_length, \"{name} needs at least {size} bytes, block is \" .. len) return end")
-    o = 0
-    for leaf in codec.leaves:
-        kind, lsize, signed = _leaf_kind(leaf.node)
-        if not codec._is_type_leaf(leaf):
-            abbr = f"{p}.{name}.{leaf.name}"
-            rng = f"tvb(off + {o}, {lsize})"
-            lines.append(f"  t:add(f[{_lua_str(abbr)}], {rng}, {_reader(kind, lsize, signed, rng)})")
-            if kind == "ts":
-                lines.append(f"  t:add(f[{_lua_str(abbr + '.time')}], {rng}, ns_time({rng}:uint64()))")
-            elif kind == "price":
-                lines.append(f"  t:add(f[{_lua_str(abbr + '.scaled')}], {rng}, scaled({rng}:int64(), exponent_of(tvb, off)))")
-            if name == "instrument_directory" and leaf.name == "price_exponent":
-                lines.append(f"  exponents[tvb(off + 9, 4):uint()] = {rng}:int()")
-        o += lsize if kind != "string" else (leaf.node.length or 0)
-    tail = codec.tail
-    if isinstance(tail, ir.PrefixedArrayNode):
-        assert codec._count is not None and codec._element is not None
-        csize, esize = codec._count.size, codec._element.size
-        lines += [
-            f"  if len < {size + csize} then t:add_proto_expert_info(ef_length, \"{name} cut before its item count\") return end",
-            f"  local n = tvb(off + {size}, {csize}):uint()",
-            f"  if len ~= {size + csize} + n * {esize} then t:add_proto_expert_info(ef_length, \"{name} with \" .. n .. \" items is \" .. ({size + csize} + n * {esize}) .. \" bytes, block is \" .. len) return end",
-            "  for i = 0, n - 1 do",
-            f"    local eo = off + {size + csize} + i * {esize}",
-            f"    local item = t:add(f[{_lua_str(f'{p}.{name}.{tail.name}')}], tvb(eo, {esize}))",
-        ]
-        eo = 0
-        for leaf in codec._element_leaves:
-            kind, lsize, signed = _leaf_kind(leaf.node)
-            rng = f"tvb(eo + {eo}, {lsize})"
-            lines.append(f"    item:add(f[{_lua_str(f'{p}.{name}.{tail.name}.{leaf.name}')}], {rng}, {_reader(kind, lsize, signed, rng)})")
-            eo += lsize
-        lines.append("  end")
-    elif isinstance(tail, ir.GreedyBytesNode):
-        lines.append(f"  if len > {size} then t:add(f[{_lua_str(f'{p}.{name}.{tail.name}')}], tvb(off + {size}, len - {size})) end")
-    lines.append(f"  return {_lua_str(name)}")
-    lines.append("end")
-    return lines
-
-
-def generate(table: CodecTable, schema_tag: bytes, fingerprint: int, opts: LuaOptions | None = None) -> str:
+def generate(messages: dict[str, Any], schema_tag: bytes, fingerprint: int, opts: LuaOptions | None = None) -> str:
+    """The plugin for `messages` (name -> construct Struct opening with a one-byte type Const)."""
     o = opts or LuaOptions()
     p = o.proto
-    fields = _fields(table, o)
+    fields, funcs, types = _build(messages, o)
     out = [
         f"-- Wireshark dissector for {o.description}, generated by `python -m wireshark` from the construct schema.",
         f"-- Schema fingerprint {fingerprint:016x}, session tag {schema_tag.decode()}. Do not edit: regenerate.",
         "-- Runs on Wireshark 4.0 (Lua 5.2) and 4.4+ (Lua 5.4): bit library, UInt64/Int64 userdata, lengths checked first.",
         "",
-        f"local p = Proto({_lua_str(p)}, {_lua_str(o.description)})",
-        f"local SCHEMA_TAG = {_lua_str(schema_tag.decode())}",
+        f"local p = Proto({lua_str(p)}, {lua_str(o.description)})",
+        f"local SCHEMA_TAG = {lua_str(schema_tag.decode())}",
         "local f = {}",
     ]
     for abbr, decl in fields:
-        out.append(f"f[{_lua_str(abbr)}] = {decl}")
+        out.append(f"f[{lua_str(abbr)}] = {decl}")
     out += [
         "local list = {}",
         "for _, v in pairs(f) do list[#list + 1] = v end",
         "p.fields = list",
-        *[f"local {var} = ProtoExpert.new({_lua_str(p + '.' + name)}, {_lua_str(desc)}, expert.group.{group}, expert.severity.{sev})"
+        *[f"local {var} = ProtoExpert.new({lua_str(p + '.' + name)}, {lua_str(desc)}, expert.group.{group}, expert.severity.{sev})"
           for var, name, desc, group, sev in EXPERTS],
         "p.experts = {" + ", ".join(var for var, *_ in EXPERTS) + "}",
         f"p.prefs.price_decimals = Pref.uint(\"Default price decimals\", {-o.default_price_exponent}, \"prices are raw / 10^decimals until an instrument directory message is seen\")",
         "",
         "local exponents = {}  -- instrument id -> price exponent, from directory messages in this capture",
-        "local function exponent_of(tvb, off)",
-        "  local e = exponents[tvb(off + 9, 4):uint()]",
+        "local function num(v)",
+        "  if type(v) == \"userdata\" then return v:tonumber() end",
+        "  return v",
+        "end",
+        "local function lookup(ctx, path)",
+        "  local v = ctx",
+        "  for part in path:gmatch(\"[^%.]+\") do",
+        "    if type(v) ~= \"table\" then return nil end",
+        "    v = v[part]",
+        "  end",
+        "  return v",
+        "end",
+        "local function price_exponent(iid)",
+        "  local e = iid ~= nil and exponents[num(iid)] or nil",
         "  if e == nil then return -p.prefs.price_decimals end",
         "  return e",
         "end",
@@ -244,11 +173,8 @@ def generate(table: CodecTable, schema_tag: bytes, fingerprint: int, opts: LuaOp
         "end",
         "",
     ]
-    dispatch = []
-    for name, codec in table.by_name.items():
-        out += _message_function(p, name, codec)
-        out.append("")
-        dispatch.append(f"  [{codec.type_byte[0]}] = dissect_{name},")
+    out += funcs
+    dispatch = [f"  [{t}] = dissect_{name}," for t, name in types]
     out += ["local DISSECT = {", *dispatch, "}", ""]
     out += [
         "-- across packets, per session and feed (destination group:port): gaps, and A/B copies.",
@@ -272,16 +198,16 @@ def generate(table: CodecTable, schema_tag: bytes, fingerprint: int, opts: LuaOp
         "    end",
         "    frame_info[pinfo.number] = info",
         "  end",
-        f"  t:add(f[{_lua_str(p + '.feed')}], feed)",
+        f"  t:add(f[{lua_str(p + '.feed')}], feed)",
         "  local info = frame_info[pinfo.number]",
         "  if info == nil then return end",
         "  if info.gap ~= nil then",
-        f"    local g = t:add(f[{_lua_str(p + '.gap_first')}], tvb(10, 8), info.gap[1])",
-        f"    t:add(f[{_lua_str(p + '.gap_last')}], tvb(10, 8), info.gap[2])",
+        f"    local g = t:add(f[{lua_str(p + '.gap_first')}], tvb(10, 8), info.gap[1])",
+        f"    t:add(f[{lua_str(p + '.gap_last')}], tvb(10, 8), info.gap[2])",
         "    g:add_proto_expert_info(ef_gap, \"missing \" .. tostring(info.gap[1]) .. \"..\" .. tostring(info.gap[2]) .. \" on \" .. feed)",
         "  end",
         "  if info.copy_of ~= nil then",
-        f"    local c = t:add(f[{_lua_str(p + '.copy_of')}], info.copy_of)",
+        f"    local c = t:add(f[{lua_str(p + '.copy_of')}], info.copy_of)",
         "    c:add_proto_expert_info(ef_copy, \"A/B copy of frame \" .. info.copy_of)",
         "  end",
         "end",
@@ -289,11 +215,11 @@ def generate(table: CodecTable, schema_tag: bytes, fingerprint: int, opts: LuaOp
         "local function dissect(tvb, pinfo, tree)",
         "  local n = tvb:len()",
         "  local t = tree:add(p, tvb())",
-        f"  pinfo.cols.protocol = {_lua_str(p.upper())}",
+        f"  pinfo.cols.protocol = {lua_str(p.upper())}",
         "  if n < 20 then t:add_proto_expert_info(ef_truncated, \"MoldUDP64 header needs 20 bytes, datagram has \" .. n) return n end",
-        f"  t:add(f[{_lua_str(p + '.session')}], tvb(0, 10))",
-        f"  local seq_item = t:add(f[{_lua_str(p + '.sequence')}], tvb(10, 8))",
-        f"  t:add(f[{_lua_str(p + '.count')}], tvb(18, 2))",
+        f"  t:add(f[{lua_str(p + '.session')}], tvb(0, 10))",
+        f"  local seq_item = t:add(f[{lua_str(p + '.sequence')}], tvb(10, 8))",
+        f"  t:add(f[{lua_str(p + '.count')}], tvb(18, 2))",
         "  local session = tvb(0, 10):string()",
         "  if session:sub(1, 4) ~= SCHEMA_TAG then",
         "    t:add_proto_expert_info(ef_schema, \"schema tag \" .. session:sub(1, 4) .. \", this plugin decodes \" .. SCHEMA_TAG)",
@@ -312,10 +238,10 @@ def generate(table: CodecTable, schema_tag: bytes, fingerprint: int, opts: LuaOp
         "    if off + 2 > n then t:add_proto_expert_info(ef_count, \"count says \" .. count .. \", only \" .. i .. \" blocks present\") break end",
         "    local len = tvb(off, 2):uint()",
         "    if len == 0 or off + 2 + len > n then t:add_proto_expert_info(ef_past_end, \"block \" .. i .. \" of \" .. len .. \" bytes, \" .. (n - off - 2) .. \" left\") break end",
-        f"    local b = t:add(f[{_lua_str(p + '.block')}], tvb(off, 2 + len))",
-        f"    b:add(f[{_lua_str(p + '.length')}], tvb(off, 2))",
-        f"    if seq ~= UInt64(0) then b:add(f[{_lua_str(p + '.msgseq')}], tvb(10, 8), seq + i) end",
-        f"    b:add(f[{_lua_str(p + '.type')}], tvb(off + 2, 1))",
+        f"    local b = t:add(f[{lua_str(p + '.block')}], tvb(off, 2 + len))",
+        f"    b:add(f[{lua_str(p + '.length')}], tvb(off, 2))",
+        f"    if seq ~= UInt64(0) then b:add(f[{lua_str(p + '.msgseq')}], tvb(10, 8), seq + i) end",
+        f"    b:add(f[{lua_str(p + '.type')}], tvb(off + 2, 1))",
         "    local fn = DISSECT[tvb(off + 2, 1):uint()]",
         "    if fn == nil then",
         "      b:add_proto_expert_info(ef_unknown, \"type byte \" .. tvb(off + 2, 1):uint())",
@@ -357,7 +283,7 @@ def generate(table: CodecTable, schema_tag: bytes, fingerprint: int, opts: LuaOp
         "end",
         "",
         "local udp = DissectorTable.get(\"udp.port\")",
-        f"p.prefs.ports = Pref.range(\"UDP ports\", {_lua_str(','.join(str(x) for x in o.ports))}, \"feeds and retransmissions\", 65535)",
+        f"p.prefs.ports = Pref.range(\"UDP ports\", {lua_str(','.join(str(x) for x in o.ports))}, \"feeds and retransmissions\", 65535)",
         "local registered = {}",
         "local function register_ports()",
         "  for _, port in ipairs(registered) do udp:remove(port, p) end",

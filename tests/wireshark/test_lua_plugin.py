@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from decoders import CODECS, SCHEMA_FINGERPRINT, make_session
+from decoders import CODECS, MESSAGES, SCHEMA_FINGERPRINT, make_session
 from decoders.moldudp64 import HEADER, encode_datagram, encode_heartbeat
 from tests.conftest import need_tool
 from tests.wireshark.test_moldudp64_interop import write_pcap
@@ -73,7 +73,7 @@ def test_luac_and_load() -> None:
     assert r.returncode == 0, r.stderr
     fields = tshark("-G", "fields").stdout
     registered = {line.split("\t")[2] for line in fields.splitlines() if line.startswith("F\t") and line.split("\t")[2].startswith("mdmold.")}
-    assert registered == set(field_names(CODECS, LuaOptions()))
+    assert registered == set(field_names(MESSAGES, LuaOptions()))
     assert "udp\tmdmold\tT" in tshark("-G", "heuristic-decodes").stdout  # heuristic registered and enabled
 
 

@@ -17,17 +17,20 @@ f["mdmold.gap_first"] = ProtoField.uint64("mdmold.gap_first", "Missing From", ba
 f["mdmold.gap_last"] = ProtoField.uint64("mdmold.gap_last", "Missing To", base.DEC, nil, nil, "last sequence missing on this feed")
 f["mdmold.copy_of"] = ProtoField.framenum("mdmold.copy_of", "A/B Copy Of", base.NONE, frametype.DUP_ACK)
 f["mdmold.system_event"] = ProtoField.none("mdmold.system_event", "system_event", "A session boundary, carrying the schema fingerprint the session is published with.")
+f["mdmold.system_event.msg_type"] = ProtoField.string("mdmold.system_event.msg_type", "msg_type", base.ASCII, "system event")
 f["mdmold.system_event.timestamp_ns"] = ProtoField.uint64("mdmold.system_event.timestamp_ns", "timestamp_ns", base.DEC, nil, nil, "time the event was published, ns since the epoch")
 f["mdmold.system_event.timestamp_ns.time"] = ProtoField.absolute_time("mdmold.system_event.timestamp_ns.time", "timestamp_ns (UTC)", base.UTC)
 f["mdmold.system_event.event_code"] = ProtoField.uint8("mdmold.system_event.event_code", "event_code", base.DEC, {[69]="end_of_session", [83]="start_of_session"}, nil, "S = start of session, E = end of session")
 f["mdmold.system_event.schema_fingerprint"] = ProtoField.uint64("mdmold.system_event.schema_fingerprint", "schema_fingerprint", base.DEC, nil, nil, "fingerprint of the publisher's schema; must equal the receiver's")
 f["mdmold.instrument_directory"] = ProtoField.none("mdmold.instrument_directory", "instrument_directory", "Maps an instrument id to its symbol and declares the scale of its prices.")
+f["mdmold.instrument_directory.msg_type"] = ProtoField.string("mdmold.instrument_directory.msg_type", "msg_type", base.ASCII, "instrument directory")
 f["mdmold.instrument_directory.timestamp_ns"] = ProtoField.uint64("mdmold.instrument_directory.timestamp_ns", "timestamp_ns", base.DEC, nil, nil, "time of publication, ns since the epoch")
 f["mdmold.instrument_directory.timestamp_ns.time"] = ProtoField.absolute_time("mdmold.instrument_directory.timestamp_ns.time", "timestamp_ns (UTC)", base.UTC)
 f["mdmold.instrument_directory.instrument_id"] = ProtoField.uint32("mdmold.instrument_directory.instrument_id", "instrument_id", base.DEC, nil, nil, "instrument id used by every other message")
 f["mdmold.instrument_directory.symbol"] = ProtoField.string("mdmold.instrument_directory.symbol", "symbol", base.ASCII, "ticker symbol, ASCII")
 f["mdmold.instrument_directory.price_exponent"] = ProtoField.int8("mdmold.instrument_directory.price_exponent", "price_exponent", base.DEC, nil, nil, "prices of this instrument are raw × 10**price_exponent")
 f["mdmold.quote"] = ProtoField.none("mdmold.quote", "quote", "Top of book: best bid and ask with their sizes.")
+f["mdmold.quote.msg_type"] = ProtoField.string("mdmold.quote.msg_type", "msg_type", base.ASCII, "quote")
 f["mdmold.quote.timestamp_ns"] = ProtoField.uint64("mdmold.quote.timestamp_ns", "timestamp_ns", base.DEC, nil, nil, "time of the quote, ns since the epoch")
 f["mdmold.quote.timestamp_ns.time"] = ProtoField.absolute_time("mdmold.quote.timestamp_ns.time", "timestamp_ns (UTC)", base.UTC)
 f["mdmold.quote.instrument_id"] = ProtoField.uint32("mdmold.quote.instrument_id", "instrument_id", base.DEC, nil, nil, "instrument id")
@@ -38,6 +41,7 @@ f["mdmold.quote.ask_price"] = ProtoField.int64("mdmold.quote.ask_price", "ask_pr
 f["mdmold.quote.ask_price.scaled"] = ProtoField.string("mdmold.quote.ask_price.scaled", "ask_price (scaled)", base.ASCII)
 f["mdmold.quote.ask_size"] = ProtoField.uint64("mdmold.quote.ask_size", "ask_size", base.DEC, nil, nil, "quantity at the best ask")
 f["mdmold.trade"] = ProtoField.none("mdmold.trade", "trade", "A trade print.")
+f["mdmold.trade.msg_type"] = ProtoField.string("mdmold.trade.msg_type", "msg_type", base.ASCII, "trade")
 f["mdmold.trade.timestamp_ns"] = ProtoField.uint64("mdmold.trade.timestamp_ns", "timestamp_ns", base.DEC, nil, nil, "time of the trade, ns since the epoch")
 f["mdmold.trade.timestamp_ns.time"] = ProtoField.absolute_time("mdmold.trade.timestamp_ns.time", "timestamp_ns (UTC)", base.UTC)
 f["mdmold.trade.instrument_id"] = ProtoField.uint32("mdmold.trade.instrument_id", "instrument_id", base.DEC, nil, nil, "instrument id")
@@ -47,6 +51,7 @@ f["mdmold.trade.size"] = ProtoField.uint64("mdmold.trade.size", "size", base.DEC
 f["mdmold.trade.aggressor"] = ProtoField.uint8("mdmold.trade.aggressor", "aggressor", base.DEC, {[32]="unknown", [66]="buy", [83]="sell"}, nil, "side that crossed the spread: B, S or space if unknown")
 f["mdmold.trade.trade_id"] = ProtoField.uint64("mdmold.trade.trade_id", "trade_id", base.DEC, nil, nil, "trade id, unique per instrument and day")
 f["mdmold.field_update"] = ProtoField.none("mdmold.field_update", "field_update", "One cell of the instrument's record changed (the spreadsheet model).")
+f["mdmold.field_update.msg_type"] = ProtoField.string("mdmold.field_update.msg_type", "msg_type", base.ASCII, "field update")
 f["mdmold.field_update.timestamp_ns"] = ProtoField.uint64("mdmold.field_update.timestamp_ns", "timestamp_ns", base.DEC, nil, nil, "time of the update, ns since the epoch")
 f["mdmold.field_update.timestamp_ns.time"] = ProtoField.absolute_time("mdmold.field_update.timestamp_ns.time", "timestamp_ns (UTC)", base.UTC)
 f["mdmold.field_update.instrument_id"] = ProtoField.uint32("mdmold.field_update.instrument_id", "instrument_id", base.DEC, nil, nil, "instrument id")
@@ -54,21 +59,25 @@ f["mdmold.field_update.field_id"] = ProtoField.uint16("mdmold.field_update.field
 f["mdmold.field_update.value_type"] = ProtoField.uint8("mdmold.field_update.value_type", "value_type", base.DEC, {[1]="integer", [2]="price", [3]="timestamp_ns", [4]="boolean"}, nil, "how to read value: 1 integer, 2 price, 3 timestamp_ns, 4 boolean")
 f["mdmold.field_update.value"] = ProtoField.int64("mdmold.field_update.value", "value", base.DEC, nil, nil, "new value of the cell; prices are fixed-point")
 f["mdmold.record_image"] = ProtoField.none("mdmold.record_image", "record_image", "All fields of one instrument, as part of an initial image.")
+f["mdmold.record_image.msg_type"] = ProtoField.string("mdmold.record_image.msg_type", "msg_type", base.ASCII, "record image")
 f["mdmold.record_image.timestamp_ns"] = ProtoField.uint64("mdmold.record_image.timestamp_ns", "timestamp_ns", base.DEC, nil, nil, "time the image was taken, ns since the epoch")
 f["mdmold.record_image.timestamp_ns.time"] = ProtoField.absolute_time("mdmold.record_image.timestamp_ns.time", "timestamp_ns (UTC)", base.UTC)
 f["mdmold.record_image.instrument_id"] = ProtoField.uint32("mdmold.record_image.instrument_id", "instrument_id", base.DEC, nil, nil, "instrument id")
 f["mdmold.record_image.symbol"] = ProtoField.string("mdmold.record_image.symbol", "symbol", base.ASCII, "ticker symbol, ASCII")
 f["mdmold.record_image.price_exponent"] = ProtoField.int8("mdmold.record_image.price_exponent", "price_exponent", base.DEC, nil, nil, "prices of this instrument are raw × 10**price_exponent")
-f["mdmold.record_image.fields"] = ProtoField.none("mdmold.record_image.fields", "fields")
+f["mdmold.record_image.fields"] = ProtoField.none("mdmold.record_image.fields", "fields", "every field the instrument has, by field id")
+f["mdmold.record_image.fields.count"] = ProtoField.uint16("mdmold.record_image.fields.count", "count", base.DEC, nil, nil, "number of items")
 f["mdmold.record_image.fields.field_id"] = ProtoField.uint16("mdmold.record_image.fields.field_id", "field_id", base.DEC, nil, nil, "field id from the field dictionary")
 f["mdmold.record_image.fields.value_type"] = ProtoField.uint8("mdmold.record_image.fields.value_type", "value_type", base.DEC, {[1]="integer", [2]="price", [3]="timestamp_ns", [4]="boolean"}, nil, "how to read value")
 f["mdmold.record_image.fields.value"] = ProtoField.int64("mdmold.record_image.fields.value", "value", base.DEC, nil, nil, "current value of the cell")
 f["mdmold.end_of_image"] = ProtoField.none("mdmold.end_of_image", "end_of_image", "Ends an initial image; apply live messages with sequence numbers above sequence_number.")
+f["mdmold.end_of_image.msg_type"] = ProtoField.string("mdmold.end_of_image.msg_type", "msg_type", base.ASCII, "end of image")
 f["mdmold.end_of_image.timestamp_ns"] = ProtoField.uint64("mdmold.end_of_image.timestamp_ns", "timestamp_ns", base.DEC, nil, nil, "time the image was taken, ns since the epoch")
 f["mdmold.end_of_image.timestamp_ns.time"] = ProtoField.absolute_time("mdmold.end_of_image.timestamp_ns.time", "timestamp_ns (UTC)", base.UTC)
 f["mdmold.end_of_image.sequence_number"] = ProtoField.uint64("mdmold.end_of_image.sequence_number", "sequence_number", base.DEC, nil, nil, "the image reflects every message up to and including this one")
 f["mdmold.end_of_image.instrument_count"] = ProtoField.uint32("mdmold.end_of_image.instrument_count", "instrument_count", base.DEC, nil, nil, "number of record images sent before this message")
 f["mdmold.retransmission_reject"] = ProtoField.none("mdmold.retransmission_reject", "retransmission_reject", "A re-request the server will not serve, and why; never answered with silence.")
+f["mdmold.retransmission_reject.msg_type"] = ProtoField.string("mdmold.retransmission_reject.msg_type", "msg_type", base.ASCII, "retransmission reject")
 f["mdmold.retransmission_reject.timestamp_ns"] = ProtoField.uint64("mdmold.retransmission_reject.timestamp_ns", "timestamp_ns", base.DEC, nil, nil, "time of the reject, ns since the epoch")
 f["mdmold.retransmission_reject.timestamp_ns.time"] = ProtoField.absolute_time("mdmold.retransmission_reject.timestamp_ns.time", "timestamp_ns (UTC)", base.UTC)
 f["mdmold.retransmission_reject.reason"] = ProtoField.uint8("mdmold.retransmission_reject.reason", "reason", base.DEC, {[65]="too_far_ahead", [67]="count_out_of_range", [76]="rate_limited", [77]="malformed", [79]="too_old", [87]="wrong_session"}, nil, "O too old, A too far ahead, L rate limited, W wrong session, M malformed, C bad count")
@@ -86,14 +95,27 @@ local ef_count = ProtoExpert.new("mdmold.count_mismatch", "Message count does no
 local ef_unknown = ProtoExpert.new("mdmold.unknown_type", "Unknown message type", expert.group.MALFORMED, expert.severity.WARN)
 local ef_length = ProtoExpert.new("mdmold.length_mismatch", "Message length differs from its layout", expert.group.MALFORMED, expert.severity.ERROR)
 local ef_schema = ProtoExpert.new("mdmold.schema_mismatch", "Session of another schema version", expert.group.PROTOCOL, expert.severity.ERROR)
+local ef_const = ProtoExpert.new("mdmold.bad_const", "A constant field holds another value", expert.group.MALFORMED, expert.severity.ERROR)
 local ef_gap = ProtoExpert.new("mdmold.gap", "Sequence gap on this feed since its previous datagram", expert.group.SEQUENCE, expert.severity.WARN)
 local ef_copy = ProtoExpert.new("mdmold.ab_copy", "A/B copy of a datagram already seen on the other feed", expert.group.SEQUENCE, expert.severity.NOTE)
-p.experts = {ef_truncated, ef_past_end, ef_count, ef_unknown, ef_length, ef_schema, ef_gap, ef_copy}
+p.experts = {ef_truncated, ef_past_end, ef_count, ef_unknown, ef_length, ef_schema, ef_const, ef_gap, ef_copy}
 p.prefs.price_decimals = Pref.uint("Default price decimals", 4, "prices are raw / 10^decimals until an instrument directory message is seen")
 
 local exponents = {}  -- instrument id -> price exponent, from directory messages in this capture
-local function exponent_of(tvb, off)
-  local e = exponents[tvb(off + 9, 4):uint()]
+local function num(v)
+  if type(v) == "userdata" then return v:tonumber() end
+  return v
+end
+local function lookup(ctx, path)
+  local v = ctx
+  for part in path:gmatch("[^%.]+") do
+    if type(v) ~= "table" then return nil end
+    v = v[part]
+  end
+  return v
+end
+local function price_exponent(iid)
+  local e = iid ~= nil and exponents[num(iid)] or nil
   if e == nil then return -p.prefs.price_decimals end
   return e
 end
@@ -115,110 +137,452 @@ local function ns_time(ns)
 end
 
 local function dissect_system_event(tvb, off, len, tree, pinfo)
+  local lim = off + len
   local t = tree:add(f["mdmold.system_event"], tvb(off, len))
-  if len ~= 18 then t:add_proto_expert_info(ef_length, "system_event is 18 bytes, block is " .. len) return end
-  t:add(f["mdmold.system_event.timestamp_ns"], tvb(off + 1, 8), tvb(off + 1, 8):uint64())
-  t:add(f["mdmold.system_event.timestamp_ns.time"], tvb(off + 1, 8), ns_time(tvb(off + 1, 8):uint64()))
-  t:add(f["mdmold.system_event.event_code"], tvb(off + 9, 1), tvb(off + 9, 1):uint())
-  t:add(f["mdmold.system_event.schema_fingerprint"], tvb(off + 10, 8), tvb(off + 10, 8):uint64())
+  local ctx = {}
+  if len ~= 18 then t:add_proto_expert_info(ef_length, "system_event is 18 bytes, block is " .. len) return nil end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "msg_type runs past the end of the block") return nil end
+    local r = tvb(off, 1)
+    local item = t:add(f["mdmold.system_event.msg_type"], r, r:string())
+    if r:raw() ~= "\83" then item:add_proto_expert_info(ef_const, "msg_type is not its constant") end
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "timestamp_ns runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.system_event.timestamp_ns"], tvb(off, 8), v)
+    t:add(f["mdmold.system_event.timestamp_ns.time"], tvb(off, 8), ns_time(v))
+    ctx["timestamp_ns"] = v
+    off = off + 8
+  end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "event_code runs past the end of the block") return nil end
+    local v = tvb(off, 1):uint()
+    t:add(f["mdmold.system_event.event_code"], tvb(off, 1), v)
+    ctx["event_code"] = v
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "schema_fingerprint runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.system_event.schema_fingerprint"], tvb(off, 8), v)
+    ctx["schema_fingerprint"] = v
+    off = off + 8
+  end
+  if off ~= lim then t:add_proto_expert_info(ef_length, (lim - off) .. " bytes after the message") end
+  if ctx.instrument_id ~= nil and ctx.price_exponent ~= nil then exponents[num(ctx.instrument_id)] = num(ctx.price_exponent) end
   return "system_event"
 end
 
 local function dissect_instrument_directory(tvb, off, len, tree, pinfo)
+  local lim = off + len
   local t = tree:add(f["mdmold.instrument_directory"], tvb(off, len))
-  if len ~= 30 then t:add_proto_expert_info(ef_length, "instrument_directory is 30 bytes, block is " .. len) return end
-  t:add(f["mdmold.instrument_directory.timestamp_ns"], tvb(off + 1, 8), tvb(off + 1, 8):uint64())
-  t:add(f["mdmold.instrument_directory.timestamp_ns.time"], tvb(off + 1, 8), ns_time(tvb(off + 1, 8):uint64()))
-  t:add(f["mdmold.instrument_directory.instrument_id"], tvb(off + 9, 4), tvb(off + 9, 4):uint())
-  t:add(f["mdmold.instrument_directory.symbol"], tvb(off + 13, 16), strip_nul(tvb(off + 13, 16):string()))
-  t:add(f["mdmold.instrument_directory.price_exponent"], tvb(off + 29, 1), tvb(off + 29, 1):int())
-  exponents[tvb(off + 9, 4):uint()] = tvb(off + 29, 1):int()
+  local ctx = {}
+  if len ~= 30 then t:add_proto_expert_info(ef_length, "instrument_directory is 30 bytes, block is " .. len) return nil end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "msg_type runs past the end of the block") return nil end
+    local r = tvb(off, 1)
+    local item = t:add(f["mdmold.instrument_directory.msg_type"], r, r:string())
+    if r:raw() ~= "\82" then item:add_proto_expert_info(ef_const, "msg_type is not its constant") end
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "timestamp_ns runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.instrument_directory.timestamp_ns"], tvb(off, 8), v)
+    t:add(f["mdmold.instrument_directory.timestamp_ns.time"], tvb(off, 8), ns_time(v))
+    ctx["timestamp_ns"] = v
+    off = off + 8
+  end
+  do
+    if off + 4 > lim then t:add_proto_expert_info(ef_length, "instrument_id runs past the end of the block") return nil end
+    local v = tvb(off, 4):uint()
+    t:add(f["mdmold.instrument_directory.instrument_id"], tvb(off, 4), v)
+    ctx["instrument_id"] = v
+    off = off + 4
+  end
+  do
+    if off + 16 > lim then t:add_proto_expert_info(ef_length, "symbol runs past the end of the block") return nil end
+    local r = tvb(off, 16)
+    local s = strip_nul(r:string())
+    t:add(f["mdmold.instrument_directory.symbol"], r, s)
+    ctx["symbol"] = s
+    off = off + 16
+  end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "price_exponent runs past the end of the block") return nil end
+    local v = tvb(off, 1):int()
+    t:add(f["mdmold.instrument_directory.price_exponent"], tvb(off, 1), v)
+    ctx["price_exponent"] = v
+    off = off + 1
+  end
+  if off ~= lim then t:add_proto_expert_info(ef_length, (lim - off) .. " bytes after the message") end
+  if ctx.instrument_id ~= nil and ctx.price_exponent ~= nil then exponents[num(ctx.instrument_id)] = num(ctx.price_exponent) end
   return "instrument_directory"
 end
 
 local function dissect_quote(tvb, off, len, tree, pinfo)
+  local lim = off + len
   local t = tree:add(f["mdmold.quote"], tvb(off, len))
-  if len ~= 45 then t:add_proto_expert_info(ef_length, "quote is 45 bytes, block is " .. len) return end
-  t:add(f["mdmold.quote.timestamp_ns"], tvb(off + 1, 8), tvb(off + 1, 8):uint64())
-  t:add(f["mdmold.quote.timestamp_ns.time"], tvb(off + 1, 8), ns_time(tvb(off + 1, 8):uint64()))
-  t:add(f["mdmold.quote.instrument_id"], tvb(off + 9, 4), tvb(off + 9, 4):uint())
-  t:add(f["mdmold.quote.bid_price"], tvb(off + 13, 8), tvb(off + 13, 8):int64())
-  t:add(f["mdmold.quote.bid_price.scaled"], tvb(off + 13, 8), scaled(tvb(off + 13, 8):int64(), exponent_of(tvb, off)))
-  t:add(f["mdmold.quote.bid_size"], tvb(off + 21, 8), tvb(off + 21, 8):uint64())
-  t:add(f["mdmold.quote.ask_price"], tvb(off + 29, 8), tvb(off + 29, 8):int64())
-  t:add(f["mdmold.quote.ask_price.scaled"], tvb(off + 29, 8), scaled(tvb(off + 29, 8):int64(), exponent_of(tvb, off)))
-  t:add(f["mdmold.quote.ask_size"], tvb(off + 37, 8), tvb(off + 37, 8):uint64())
+  local ctx = {}
+  if len ~= 45 then t:add_proto_expert_info(ef_length, "quote is 45 bytes, block is " .. len) return nil end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "msg_type runs past the end of the block") return nil end
+    local r = tvb(off, 1)
+    local item = t:add(f["mdmold.quote.msg_type"], r, r:string())
+    if r:raw() ~= "\81" then item:add_proto_expert_info(ef_const, "msg_type is not its constant") end
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "timestamp_ns runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.quote.timestamp_ns"], tvb(off, 8), v)
+    t:add(f["mdmold.quote.timestamp_ns.time"], tvb(off, 8), ns_time(v))
+    ctx["timestamp_ns"] = v
+    off = off + 8
+  end
+  do
+    if off + 4 > lim then t:add_proto_expert_info(ef_length, "instrument_id runs past the end of the block") return nil end
+    local v = tvb(off, 4):uint()
+    t:add(f["mdmold.quote.instrument_id"], tvb(off, 4), v)
+    ctx["instrument_id"] = v
+    off = off + 4
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "bid_price runs past the end of the block") return nil end
+    local v = tvb(off, 8):int64()
+    t:add(f["mdmold.quote.bid_price"], tvb(off, 8), v)
+    t:add(f["mdmold.quote.bid_price.scaled"], tvb(off, 8), scaled(v, price_exponent(lookup(ctx, "instrument_id"))))
+    ctx["bid_price"] = v
+    off = off + 8
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "bid_size runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.quote.bid_size"], tvb(off, 8), v)
+    ctx["bid_size"] = v
+    off = off + 8
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "ask_price runs past the end of the block") return nil end
+    local v = tvb(off, 8):int64()
+    t:add(f["mdmold.quote.ask_price"], tvb(off, 8), v)
+    t:add(f["mdmold.quote.ask_price.scaled"], tvb(off, 8), scaled(v, price_exponent(lookup(ctx, "instrument_id"))))
+    ctx["ask_price"] = v
+    off = off + 8
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "ask_size runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.quote.ask_size"], tvb(off, 8), v)
+    ctx["ask_size"] = v
+    off = off + 8
+  end
+  if off ~= lim then t:add_proto_expert_info(ef_length, (lim - off) .. " bytes after the message") end
+  if ctx.instrument_id ~= nil and ctx.price_exponent ~= nil then exponents[num(ctx.instrument_id)] = num(ctx.price_exponent) end
   return "quote"
 end
 
 local function dissect_trade(tvb, off, len, tree, pinfo)
+  local lim = off + len
   local t = tree:add(f["mdmold.trade"], tvb(off, len))
-  if len ~= 38 then t:add_proto_expert_info(ef_length, "trade is 38 bytes, block is " .. len) return end
-  t:add(f["mdmold.trade.timestamp_ns"], tvb(off + 1, 8), tvb(off + 1, 8):uint64())
-  t:add(f["mdmold.trade.timestamp_ns.time"], tvb(off + 1, 8), ns_time(tvb(off + 1, 8):uint64()))
-  t:add(f["mdmold.trade.instrument_id"], tvb(off + 9, 4), tvb(off + 9, 4):uint())
-  t:add(f["mdmold.trade.price"], tvb(off + 13, 8), tvb(off + 13, 8):int64())
-  t:add(f["mdmold.trade.price.scaled"], tvb(off + 13, 8), scaled(tvb(off + 13, 8):int64(), exponent_of(tvb, off)))
-  t:add(f["mdmold.trade.size"], tvb(off + 21, 8), tvb(off + 21, 8):uint64())
-  t:add(f["mdmold.trade.aggressor"], tvb(off + 29, 1), tvb(off + 29, 1):uint())
-  t:add(f["mdmold.trade.trade_id"], tvb(off + 30, 8), tvb(off + 30, 8):uint64())
+  local ctx = {}
+  if len ~= 38 then t:add_proto_expert_info(ef_length, "trade is 38 bytes, block is " .. len) return nil end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "msg_type runs past the end of the block") return nil end
+    local r = tvb(off, 1)
+    local item = t:add(f["mdmold.trade.msg_type"], r, r:string())
+    if r:raw() ~= "\84" then item:add_proto_expert_info(ef_const, "msg_type is not its constant") end
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "timestamp_ns runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.trade.timestamp_ns"], tvb(off, 8), v)
+    t:add(f["mdmold.trade.timestamp_ns.time"], tvb(off, 8), ns_time(v))
+    ctx["timestamp_ns"] = v
+    off = off + 8
+  end
+  do
+    if off + 4 > lim then t:add_proto_expert_info(ef_length, "instrument_id runs past the end of the block") return nil end
+    local v = tvb(off, 4):uint()
+    t:add(f["mdmold.trade.instrument_id"], tvb(off, 4), v)
+    ctx["instrument_id"] = v
+    off = off + 4
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "price runs past the end of the block") return nil end
+    local v = tvb(off, 8):int64()
+    t:add(f["mdmold.trade.price"], tvb(off, 8), v)
+    t:add(f["mdmold.trade.price.scaled"], tvb(off, 8), scaled(v, price_exponent(lookup(ctx, "instrument_id"))))
+    ctx["price"] = v
+    off = off + 8
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "size runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.trade.size"], tvb(off, 8), v)
+    ctx["size"] = v
+    off = off + 8
+  end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "aggressor runs past the end of the block") return nil end
+    local v = tvb(off, 1):uint()
+    t:add(f["mdmold.trade.aggressor"], tvb(off, 1), v)
+    ctx["aggressor"] = v
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "trade_id runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.trade.trade_id"], tvb(off, 8), v)
+    ctx["trade_id"] = v
+    off = off + 8
+  end
+  if off ~= lim then t:add_proto_expert_info(ef_length, (lim - off) .. " bytes after the message") end
+  if ctx.instrument_id ~= nil and ctx.price_exponent ~= nil then exponents[num(ctx.instrument_id)] = num(ctx.price_exponent) end
   return "trade"
 end
 
 local function dissect_field_update(tvb, off, len, tree, pinfo)
+  local lim = off + len
   local t = tree:add(f["mdmold.field_update"], tvb(off, len))
-  if len ~= 24 then t:add_proto_expert_info(ef_length, "field_update is 24 bytes, block is " .. len) return end
-  t:add(f["mdmold.field_update.timestamp_ns"], tvb(off + 1, 8), tvb(off + 1, 8):uint64())
-  t:add(f["mdmold.field_update.timestamp_ns.time"], tvb(off + 1, 8), ns_time(tvb(off + 1, 8):uint64()))
-  t:add(f["mdmold.field_update.instrument_id"], tvb(off + 9, 4), tvb(off + 9, 4):uint())
-  t:add(f["mdmold.field_update.field_id"], tvb(off + 13, 2), tvb(off + 13, 2):uint())
-  t:add(f["mdmold.field_update.value_type"], tvb(off + 15, 1), tvb(off + 15, 1):uint())
-  t:add(f["mdmold.field_update.value"], tvb(off + 16, 8), tvb(off + 16, 8):int64())
+  local ctx = {}
+  if len ~= 24 then t:add_proto_expert_info(ef_length, "field_update is 24 bytes, block is " .. len) return nil end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "msg_type runs past the end of the block") return nil end
+    local r = tvb(off, 1)
+    local item = t:add(f["mdmold.field_update.msg_type"], r, r:string())
+    if r:raw() ~= "\70" then item:add_proto_expert_info(ef_const, "msg_type is not its constant") end
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "timestamp_ns runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.field_update.timestamp_ns"], tvb(off, 8), v)
+    t:add(f["mdmold.field_update.timestamp_ns.time"], tvb(off, 8), ns_time(v))
+    ctx["timestamp_ns"] = v
+    off = off + 8
+  end
+  do
+    if off + 4 > lim then t:add_proto_expert_info(ef_length, "instrument_id runs past the end of the block") return nil end
+    local v = tvb(off, 4):uint()
+    t:add(f["mdmold.field_update.instrument_id"], tvb(off, 4), v)
+    ctx["instrument_id"] = v
+    off = off + 4
+  end
+  do
+    if off + 2 > lim then t:add_proto_expert_info(ef_length, "field_id runs past the end of the block") return nil end
+    local v = tvb(off, 2):uint()
+    t:add(f["mdmold.field_update.field_id"], tvb(off, 2), v)
+    ctx["field_id"] = v
+    off = off + 2
+  end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "value_type runs past the end of the block") return nil end
+    local v = tvb(off, 1):uint()
+    t:add(f["mdmold.field_update.value_type"], tvb(off, 1), v)
+    ctx["value_type"] = v
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "value runs past the end of the block") return nil end
+    local v = tvb(off, 8):int64()
+    t:add(f["mdmold.field_update.value"], tvb(off, 8), v)
+    ctx["value"] = v
+    off = off + 8
+  end
+  if off ~= lim then t:add_proto_expert_info(ef_length, (lim - off) .. " bytes after the message") end
+  if ctx.instrument_id ~= nil and ctx.price_exponent ~= nil then exponents[num(ctx.instrument_id)] = num(ctx.price_exponent) end
   return "field_update"
 end
 
 local function dissect_record_image(tvb, off, len, tree, pinfo)
+  local lim = off + len
   local t = tree:add(f["mdmold.record_image"], tvb(off, len))
-  if len < 30 then t:add_proto_expert_info(ef_length, "record_image needs at least 30 bytes, block is " .. len) return end
-  t:add(f["mdmold.record_image.timestamp_ns"], tvb(off + 1, 8), tvb(off + 1, 8):uint64())
-  t:add(f["mdmold.record_image.timestamp_ns.time"], tvb(off + 1, 8), ns_time(tvb(off + 1, 8):uint64()))
-  t:add(f["mdmold.record_image.instrument_id"], tvb(off + 9, 4), tvb(off + 9, 4):uint())
-  t:add(f["mdmold.record_image.symbol"], tvb(off + 13, 16), strip_nul(tvb(off + 13, 16):string()))
-  t:add(f["mdmold.record_image.price_exponent"], tvb(off + 29, 1), tvb(off + 29, 1):int())
-  if len < 32 then t:add_proto_expert_info(ef_length, "record_image cut before its item count") return end
-  local n = tvb(off + 30, 2):uint()
-  if len ~= 32 + n * 11 then t:add_proto_expert_info(ef_length, "record_image with " .. n .. " items is " .. (32 + n * 11) .. " bytes, block is " .. len) return end
-  for i = 0, n - 1 do
-    local eo = off + 32 + i * 11
-    local item = t:add(f["mdmold.record_image.fields"], tvb(eo, 11))
-    item:add(f["mdmold.record_image.fields.field_id"], tvb(eo + 0, 2), tvb(eo + 0, 2):uint())
-    item:add(f["mdmold.record_image.fields.value_type"], tvb(eo + 2, 1), tvb(eo + 2, 1):uint())
-    item:add(f["mdmold.record_image.fields.value"], tvb(eo + 3, 8), tvb(eo + 3, 8):int64())
+  local ctx = {}
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "msg_type runs past the end of the block") return nil end
+    local r = tvb(off, 1)
+    local item = t:add(f["mdmold.record_image.msg_type"], r, r:string())
+    if r:raw() ~= "\73" then item:add_proto_expert_info(ef_const, "msg_type is not its constant") end
+    off = off + 1
   end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "timestamp_ns runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.record_image.timestamp_ns"], tvb(off, 8), v)
+    t:add(f["mdmold.record_image.timestamp_ns.time"], tvb(off, 8), ns_time(v))
+    ctx["timestamp_ns"] = v
+    off = off + 8
+  end
+  do
+    if off + 4 > lim then t:add_proto_expert_info(ef_length, "instrument_id runs past the end of the block") return nil end
+    local v = tvb(off, 4):uint()
+    t:add(f["mdmold.record_image.instrument_id"], tvb(off, 4), v)
+    ctx["instrument_id"] = v
+    off = off + 4
+  end
+  do
+    if off + 16 > lim then t:add_proto_expert_info(ef_length, "symbol runs past the end of the block") return nil end
+    local r = tvb(off, 16)
+    local s = strip_nul(r:string())
+    t:add(f["mdmold.record_image.symbol"], r, s)
+    ctx["symbol"] = s
+    off = off + 16
+  end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "price_exponent runs past the end of the block") return nil end
+    local v = tvb(off, 1):int()
+    t:add(f["mdmold.record_image.price_exponent"], tvb(off, 1), v)
+    ctx["price_exponent"] = v
+    off = off + 1
+  end
+  do
+    if off + 2 > lim then t:add_proto_expert_info(ef_length, "fields count runs past the end of the block") return nil end
+    local count = num(tvb(off, 2):uint())
+    t:add(f["mdmold.record_image.fields.count"], tvb(off, 2), count)
+    off = off + 2
+    local items = {}
+    ctx["fields"] = items
+    for i = 1, count do
+      local start = off
+      local item = t:add(f["mdmold.record_image.fields"], tvb(off, 0))
+      local c1 = {_ = ctx}
+      items[i] = c1
+      do
+        if off + 2 > lim then item:add_proto_expert_info(ef_length, "field_id runs past the end of the block") return nil end
+        local v = tvb(off, 2):uint()
+        item:add(f["mdmold.record_image.fields.field_id"], tvb(off, 2), v)
+        c1["field_id"] = v
+        off = off + 2
+      end
+      do
+        if off + 1 > lim then item:add_proto_expert_info(ef_length, "value_type runs past the end of the block") return nil end
+        local v = tvb(off, 1):uint()
+        item:add(f["mdmold.record_image.fields.value_type"], tvb(off, 1), v)
+        c1["value_type"] = v
+        off = off + 1
+      end
+      do
+        if off + 8 > lim then item:add_proto_expert_info(ef_length, "value runs past the end of the block") return nil end
+        local v = tvb(off, 8):int64()
+        item:add(f["mdmold.record_image.fields.value"], tvb(off, 8), v)
+        c1["value"] = v
+        off = off + 8
+      end
+      item:set_len(off - start)
+    end
+  end
+  if off ~= lim then t:add_proto_expert_info(ef_length, (lim - off) .. " bytes after the message") end
+  if ctx.instrument_id ~= nil and ctx.price_exponent ~= nil then exponents[num(ctx.instrument_id)] = num(ctx.price_exponent) end
   return "record_image"
 end
 
 local function dissect_end_of_image(tvb, off, len, tree, pinfo)
+  local lim = off + len
   local t = tree:add(f["mdmold.end_of_image"], tvb(off, len))
-  if len ~= 21 then t:add_proto_expert_info(ef_length, "end_of_image is 21 bytes, block is " .. len) return end
-  t:add(f["mdmold.end_of_image.timestamp_ns"], tvb(off + 1, 8), tvb(off + 1, 8):uint64())
-  t:add(f["mdmold.end_of_image.timestamp_ns.time"], tvb(off + 1, 8), ns_time(tvb(off + 1, 8):uint64()))
-  t:add(f["mdmold.end_of_image.sequence_number"], tvb(off + 9, 8), tvb(off + 9, 8):uint64())
-  t:add(f["mdmold.end_of_image.instrument_count"], tvb(off + 17, 4), tvb(off + 17, 4):uint())
+  local ctx = {}
+  if len ~= 21 then t:add_proto_expert_info(ef_length, "end_of_image is 21 bytes, block is " .. len) return nil end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "msg_type runs past the end of the block") return nil end
+    local r = tvb(off, 1)
+    local item = t:add(f["mdmold.end_of_image.msg_type"], r, r:string())
+    if r:raw() ~= "\71" then item:add_proto_expert_info(ef_const, "msg_type is not its constant") end
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "timestamp_ns runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.end_of_image.timestamp_ns"], tvb(off, 8), v)
+    t:add(f["mdmold.end_of_image.timestamp_ns.time"], tvb(off, 8), ns_time(v))
+    ctx["timestamp_ns"] = v
+    off = off + 8
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "sequence_number runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.end_of_image.sequence_number"], tvb(off, 8), v)
+    ctx["sequence_number"] = v
+    off = off + 8
+  end
+  do
+    if off + 4 > lim then t:add_proto_expert_info(ef_length, "instrument_count runs past the end of the block") return nil end
+    local v = tvb(off, 4):uint()
+    t:add(f["mdmold.end_of_image.instrument_count"], tvb(off, 4), v)
+    ctx["instrument_count"] = v
+    off = off + 4
+  end
+  if off ~= lim then t:add_proto_expert_info(ef_length, (lim - off) .. " bytes after the message") end
+  if ctx.instrument_id ~= nil and ctx.price_exponent ~= nil then exponents[num(ctx.instrument_id)] = num(ctx.price_exponent) end
   return "end_of_image"
 end
 
 local function dissect_retransmission_reject(tvb, off, len, tree, pinfo)
+  local lim = off + len
   local t = tree:add(f["mdmold.retransmission_reject"], tvb(off, len))
-  if len ~= 44 then t:add_proto_expert_info(ef_length, "retransmission_reject is 44 bytes, block is " .. len) return end
-  t:add(f["mdmold.retransmission_reject.timestamp_ns"], tvb(off + 1, 8), tvb(off + 1, 8):uint64())
-  t:add(f["mdmold.retransmission_reject.timestamp_ns.time"], tvb(off + 1, 8), ns_time(tvb(off + 1, 8):uint64()))
-  t:add(f["mdmold.retransmission_reject.reason"], tvb(off + 9, 1), tvb(off + 9, 1):uint())
-  t:add(f["mdmold.retransmission_reject.requested_sequence_number"], tvb(off + 10, 8), tvb(off + 10, 8):uint64())
-  t:add(f["mdmold.retransmission_reject.requested_message_count"], tvb(off + 18, 2), tvb(off + 18, 2):uint())
-  t:add(f["mdmold.retransmission_reject.retry_after_ns"], tvb(off + 20, 8), tvb(off + 20, 8):uint64())
-  t:add(f["mdmold.retransmission_reject.first_available_sequence_number"], tvb(off + 28, 8), tvb(off + 28, 8):uint64())
-  t:add(f["mdmold.retransmission_reject.next_sequence_number"], tvb(off + 36, 8), tvb(off + 36, 8):uint64())
+  local ctx = {}
+  if len ~= 44 then t:add_proto_expert_info(ef_length, "retransmission_reject is 44 bytes, block is " .. len) return nil end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "msg_type runs past the end of the block") return nil end
+    local r = tvb(off, 1)
+    local item = t:add(f["mdmold.retransmission_reject.msg_type"], r, r:string())
+    if r:raw() ~= "\74" then item:add_proto_expert_info(ef_const, "msg_type is not its constant") end
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "timestamp_ns runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.retransmission_reject.timestamp_ns"], tvb(off, 8), v)
+    t:add(f["mdmold.retransmission_reject.timestamp_ns.time"], tvb(off, 8), ns_time(v))
+    ctx["timestamp_ns"] = v
+    off = off + 8
+  end
+  do
+    if off + 1 > lim then t:add_proto_expert_info(ef_length, "reason runs past the end of the block") return nil end
+    local v = tvb(off, 1):uint()
+    t:add(f["mdmold.retransmission_reject.reason"], tvb(off, 1), v)
+    ctx["reason"] = v
+    off = off + 1
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "requested_sequence_number runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.retransmission_reject.requested_sequence_number"], tvb(off, 8), v)
+    ctx["requested_sequence_number"] = v
+    off = off + 8
+  end
+  do
+    if off + 2 > lim then t:add_proto_expert_info(ef_length, "requested_message_count runs past the end of the block") return nil end
+    local v = tvb(off, 2):uint()
+    t:add(f["mdmold.retransmission_reject.requested_message_count"], tvb(off, 2), v)
+    ctx["requested_message_count"] = v
+    off = off + 2
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "retry_after_ns runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.retransmission_reject.retry_after_ns"], tvb(off, 8), v)
+    ctx["retry_after_ns"] = v
+    off = off + 8
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "first_available_sequence_number runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.retransmission_reject.first_available_sequence_number"], tvb(off, 8), v)
+    ctx["first_available_sequence_number"] = v
+    off = off + 8
+  end
+  do
+    if off + 8 > lim then t:add_proto_expert_info(ef_length, "next_sequence_number runs past the end of the block") return nil end
+    local v = tvb(off, 8):uint64()
+    t:add(f["mdmold.retransmission_reject.next_sequence_number"], tvb(off, 8), v)
+    ctx["next_sequence_number"] = v
+    off = off + 8
+  end
+  if off ~= lim then t:add_proto_expert_info(ef_length, (lim - off) .. " bytes after the message") end
+  if ctx.instrument_id ~= nil and ctx.price_exponent ~= nil then exponents[num(ctx.instrument_id)] = num(ctx.price_exponent) end
   return "retransmission_reject"
 end
 
