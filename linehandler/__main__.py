@@ -23,21 +23,19 @@ import time
 from mdcommon import config as cfg
 from mdcommon.logs import setup_logging
 from mdcommon.status_io import fetch_status
-from mdcommon.validate import ConfigError, check_interface, check_multicast_group, check_port
+from mdcommon.validate import ConfigError, check_feed
 
-from .config import ChannelConfig, HandlerConfig
+from .config import HandlerConfig
 from .handler_io import LineHandler, parse_address
 
 __all__ = ["main"]
 
 
 def validate(config: HandlerConfig) -> None:
-    channels = [cfg.load_table(ChannelConfig, t, f"channels[{i}].") for i, t in enumerate(config.channels)] or [config.channel]
+    channels = config.all_channels()
     for cc in channels:
         for name, feed in (("feed_a", cc.feed_a), ("feed_b", cc.feed_b)):
-            check_interface(feed.interface, f"{cc.name}.{name}.interface")
-            check_multicast_group(feed.group, f"{cc.name}.{name}.group")
-            check_port(feed.port, f"{cc.name}.{name}.port")
+            check_feed(feed.interface, feed.group, feed.port, f"{cc.name}.{name}")
         for addr in cc.nack_servers + cc.image_servers:
             try:
                 parse_address(addr)
@@ -160,7 +158,7 @@ def cmd_doctor(argv: list[str]) -> int:
                                "--timeout-s S to listen longer)", HandlerConfig, argv, lambda c: None)
     if isinstance(config, int):
         return config
-    channels = [cfg.load_table(ChannelConfig, t, f"channels[{i}].") for i, t in enumerate(config.channels)] or [config.channel]
+    channels = config.all_channels()
     findings = check_rmem(config.rcvbuf_bytes)
     feeds = {}
     for cc in channels:

@@ -74,3 +74,9 @@ class HandlerConfig:
     exit_on_session_end: bool = opt(False, "exit once every channel's session has ended")
     log_level: str = opt("info", "log level", choices=("debug", "info", "warning", "error"))
     log_json: bool = opt(False, "log JSON lines instead of key=value")
+
+    def all_channels(self) -> list[ChannelConfig]:
+        """The [[channels]] tables as ChannelConfig, or the single [channel] when there are none."""
+        from mdcommon.config import load_table
+
+        return [load_table(ChannelConfig, t, f"channels[{i}].") for i, t in enumerate(self.channels)] or [self.channel]

@@ -27,7 +27,6 @@ from decoders import CODECS, DecodeError
 from decoders.moldudp64 import encode_request
 from decoders.pcap import PcapWriter
 from decoders.present import message_record
-from mdcommon import config as cfg
 from mdcommon.image import Image
 from mdcommon.logs import event
 from mdcommon.mcast_recv import open_receiver
@@ -150,7 +149,7 @@ class LineHandler:
         self._drop_rng = rng
         self.dropped = {"A": 0, "B": 0}
         self.channels: list[Channel] = []
-        ccs = [cfg.load_table(ChannelConfig, t, f"channels[{i}].") for i, t in enumerate(config.channels)] or [config.channel]
+        ccs = config.all_channels()
         for i, cc in enumerate(ccs):
             ch = Channel(cc, config, self._message_sink(cc.name), self._event_sink(cc.name), seed=config.drop_seed * 1000 + i)
             self.channels.append(ch)

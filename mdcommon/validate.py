@@ -11,7 +11,7 @@ import ipaddress
 import socket
 from pathlib import Path
 
-__all__ = ["ConfigError", "check_interface", "check_multicast_group", "check_port", "check_unicast_port_free", "rmem_max", "check_rcvbuf"]
+__all__ = ["ConfigError", "check_feed", "check_interface", "check_multicast_group", "check_port", "check_unicast_port_free", "rmem_max", "check_rcvbuf"]
 
 
 class ConfigError(ValueError):
@@ -38,6 +38,13 @@ def check_multicast_group(group: str, what: str = "group") -> str:
     if not addr.is_multicast:
         raise ConfigError(f"{what} {group} is not a multicast address (224.0.0.0/4; use 239.0.0.0/8 on a LAN)")
     return group
+
+
+def check_feed(interface: str, group: str, port: int, what: str) -> None:
+    """One feed's interface, multicast group and port (`what` prefixes the keys in the messages)."""
+    check_interface(interface, f"{what}.interface")
+    check_multicast_group(group, f"{what}.group")
+    check_port(port, f"{what}.port")
 
 
 def check_port(port: int, what: str = "port") -> int:

@@ -17,7 +17,7 @@ import sys
 from linehandler.handler_io import parse_address
 from mdcommon import config as cfg
 from mdcommon.logs import setup_logging
-from mdcommon.validate import ConfigError, check_interface, check_multicast_group, check_port, check_unicast_port_free
+from mdcommon.validate import ConfigError, check_feed, check_port, check_unicast_port_free
 
 from .config import ServerConfig
 from .server_io import RetransmitServer
@@ -29,9 +29,7 @@ def validate(config: ServerConfig) -> None:
     import socket
 
     for name, feed in (("feed_a", config.feed_a), ("feed_b", config.feed_b)):
-        check_interface(feed.interface, f"{name}.interface")
-        check_multicast_group(feed.group, f"{name}.group")
-        check_port(feed.port, f"{name}.port")
+        check_feed(feed.interface, feed.group, feed.port, name)
     check_port(config.request_port, "request_port")
     check_port(config.image_port, "image_port")
     check_unicast_port_free(config.request_address, config.request_port, socket.SOCK_DGRAM, "request socket")

@@ -20,7 +20,7 @@ import time
 from mdcommon import config as cfg
 from mdcommon.logs import event, setup_logging
 from mdcommon.status_io import StatusServer
-from mdcommon.validate import ConfigError, check_interface, check_multicast_group, check_port, check_unicast_port_free
+from mdcommon.validate import ConfigError, check_feed, check_port, check_unicast_port_free
 
 from .config import PlantConfig
 from .plant_io import Plant
@@ -34,9 +34,7 @@ MAX_BATCH_PER_LOOP = 2000  # messages generated per loop turn, so timers and sig
 
 def validate(config: PlantConfig) -> None:
     for name, feed in (("feed_a", config.feed_a), ("feed_b", config.feed_b)):
-        check_interface(feed.interface, f"{name}.interface")
-        check_multicast_group(feed.group, f"{name}.group")
-        check_port(feed.port, f"{name}.port")
+        check_feed(feed.interface, feed.group, feed.port, name)
         if not 0 <= feed.ttl <= 255:
             raise ConfigError(f"{name}.ttl {feed.ttl} outside 0..255")
     if (config.feed_a.group, config.feed_a.port) == (config.feed_b.group, config.feed_b.port) and config.feed_a.interface == config.feed_b.interface:
