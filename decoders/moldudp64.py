@@ -31,6 +31,7 @@ __all__ = [
     "MAX_DATAGRAM_BYTES",
     "decode_header",
     "decode_datagram",
+    "decode_messages",
     "split_blocks",
     "encode_datagram",
     "encode_heartbeat",
@@ -87,11 +88,16 @@ def decode_datagram(
     datagram again carefully and raises the precise `DecodeError`.
     """
     session, seq, count = decode_header(data, max_bytes)
+    return session, seq, count, decode_messages(data, count, table)
+
+
+def decode_messages(data: Any, count: int, table: CodecTable) -> list[tuple]:
+    """The messages of a datagram whose header `decode_header` already accepted (no second header parse)."""
     end = len(data)
     if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
         if end != HEADER_SIZE:
             raise DecodeError(DecodeErrorKind.COUNT_MISMATCH, HEADER_SIZE, f"{end - HEADER_SIZE} bytes after a count of {count}")
-        return session, seq, count, []
+        return []
     sizes = table.sizes
     unpackers = table.unpackers
     decoders = table.decoders
@@ -114,7 +120,7 @@ def decode_datagram(
         _diagnose(data, table, count)
     if off != end:
         raise DecodeError(DecodeErrorKind.COUNT_MISMATCH, off, f"{end - off} bytes after {count} messages")
-    return session, seq, count, out
+    return out
 
 
 def _diagnose(data: Any, table: CodecTable, count: int) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from decoders import CODECS, SCHEMA_TAG, CodecTable, DecodeError, parse_session
-from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_datagram, decode_header
+from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_datagram, decode_header, decode_messages
 from mdcommon.image import Image
 from retransmit.ratelimit import TokenBucket
 
@@ -237,7 +237,7 @@ class HandlerCore:
             c[FEED_COUNTERS.duplicates] += count  # wholly delivered already: not even decoded
             return NO_ACTIONS
         try:
-            msgs = decode_datagram(data, self.table)[3]
+            msgs = decode_messages(data, count, self.table)  # the header was accepted above
         except DecodeError as exc:
             c[FEED_COUNTERS.messages] -= count
             return self._malformed(fi, exc)
