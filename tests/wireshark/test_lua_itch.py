@@ -1,7 +1,9 @@
 """The generator on a third-party schema: a TotalView-ITCH 5.0 subset, decoded by tshark as construct parses it.
 
-Wireshark 4.0's own nasdaq_itch dissector (Debian 12) decodes ITCH 4.x over SoupTCP and cannot be attached
-to UDP or MoldUDP64, so agreement with it cannot be shown here; construct's parse is the reference.
+Wireshark 4.0's own nasdaq_itch dissector (Debian 12) can be attached to MoldUDP64 blocks
+(`-d udp.port==N,moldudp64 -d moldudp64.payload,nasdaq_itch`) but knows only the ITCH 2/3/4 layouts: it shows these
+5.0 messages as "TotalView-ITCH 3.0" with shifted, garbled fields. Agreement with it needs a Wireshark with ITCH 5.0
+support, so here construct's parse is the reference.
 """
 
 from __future__ import annotations
