@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 
 from mdcommon import config as cfg
+from mdcommon.daemon_io import run_until_signalled
 from mdcommon.logs import setup_logging
 from mdcommon.status_io import fetch_status
 from mdcommon.validate import ConfigError, check_feed
@@ -53,15 +53,7 @@ def cmd_run(argv: list[str]) -> int:
     if isinstance(config, int):
         return config
     setup_logging(config.log_level, config.log_json)
-    handler = LineHandler(config)
-    signal.signal(signal.SIGTERM, lambda *_: handler.stop())
-    signal.signal(signal.SIGINT, lambda *_: handler.stop())
-    try:
-        handler.run()
-    finally:
-        handler.log_stats()
-        handler.close()
-    return 0
+    return run_until_signalled(LineHandler(config))
 
 
 def cmd_status(argv: list[str]) -> int:

@@ -11,11 +11,11 @@ Several can run on several hosts; give handlers the list (`nack_servers`,
 
 from __future__ import annotations
 
-import signal
 import sys
 
 from linehandler.handler_io import parse_address
 from mdcommon import config as cfg
+from mdcommon.daemon_io import run_until_signalled
 from mdcommon.logs import setup_logging
 from mdcommon.validate import ConfigError, check_feed, check_port, check_unicast_port_free
 
@@ -48,15 +48,7 @@ def cmd_serve(argv: list[str]) -> int:
     if isinstance(config, int):
         return config
     setup_logging(config.log_level, config.log_json)
-    server = RetransmitServer(config)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
-    signal.signal(signal.SIGINT, lambda *_: server.stop())
-    try:
-        server.run()
-    finally:
-        server.log_stats()
-        server.close()
-    return 0
+    return run_until_signalled(RetransmitServer(config))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,15 +30,24 @@ def feed_flags(prefix: str, a: tuple[str, int], b: tuple[str, int]) -> list[str]
     return [f"--{prefix}feed-a-group", a[0], f"--{prefix}feed-a-port", str(a[1]), f"--{prefix}feed-b-group", b[0], f"--{prefix}feed-b-port", str(b[1])]
 
 
-def plant_image(record: Path) -> tuple[Image, int]:
-    img, last = Image(), 0
+def published(record: Path) -> dict[int, tuple]:
+    """The plant's record file: every message it published, by sequence number."""
+    out: dict[int, tuple] = {}
     for line in record.read_text().splitlines():
         d = json.loads(line)
         seq = d.pop("sequence")
         d.pop("msg_type")
-        img.apply(CODECS.by_name[d.pop("type")].from_dict(d))
-        last = seq
-    return img, last
+        out[seq] = CODECS.by_name[d.pop("type")].from_dict(d)
+    return out
+
+
+def plant_image(record: Path) -> tuple[Image, int]:
+    """The plant's image after every published message, and the last sequence number."""
+    img = Image()
+    msgs = published(record)
+    for seq in sorted(msgs):
+        img.apply(msgs[seq])
+    return img, max(msgs, default=0)
 
 
 def wait_for_port(port: int, timeout_s: float = 10) -> None:

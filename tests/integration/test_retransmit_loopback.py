@@ -7,7 +7,6 @@ at those sequence numbers, and the image served at sequence N must equal, field 
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -17,21 +16,10 @@ from decoders import CODECS, soup
 from decoders.moldudp64 import decode_datagram, encode_request
 from mdcommon.image import Image
 from tests.integration.mcast import unique_feeds
-from tests.integration.test_end_to_end import feed_flags, free_port, wait_for_port
+from tests.integration.test_end_to_end import feed_flags, free_port, published, wait_for_port
 from tests.integration.test_retransmit_limits import session_of
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def published(record: Path) -> dict[int, tuple]:
-    """The plant's record file: every message it published, by sequence number."""
-    out: dict[int, tuple] = {}
-    for line in record.read_text().splitlines():
-        d = json.loads(line)
-        seq = d.pop("sequence")
-        d.pop("msg_type")
-        out[seq] = CODECS.by_name[d.pop("type")].from_dict(d)
-    return out
 
 
 def fetch_image(port: int, session: bytes) -> tuple[list[tuple], tuple]:
