@@ -213,6 +213,8 @@ def cmd_replay(argv: list[str]) -> int:
         if out is not None:
             out.close()
     if args.image and report.image is not None:
+        from mdcommon.image import write_image
+
         write_image(report.image, args.image)
     if args.json:
         print(json.dumps(report.as_dict()))
@@ -229,24 +231,6 @@ def cmd_replay(argv: list[str]) -> int:
             print(f"  {first}..{last}")
         print("capture: " + " ".join(f"{k}={v}" for k, v in d["capture"].items() if v))
     return 0
-
-
-def write_image(image, path: str) -> None:
-    """The final image as CSV (instrument_id, symbol, price_exponent, field_id, value) or JSON."""
-    if path.endswith(".json"):
-        data = {str(i): {"symbol": r.symbol, "price_exponent": r.price_exponent, "fields": {str(k): v for k, v in sorted(r.values.items())}}
-                for i, r in sorted(image.records.items())}
-        with open(path, "w") as fh:
-            json.dump(data, fh)
-        return
-    import csv
-
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["instrument_id", "symbol", "price_exponent", "field_id", "value"])
-        for iid, r in sorted(image.records.items()):
-            for fid, v in sorted(r.values.items()):
-                w.writerow([iid, r.symbol, r.price_exponent, fid, v])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ from decoders import CODECS, DecodeError
 from decoders.moldudp64 import encode_request
 from decoders.pcap import PcapWriter
 from decoders.present import message_record
-from mdcommon.image import Image
+from mdcommon.image import Image, write_image
 from mdcommon.logs import event
 from mdcommon.mcast_recv import open_receiver
 from mdcommon.metrics_io import Metrics
@@ -61,6 +61,14 @@ log = logging.getLogger("linehandler")
 _LOGGED_EVENTS = (GapEvent, QualityChanged, ImageApplied, ImageFailed, FeedStale, FeedRecovered, SessionStarted,
                   SessionChanged, SessionEnded, SchemaMismatch, BufferOverflow)
 _WARN_EVENTS = (GapEvent, SchemaMismatch, BufferOverflow, ImageFailed, FeedStale)
+_RECORDED_EVENTS = (*_LOGGED_EVENTS, Recovered)  # the record file also gets each recovery, with its time
+
+
+def _per_channel(path: str, channel: str, channels: int) -> str:
+    if channels == 1:
+        return path
+    stem, dot, ext = path.rpartition(".")
+    return f"{stem}.{channel}.{ext}" if dot else f"{path}.{channel}"
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -207,8 +215,11 @@ class LineHandler:
                 event(log, type(ev).__name__, logging.WARNING if isinstance(ev, _WARN_EVENTS) else logging.INFO, channel=name, **fields)
             if isinstance(ev, Recovered) and self.metrics is not None:
                 self.metrics.recovery.labels(name).observe(ev.elapsed_ns / 1e9)
-            if isinstance(ev, GapEvent) and self._record is not None:
-                self._record.write(json.dumps({"channel": name, "gap": [ev.first, ev.last], "reason": ev.reason}) + "\n")
+            if self._record is not None and isinstance(ev, _RECORDED_EVENTS):
+                line = {"channel": name, "event": type(ev).__name__, **{f.name: _plain(getattr(ev, f.name)) for f in dataclasses.fields(ev)}}
+                if isinstance(ev, GapEvent):
+                    line["gap"] = [ev.first, ev.last]
+                self._record.write(json.dumps(line) + "\n")
             if self.app_event is not None:
                 self.app_event(name, ev)
 
@@ -413,7 +424,11 @@ class LineHandler:
         if self.metrics is not None:
             self.metrics.close()
         self.sel.close()
+        if self.config.image_file and self.config.keep_image:
+            for ch in self.channels:
+                write_image(ch.core.image, _per_channel(self.config.image_file, ch.name, len(self.channels)))
         if self._record is not None:
+            self._record.write(json.dumps({"final": self.status()}) + "\n")
             self._record.close()
             self._record = None
         if self.capture is not None:

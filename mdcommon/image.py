@@ -15,11 +15,13 @@ Rules:
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Iterator
 
 from decoders.schema.fields import FIELDS, FIELDS_BY_NAME, VALUE_INTEGER
 
-__all__ = ["Record", "Image"]
+__all__ = ["Record", "Image", "write_image"]
 
 _BID_PRICE = FIELDS_BY_NAME["bid_price"].field_id
 _BID_SIZE = FIELDS_BY_NAME["bid_size"].field_id
@@ -183,3 +185,19 @@ class Image:
         """One record image message per instrument, in instrument id order."""
         for iid in sorted(self.records):
             yield self.records[iid].message(timestamp_ns)
+
+
+def write_image(image: Image, path: str) -> None:
+    """The image as CSV (instrument_id, symbol, price_exponent, field_id, value) or, for a `.json` path, JSON."""
+    if path.endswith(".json"):
+        data = {str(i): {"symbol": r.symbol, "price_exponent": r.price_exponent, "fields": {str(k): v for k, v in sorted(r.values.items())}}
+                for i, r in sorted(image.records.items())}
+        with open(path, "w") as fh:
+            json.dump(data, fh)
+        return
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["instrument_id", "symbol", "price_exponent", "field_id", "value"])
+        for iid, r in sorted(image.records.items()):
+            for fid, v in sorted(r.values.items()):
+                w.writerow([iid, r.symbol, r.price_exponent, fid, v])
