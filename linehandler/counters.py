@@ -19,6 +19,7 @@ FEED_COUNTERS = CounterSet(
         Counter(7, "schema_mismatch", "datagrams of another schema version, refused undecoded"),
         Counter(8, "old_session", "datagrams of an older session instance (or unexpected session), refused"),
         Counter(9, "stale_events", "times this feed went silent past the stale bound"),
+        Counter(10, "conflicts", "messages whose copy on this feed differed from the first copy of the same sequence (kept: the first)"),
     ],
 )
 
@@ -43,5 +44,7 @@ STREAM_COUNTERS = CounterSet(
         Counter(15, "image_requests", "initial images requested"),
         Counter(16, "images_applied", "initial images applied"),
         Counter(17, "image_failures", "image fetches that failed"),
+        Counter(18, "conflicts", "messages delivered once but seen again with different bytes in the same session (SequenceConflict)"),
+        Counter(19, "duplicates_unchecked", "duplicate messages whose first copy had left the ring of recent datagrams, so not compared"),
     ],
 )

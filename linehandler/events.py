@@ -25,6 +25,7 @@ __all__ = [
     "ImageApplied",
     "ImageFailed",
     "BufferOverflow",
+    "SequenceConflict",
     "SendNack",
     "RequestImage",
     "CancelImage",
@@ -121,6 +122,19 @@ class BufferOverflow:
 
     buffered_messages: int
     buffered_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceConflict:
+    """A copy of messages `first`..`last` of `session` (already delivered or buffered) carried
+    different bytes than the first copy: two publishers disagree (a divergent standby, split
+    brain). The first copy is kept; `messages` of this datagram differed."""
+
+    feed: str
+    session: bytes
+    first: int
+    last: int
+    messages: int
 
 
 # -- actions for the shell ----------------------------------------------------

@@ -14,7 +14,12 @@ Rules:
    message, so the application always knows precisely what it did not get.
 2. Arbitration is by sequence number, per message: the first copy wins, any later copy
    (either feed, or a retransmission) is a counted duplicate. A datagram wholly below
-   `expected` is counted from its header alone and never decoded.
+   `expected` is never decoded: it is compared byte for byte with the datagram that
+   delivered the same first sequence, kept in a bounded ring of recent datagrams. Only
+   when they differ (or were packed differently) are the messages compared one by one;
+   a message whose bytes differ from the first copy is a `SequenceConflict` (two
+   publishers disagree: a divergent standby, split brain), counted, and the first copy
+   stays delivered. Buffered messages are compared as decoded tuples.
 3. A datagram of another schema (session tag) is refused before decoding; one of an
    older session instance is refused; a newer instance is a publisher restart
    (`SessionChanged`) and the handler resynchronises.
@@ -28,12 +33,20 @@ Rules:
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from decoders import CODECS, SCHEMA_TAG, CodecTable, DecodeError, parse_session
-from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_datagram, decode_header, decode_messages
+from decoders.moldudp64 import (
+    END_OF_SESSION_COUNT,
+    HEARTBEAT_COUNT,
+    decode_datagram,
+    decode_header,
+    decode_messages,
+    split_blocks,
+)
 from mdcommon.image import Image
 from retransmit.ratelimit import TokenBucket
 
@@ -53,6 +66,7 @@ from .events import (
     RequestImage,
     SchemaMismatch,
     SendNack,
+    SequenceConflict,
     SessionChanged,
     SessionEnded,
     SessionStarted,
@@ -65,7 +79,6 @@ FEEDS = ("A", "B", "R")  # R: unicast retransmissions
 _FEED_INDEX = {"A": 0, "B": 1, "R": 2}
 NO_ACTIONS: list = []
 LEAD_LAG_EDGES_NS = (-10_000_000, -1_000_000, -100_000, -10_000, 0, 10_000, 100_000, 1_000_000, 10_000_000)
-_ARRIVALS_KEPT = 8192
 _REJECT = b"J"
 _REASON_RATE_LIMITED, _REASON_TOO_OLD, _REASON_TOO_FAR = ord("L"), ord("O"), ord("A")
 
@@ -92,6 +105,7 @@ class RecoveryPolicy:
     resync_on_unrecoverable: bool = True
     image_retry_ns: int = 5_000_000_000
     max_resync_history: int = 1_000_000
+    conflict_ring_datagrams: int = 4096  # recent first-copy datagrams kept to compare later copies with (conflict detection)
 
 
 class HandlerCore:
@@ -147,7 +161,12 @@ class HandlerCore:
         self.buffer_bytes = 0
         self.gaps = GapList()
         self.feed_next = [0, 0, 0]
-        self.arrivals: dict[int, tuple[int, int]] = {}
+        # first sequence -> (feed, arrival ns, bytes) of the first datagram starting there that delivered
+        # something: A/B lead-lag timing, and the first copy later copies are compared with (conflicts)
+        self.recent: dict[int, tuple[int, int, bytes]] = {}
+        self.recent_order: deque[int] = deque()  # keys of `recent`, oldest first (a dict's own oldest key is slow to find after deletions)
+        self.recent_limit = self.policy.conflict_ring_datagrams
+        self.recent_max_count = 1  # most messages in a datagram of the ring: how far back a message's datagram can start
         self.joining = False  # late join: buffering until the image arrives
         self.resync: list[tuple[int, tuple]] | None = None  # delivered during a background image fetch
         self.image_server = 0
@@ -224,18 +243,15 @@ class HandlerCore:
                 c[FEED_COUNTERS.missed] += seq - fn
             if end > fn:
                 self.feed_next[fi] = end
-            arrivals = self.arrivals
-            first = arrivals.pop(seq, None)
-            if first is None:
-                arrivals[seq] = (fi, now_ns)
-                if len(arrivals) > _ARRIVALS_KEPT:
-                    del arrivals[next(iter(arrivals))]
-            elif first[0] != fi:
-                self._lead_lag(first[0], now_ns - first[1])
+        held = self.recent.get(seq)  # (feed, arrival ns, bytes) of the first datagram that started at seq
+        if held is not None and held[0] != fi and fi < 2 and held[0] < 2:
+            self._lead_lag(held[0], now_ns - held[1])
         exp = self.expected
         if exp is not None and end <= exp:
-            c[FEED_COUNTERS.duplicates] += count  # wholly delivered already: not even decoded
-            return NO_ACTIONS
+            c[FEED_COUNTERS.duplicates] += count  # wholly delivered already: compared, not decoded
+            if held is not None and held[2] == (data if type(data) is bytes else bytes(data)):
+                return NO_ACTIONS
+            return self._check_delivered(fi, seq, data)
         try:
             msgs = decode_messages(data, count, self.table)  # the header was accepted above
         except DecodeError as exc:
@@ -256,11 +272,75 @@ class HandlerCore:
                     seq += 1
             if self.resync is not None:
                 self._remember(end - count, msgs)
+            if held is None:
+                self.recent[exp] = (fi, now_ns, data if type(data) is bytes else bytes(data))
+                order = self.recent_order
+                order.append(exp)
+                if len(order) > self.recent_limit:
+                    self.recent.pop(order.popleft(), None)
+                if count > self.recent_max_count:
+                    self.recent_max_count = count
             c[FEED_COUNTERS.first_arrivals] += count
             self.counters.values[STREAM_COUNTERS.delivered] += count
             self.expected = self.horizon = end
             return NO_ACTIONS
-        return self._merge(fi, seq, msgs, now_ns)
+        return self._merge(fi, seq, msgs, now_ns, data, now_ns if held is None else None)
+
+    # ------------------------------------------------------------- conflicts
+
+    def _remember_datagram(self, fi: int, seq: int, count: int, data: Any, now_ns: int) -> None:
+        self.recent[seq] = (fi, now_ns, data if type(data) is bytes else bytes(data))
+        order = self.recent_order
+        order.append(seq)
+        if len(order) > self.recent_limit:
+            self.recent.pop(order.popleft(), None)
+        if count > self.recent_max_count:
+            self.recent_max_count = count
+
+
+    def _check_delivered(self, fi: int, seq: int, data: Any) -> list:
+        """A wholly delivered datagram that is not a byte copy of the one that delivered its first
+        sequence: compare its messages one by one with the first copies."""
+        try:
+            blocks = split_blocks(data)[3]
+        except DecodeError as exc:
+            return self._malformed(fi, exc)
+        self._compare(fi, seq, blocks)
+        return NO_ACTIONS
+
+    def _first_copy(self, s: int) -> tuple[int, list[bytes]] | None:
+        """(first sequence, message blocks) of the ring datagram holding `s`, if still kept."""
+        recent = self.recent
+        for f in range(s, max(0, s - self.recent_max_count), -1):
+            d = recent.get(f)
+            if d is not None:
+                blocks = split_blocks(d[2])[3]
+                return (f, blocks) if f + len(blocks) > s else None
+        return None
+
+    def _compare(self, fi: int, seq: int, blocks: list[bytes]) -> None:
+        """Compare the raw messages from `seq` on with the first copies delivered."""
+        bad: list[int] = []
+        unchecked = 0
+        held: tuple[int, list[bytes]] | None = None
+        for i, b in enumerate(blocks):
+            s = seq + i
+            if held is None or not held[0] <= s < held[0] + len(held[1]):
+                held = self._first_copy(s)
+                if held is None:
+                    unchecked += 1
+                    continue
+            if held[1][s - held[0]] != b:
+                bad.append(s)
+        if unchecked:
+            self.counters.values[STREAM_COUNTERS.duplicates_unchecked] += unchecked
+        if bad:
+            self._conflict(fi, bad)
+
+    def _conflict(self, fi: int, seqs: list[int]) -> None:
+        self.feed_counters[fi].values[FEED_COUNTERS.conflicts] += len(seqs)
+        self.counters.values[STREAM_COUNTERS.conflicts] += len(seqs)
+        self.on_event(SequenceConflict(FEEDS[fi], self.session, seqs[0], seqs[-1], len(seqs)))
 
     def _lead_lag(self, first_fi: int, delta_ns: int) -> None:
         a_minus_b = -delta_ns if first_fi == 0 else delta_ns  # negative: A arrived first
@@ -346,7 +426,7 @@ class HandlerCore:
             self.on_event(SessionEnded(self.session, seq))
         return actions
 
-    def _merge(self, fi: int, seq: int, msgs: list, now_ns: int) -> list:
+    def _merge(self, fi: int, seq: int, msgs: list, now_ns: int, data: Any = None, remember: int | None = None) -> list:
         """Anything but the in-order case: start, overlap, early arrival, fill of a gap."""
         actions = NO_ACTIONS
         if self.expected is None:
@@ -363,10 +443,18 @@ class HandlerCore:
         buffer = self.buffer
         est = 48  # bytes per buffered message, for the byte bound (tuple + ints)
         first_new = last_new = None
+        delivered_dups = 0
+        buffered_conflicts: list[int] = []
         for i, m in enumerate(msgs):
             s = seq + i
-            if s < exp or s in buffer:
+            if s < exp:
                 c[FEED_COUNTERS.duplicates] += 1
+                delivered_dups += 1
+                continue
+            if s in buffer:
+                c[FEED_COUNTERS.duplicates] += 1
+                if buffer[s] != m:
+                    buffered_conflicts.append(s)
                 continue
             buffer[s] = m
             self.buffer_bytes += est
@@ -374,6 +462,15 @@ class HandlerCore:
             if first_new is None:
                 first_new = s
             last_new = s
+        if delivered_dups and data is not None:
+            try:
+                self._compare(fi, seq, split_blocks(data)[3][:delivered_dups])
+            except DecodeError as exc:
+                self.last_decode_error = exc  # decoded fine above; cannot happen, but never silently
+        if buffered_conflicts:
+            self._conflict(fi, buffered_conflicts)
+        if first_new is not None and data is not None and remember is not None:  # never overwrite a first copy
+            self._remember_datagram(fi, seq, count, data, remember)
         if first_new is not None and first_new < old_horizon:
             for g in self.gaps.remove_range(first_new, min(last_new, old_horizon - 1)):
                 if g.attempts:
@@ -487,12 +584,15 @@ class HandlerCore:
         c[FEED_COUNTERS.messages] += count
         if end <= self.expected:
             c[FEED_COUNTERS.duplicates] += count
-            return NO_ACTIONS
+            held = self.recent.get(seq)
+            if held is not None and held[2] == bytes(data):
+                return NO_ACTIONS
+            return self._check_delivered(2, seq, data)
         try:
             msgs = decode_datagram(data, self.table)[3]
         except DecodeError as exc:
             return self._malformed(2, exc)
-        actions = self._merge(2, seq, msgs, now_ns)
+        actions = self._merge(2, seq, msgs, now_ns, data, now_ns if seq not in self.recent else None)
         for g in self.gaps:
             if g.outstanding and g.first >= g.sent_first + g.sent_count:
                 g.outstanding = False  # beyond what was asked (a request is capped): ask for it now
