@@ -1,0 +1,114 @@
+"""One line handler process for the live benchmarks: prints "ready" once joined, then one JSON line of figures.
+
+    python bench/handler_proc.py --channel GA:PA,GB:PB [--channel ...] --seconds S
+        [--nack HOST:PORT] [--image HOST:PORT] [--drop-a P] [--drop-b P] [--keep-image] [--until-image]
+
+Figures: datagrams (A+B), messages delivered, lost, gap counters, publish-to-callback latency
+p50/p99/p99.9 (every 7th market message, from its publish timestamp), CPU seconds of this process
+while running, resident memory at the end, recovery times of NACK-repaired gaps, and the time from
+start to the initial image applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from common import percentiles, self_cpu_s, self_rss_bytes
+
+from linehandler.config import ChannelConfig, FeedConfig, HandlerConfig, RecoveryConfig
+from linehandler.events import ImageApplied, Recovered
+from linehandler.handler_io import LineHandler
+from mdcommon.logs import setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--channel", action="append", required=True, help="GA:PA,GB:PB")
+    ap.add_argument("--seconds", type=float, required=True, help="stop after this long (or when every session ended)")
+    ap.add_argument("--nack", default="")
+    ap.add_argument("--image", default="")
+    ap.add_argument("--drop-a", type=float, default=0.0)
+    ap.add_argument("--drop-b", type=float, default=0.0)
+    ap.add_argument("--drop-both", type=float, default=0.0,
+                    help="drop this fraction of datagrams on BOTH feeds (the same datagrams, chosen by sequence number), "
+                         "so every one is a real gap that only retransmission can fill")
+    ap.add_argument("--keep-image", action="store_true")
+    ap.add_argument("--until-image", action="store_true", help="stop once the initial image is applied")
+    args = ap.parse_args(argv)
+    setup_logging("error")
+    channels = []
+    for i, spec in enumerate(args.channel):
+        a, b = spec.split(",")
+        (ga, pa), (gb, pb) = a.split(":"), b.split(":")
+        channels.append({"name": f"ch{i + 1}", "feed_a": {"group": ga, "port": int(pa)}, "feed_b": {"group": gb, "port": int(pb)},
+                         "nack_servers": [args.nack] if args.nack else [], "image_servers": [args.image] if args.image else []})
+    recovery = RecoveryConfig(late_join_image=bool(args.image), max_buffer_messages=5_000_000)
+    config = HandlerConfig(channel=ChannelConfig(feed_a=FeedConfig(group=channels[0]["feed_a"]["group"], port=channels[0]["feed_a"]["port"]),
+                                                 feed_b=FeedConfig(group=channels[0]["feed_b"]["group"], port=channels[0]["feed_b"]["port"]),
+                                                 nack_servers=channels[0]["nack_servers"], image_servers=channels[0]["image_servers"]),
+                           channels=channels if len(channels) > 1 else [], recovery=recovery, keep_image=args.keep_image,
+                           drop_a=args.drop_a, drop_b=args.drop_b, stats_interval_s=0, exit_on_session_end=not args.until_image)
+    lat: list[int] = []
+    recovered: list[int] = []
+    image_s: list[float] = []
+    n = [0]
+    now = time.time_ns
+    market = (b"Q", b"T", b"F")
+    t0 = time.perf_counter()
+
+    def on_message(ch: str, seq: int, msg: tuple) -> None:
+        n[0] += 1
+        if n[0] % 7 == 0 and msg[0] in market:
+            lat.append(now() - msg[1])
+
+    def on_event(ch: str, ev: object) -> None:
+        if isinstance(ev, Recovered):
+            recovered.append(ev.elapsed_ns)
+        elif isinstance(ev, ImageApplied):
+            image_s.append(time.perf_counter() - t0)
+            if args.until_image:
+                handler.stop()
+
+    handler = LineHandler(config, on_message, on_event)
+    dropped_both = [0]
+    if args.drop_both:
+        threshold = int(args.drop_both * 10_000)
+        for ch in handler.channels:  # wrap the core's entry point: the shell looks it up per datagram
+            def dropping(feed, data, now_ns, _inner=ch.core.on_datagram):
+                if len(data) >= 20 and int.from_bytes(data[18:20], "big") not in (0, 0xFFFF):
+                    seq = int.from_bytes(data[10:18], "big")
+                    if (seq * 2654435761) % 10_007 < threshold:
+                        dropped_both[0] += 1
+                        return None
+                return _inner(feed, data, now_ns)
+
+            ch.core.on_datagram = dropping
+    print("ready", flush=True)
+    t0 = time.perf_counter()
+    c0 = self_cpu_s()
+    handler.run(duration_s=args.seconds)
+    cpu = self_cpu_s() - c0
+    wall = time.perf_counter() - t0
+    st = handler.status()["channels"]
+    out: dict = {"delivered": n[0], "wall_s": wall, "cpu_s": cpu, "rss_bytes": self_rss_bytes(),
+                 "instruments": sum(len(ch.core.image) for ch in handler.channels), "image_s": image_s[0] if image_s else None}
+    for key in ("delivered", "gaps_detected", "gaps_filled_by_other_feed", "gaps_recovered_by_nack", "gaps_unrecoverable",
+                "messages_lost", "nacks_sent"):
+        out["stream_" + key] = sum(c["stream"][key] for c in st.values())
+    out["datagrams"] = sum(c["feeds"][f]["datagrams"] for c in st.values() for f in ("A", "B"))
+    out["ended"] = all(ch.core.ended for ch in handler.channels)
+    p50, p99, p999 = percentiles(lat)
+    out.update(lat_n=len(lat), p50_us=p50 / 1e3, p99_us=p99 / 1e3, p999_us=p999 / 1e3)
+    r50, r99, rmax = percentiles(recovered, (0.5, 0.99, 1.0))
+    out.update(recovered_n=len(recovered), recovery_p50_ms=r50 / 1e6, recovery_p99_ms=r99 / 1e6, recovery_max_ms=rmax / 1e6)
+    out["dropped_in_process"] = sum(handler.dropped.values()) + dropped_both[0]
+    handler.close()
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
