@@ -104,6 +104,7 @@ class RecoveryPolicy:
     stale_after_ns: int = 3_000_000_000
     resync_on_unrecoverable: bool = True
     image_retry_ns: int = 5_000_000_000
+    server_holddown_ns: int = 5_000_000_000  # a server that stopped answering gets no new gaps for this long
     max_resync_history: int = 1_000_000
     conflict_ring_datagrams: int = 4096  # recent first-copy datagrams kept to compare later copies with (conflict detection)
 
@@ -170,6 +171,7 @@ class HandlerCore:
         self.joining = False  # late join: buffering until the image arrives
         self.resync: list[tuple[int, tuple]] | None = None  # delivered during a background image fetch
         self.image_server = 0
+        self.server_down_until = [0] * max(1, self.nack_servers)  # per re-request server: no new gaps before this time
         self.image_due_ns: int | None = None
         self.image_records: Image | None = None
         self.image_failures = 0
@@ -406,7 +408,14 @@ class HandlerCore:
         p = self.policy
         wait = p.gap_wait_min_ns + int(self.rng.random() * (p.gap_wait_max_ns - p.gap_wait_min_ns))
         self.counters.values[STREAM_COUNTERS.gaps_detected] += 1
-        return Gap(first, last, now_ns, now_ns + wait, server=self.rng.randrange(self.nack_servers) if self.nack_servers else 0)
+        return Gap(first, last, now_ns, now_ns + wait, server=self._pick_server(now_ns))
+
+    def _pick_server(self, now_ns: int) -> int:
+        """A random server among those answering (spreads the load); any server if none is."""
+        if self.nack_servers <= 1:
+            return 0
+        up = [i for i, until in enumerate(self.server_down_until) if until <= now_ns]
+        return self.rng.choice(up) if up else self.rng.randrange(self.nack_servers)
 
     def _heartbeat(self, fi: int, seq: int, count: int, now_ns: int) -> list:
         c = self.feed_counters[fi].values
@@ -574,6 +583,7 @@ class HandlerCore:
                 msgs = decode_datagram(data, self.table)[3]
             except DecodeError as exc:
                 return self._malformed(2, exc)
+            self.server_down_until[server] = 0  # it answers
             for m in msgs:
                 if m[0] == _REJECT:
                     self._on_reject(server, m, now_ns)
@@ -582,6 +592,7 @@ class HandlerCore:
             return NO_ACTIONS
         end = seq + count
         c[FEED_COUNTERS.messages] += count
+        self.server_down_until[server] = 0  # it answers
         if end <= self.expected:
             c[FEED_COUNTERS.duplicates] += count
             held = self.recent.get(seq)
@@ -613,20 +624,33 @@ class HandlerCore:
                 if g.too_old_servers == (1 << self.nack_servers) - 1:
                     self._give_up(g, f"too_old: first available {first_available}", now_ns)
                 else:
-                    self._next_server(g)
+                    self._next_server(g, now_ns)
                     g.due_ns = now_ns
             elif reason == _REASON_TOO_FAR:
                 g.due_ns = now_ns + max(retry_after_ns, self.policy.request_timeout_ns)
-                self._next_server(g)
+                self._next_server(g, now_ns)
             else:
-                self._next_server(g)
+                self._next_server(g, now_ns)
                 g.due_ns = now_ns + self._backoff(g)
 
-    def _next_server(self, g: Gap) -> None:
-        if self.nack_servers > 1:
-            g.server = (g.server + 1) % self.nack_servers
+    def _next_server(self, g: Gap, now_ns: int) -> None:
+        """Round robin to the next server, skipping those held down while any is not."""
+        n = self.nack_servers
+        if n > 1:
+            order = [(g.server + k) % n for k in range(1, n + 1)]
+            g.server = next((i for i in order if self.server_down_until[i] <= now_ns and i != g.server), order[0])
             g.failures_on_server = 0
             self.counters.values[STREAM_COUNTERS.server_failovers] += 1
+
+    def _server_down(self, server: int, now_ns: int) -> None:
+        """`server` stopped answering: hold it down, and move the gaps waiting to ask it elsewhere now."""
+        if self.nack_servers <= 1 or self.server_down_until[server] > now_ns:
+            return
+        self.server_down_until[server] = now_ns + self.policy.server_holddown_ns
+        for g in self.gaps:
+            if g.server == server and not g.outstanding and not g.abandoned:
+                g.server = self._pick_server(now_ns)
+                g.failures_on_server = 0
 
     def _backoff(self, g: Gap) -> int:
         base = self.policy.request_timeout_ns * (1 << min(g.attempts, 10))
@@ -682,8 +706,10 @@ class HandlerCore:
                 in_flight -= 1
                 self.counters.values[STREAM_COUNTERS.nack_timeouts] += 1
                 g.failures_on_server += 1
-                if g.failures_on_server >= p.retries_per_server:
-                    self._next_server(g)
+                if g.failures_on_server >= p.retries_per_server or self.server_down_until[g.server] > now_ns:
+                    silent = g.server
+                    self._next_server(g, now_ns)
+                    self._server_down(silent, now_ns)
                 g.due_ns = now_ns + self._backoff(g)
                 continue
             if now_ns < g.due_ns or self.joining:
