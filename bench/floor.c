@@ -1,7 +1,8 @@
 /* The kernel's floor for our datagrams on this machine: sendmmsg/recvmmsg in C.
  *
  *   floor send GROUP PORT SIZE SECONDS      multicast on lo (TTL 0), batches of 64
- *   floor recv GROUP[,G2] PORT[,P2] SECONDS join on lo, IP_MULTICAST_ALL off, 8 MiB buffer, batches of 64
+ *   floor recv GROUP[,G2] PORT[,P2] SECONDS join on lo, IP_MULTICAST_ALL off, 8 MiB buffer, batches of 64;
+ *                                           stops early after 1 s of silence once traffic came
  *   floor play FILE GA PA GB PB RATE SECONDS
  *       replay real datagrams (FILE: u16 big-endian length + datagram, repeated; MoldUDP64 data
  *       packets from sequence 1) on A then B, batches of 32 pairs, RATE unique datagrams/s (0 = flat
@@ -113,7 +114,10 @@ static int do_recv(const char *groups, const char *ports, double seconds) {
     long got = 0;
     double t0 = now(), first = 0, last = 0;
     while (now() - t0 < seconds) {
-        if (poll(pfd, ns, 200) <= 0) continue;
+        if (poll(pfd, ns, 200) <= 0) {
+            if (got && now() - last > 1.0) break; /* one second of silence after traffic: the sender is done */
+            continue;
+        }
         for (int i = 0; i < ns; i++) {
             if (!(pfd[i].revents & POLLIN)) continue;
             int n;
