@@ -5,31 +5,29 @@
 
 Runs until SIGTERM/SIGINT (or `--duration-s`): then flushes, publishes the
 end-of-session event, repeats end-of-session packets for the linger, prints the final
-counters and exits 0. The defaults run on one host without root: both feeds on `lo`,
+counters and exits 0. With `--standby-enabled` the plant is one of a hot-standby group
+(docs/standby.md): SIGUSR1 hands over to a standby; a standby exits when the group's
+session ends. The defaults run on one host without root: both feeds on `lo`,
 groups 239.194.1.1:31001 (A) and 239.194.2.1:31002 (B), TTL 0.
 """
 
 from __future__ import annotations
 
 import logging
-import selectors
-import signal
 import sys
 import time
 
 from mdcommon import config as cfg
 from mdcommon.logs import event, setup_logging
-from mdcommon.status_io import StatusServer
 from mdcommon.validate import ConfigError, check_feed, check_port, check_unicast_port_free
 
 from .config import PlantConfig
 from .plant_io import Plant
-from .source import RateSchedule, SyntheticMarket, read_json_lines
+from .runner_io import PlantRunner, install_signals
 
 __all__ = ["main"]
 
 log = logging.getLogger("tickerplant")
-MAX_BATCH_PER_LOOP = 2000  # messages generated per loop turn, so timers and signals stay timely
 
 
 def validate(config: PlantConfig) -> None:
@@ -43,6 +41,14 @@ def validate(config: PlantConfig) -> None:
         raise ConfigError("source.kind = \"file\" needs source.path")
     if config.heartbeat_interval_ms <= 0:
         raise ConfigError("heartbeat_interval_ms must be positive")
+    sb = config.standby
+    if sb.enabled:
+        if config.source.kind == "none":
+            raise ConfigError("standby.enabled needs a deterministic input: source.kind \"synthetic\" or \"file\"")
+        if sb.priority < 0:
+            raise ConfigError("standby.priority must be >= 0")
+        if sb.takeover_timeout_ms < 0 or (sb.takeover_timeout_ms and sb.takeover_timeout_ms < 2 * config.max_batch_delay_us / 1000):
+            raise ConfigError("standby.takeover_timeout_ms must be 0 (3 × heartbeat) or at least twice max_batch_delay_us")
     if config.request_address:
         check_port(config.request_port, "request_port")
         check_unicast_port_free(config.request_address, config.request_port, what="request socket")
@@ -82,22 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         return config
     setup_logging(config.log_level, config.log_json)
 
-    stop = {"requested": False}
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop["requested"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    plant = Plant(config)
-    sel = selectors.DefaultSelector()
-    status = None
-    if config.status_socket:
-        status = StatusServer(config.status_socket, plant.status)
-        sel.register(status.sock, selectors.EVENT_READ)
-    if plant.request_sock is not None:
-        sel.register(plant.request_sock, selectors.EVENT_READ)
+    runner = PlantRunner(config)
+    install_signals(runner)
+    plant = runner.plant
     metrics = None
     if config.metrics_port:
         from mdcommon.metrics_io import Metrics
@@ -106,85 +99,36 @@ def main(argv: list[str] | None = None) -> int:
         from .counters import FEED_COUNTERS
 
         metrics = Metrics("tickerplant", [FEED_COUNTERS, SERVER_COUNTERS], config.metrics_port, config.metrics_address)
-    last_metrics = 0
-    plant.start()
-    event(log, "plant_started", session=plant.session.decode(),
-          feed_a=f"{config.feed_a.interface}/{config.feed_a.group}:{config.feed_a.port}",
-          feed_b=f"{config.feed_b.interface}/{config.feed_b.group}:{config.feed_b.port}", source=config.source.kind)
-
-    src = config.source
-    market = None
-    schedule = None
-    file_messages = None
-    if src.kind == "synthetic":
-        market = SyntheticMarket(src.instruments, src.seed, src.price_exponent)
-        directory = list(market.directory(time.time_ns()))
-        for i in range(0, len(directory), MAX_BATCH_PER_LOOP):
-            plant.publish_many(directory[i : i + MAX_BATCH_PER_LOOP])
-            plant.poll()
-        plant.flush()
-        schedule = RateSchedule(src.rate, src.burst_multiplier, src.burst_seconds)
-    elif src.kind == "file":
-        with open(src.path) as fh:
-            file_messages = list(read_json_lines(fh, time.time_ns()))
-        plant.publish_many(file_messages)
-        plant.flush()
-
     start = time.monotonic_ns()
-    sent = 0
-    last_stats = start
-    last_counts: dict[str, int] = {}
     stats_ns = int(config.stats_interval_s * 1e9)
-    duration_ns = int(config.duration_s * 1e9)
+    clock = {"stats": start, "metrics": 0}
+    last_counts: dict[str, int] = {}
+
+    def periodic(now: int) -> int | None:
+        if metrics is not None and now - clock["metrics"] >= 1_000_000_000:
+            metrics.publish(runner.snapshot())
+            clock["metrics"] = now
+        if stats_ns and now - clock["stats"] >= stats_ns:
+            stats_line(plant, (now - start) / 1e9, last_counts, (now - clock["stats"]) / 1e9)
+            clock["stats"] = now
+        return clock["stats"] + stats_ns if stats_ns else None
+
+    runner.tickers.append(periodic)
+    event(log, "plant_started", session=plant.session.decode() if plant.sending else "(standby: the group's)",
+          feed_a=f"{config.feed_a.interface}/{config.feed_a.group}:{config.feed_a.port}",
+          feed_b=f"{config.feed_b.interface}/{config.feed_b.group}:{config.feed_b.port}", source=config.source.kind,
+          **({"standby_priority": config.standby.priority} if config.standby.enabled else {}))
     try:
-        while not stop["requested"]:
-            now = time.monotonic_ns()
-            if duration_ns and now - start >= duration_ns:
-                break
-            backlog = False
-            if schedule is not None and market is not None:
-                due = schedule.due(now - start) - sent
-                if due > 0:
-                    n = min(due, MAX_BATCH_PER_LOOP)
-                    backlog = due > n
-                    plant.publish_many(market.next_messages(n, time.time_ns()))
-                    sent += n
-                    if not backlog:
-                        plant.flush()  # the source has nothing more due: don't hold the batch for the next turn
-            deadline = plant.poll()
-            if metrics is not None and now - last_metrics >= 1_000_000_000:
-                metrics.publish(plant.status())
-                last_metrics = now
-            if stats_ns and now - last_stats >= stats_ns:
-                stats_line(plant, (now - start) / 1e9, last_counts, (now - last_stats) / 1e9)
-                last_stats = now
-            if backlog:
-                timeout = 0.0
-            else:
-                wake = [last_stats + stats_ns] if stats_ns else []
-                if deadline is not None:
-                    wake.append(deadline)
-                if schedule is not None and schedule.rate_per_s > 0:
-                    wake.append(now + 200_000)  # pace the source in 0.2 ms steps
-                if duration_ns:
-                    wake.append(start + duration_ns)
-                timeout = max(0.0, (min(wake) - time.monotonic_ns()) / 1e9) if wake else 0.5
-            for key, _ in sel.select(timeout=min(timeout, 0.5)):
-                if status is not None and key.fileobj is status.sock:
-                    status.on_readable()
-                elif key.fileobj is plant.request_sock:
-                    plant.serve_requests()
+        runner.run(config.duration_s)
     finally:
-        plant.stop()
-        if status is not None:
-            status.close()
+        runner.finish()
         if metrics is not None:
-            metrics.publish(plant.status())
+            metrics.publish(runner.snapshot())
             metrics.close()
-        sel.close()
     end = time.monotonic_ns()
     stats_line(plant, (end - start) / 1e9, {}, (end - start) / 1e9)
-    event(log, "plant_stopped", session=plant.session.decode(), published=plant.sequencer.next_sequence - 1)
+    event(log, "plant_stopped", session=plant.session.decode(), published=plant.sequencer.next_sequence - 1,
+          **({"role": runner.core.state} if runner.core is not None else {}))
     return 0
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mdcommon.config import opt
 
-__all__ = ["FeedConfig", "SourceConfig", "JournalConfig", "PlantConfig", "FEED_A_DEFAULT", "FEED_B_DEFAULT"]
+__all__ = ["FeedConfig", "SourceConfig", "JournalConfig", "StandbyConfig", "PlantConfig", "FEED_A_DEFAULT", "FEED_B_DEFAULT"]
 
 
 @dataclass
@@ -36,6 +36,7 @@ class SourceConfig:
     seed: int = opt(1, "synthetic: random seed (same seed, same messages)")
     price_exponent: int = opt(-4, "synthetic: price exponent of every instrument (raw × 10**exponent)")
     path: str = opt("", "file: JSON-lines messages, one per line, e.g. {\"type\": \"quote\", \"instrument_id\": 1, ...}")
+    origin_ns: int = opt(0, "time origin of the input (ns since the epoch): batch k of the input is due and stamped at origin + k × max_batch_delay_us; 0 = the start of the session (a standby learns it from the stream)", "ns")
 
 
 @dataclass
@@ -48,6 +49,17 @@ class JournalConfig:
 
 
 @dataclass
+class StandbyConfig:
+    """Hot standby (docs/standby.md): plants of a group consume the same input, one publishes,
+    the others mirror its feeds and take over, decided from the feeds alone."""
+
+    enabled: bool = opt(False, "take part in a hot-standby group: listen to the feeds, take over on silence, step back when another plant is ahead")
+    priority: int = opt(0, "0 = the preferred primary (publishes first at a cold start, keeps publishing on a tie); n > 0 = standby, takes over after n × the takeover timeout")
+    takeover_timeout_ms: float = opt(0.0, "silence of both feeds after which a standby takes over; 0 = 3 × heartbeat_interval_ms", "ms")
+    mirror_rcvbuf_bytes: int = opt(4 << 20, "receive buffer of the standby's mirror sockets", "bytes")
+
+
+@dataclass
 class PlantConfig:
     """`python -m tickerplant` configuration (TOML file, then flags)."""
 
@@ -55,7 +67,8 @@ class PlantConfig:
     feed_b: FeedConfig = opt(FEED_B_DEFAULT, "feed B")
     source: SourceConfig = opt(SourceConfig(), "source")
     journal: JournalConfig = opt(JournalConfig(), "journal")
-    session_instance: int = opt(-1, "session instance (base36 part of the session name); -1 = seconds since 2024-01-01 at start")
+    standby: StandbyConfig = opt(StandbyConfig(), "hot standby")
+    session_instance: int = opt(-1, "session instance (base36 part of the session name); -1 = seconds since 2024-01-01 at start; a hot-standby group shares one explicit instance")
     state_file: str = opt("", "file remembering the last session instance, so a restart within a second still gets a new one")
     max_datagram_bytes: int = opt(1400, "largest datagram, MoldUDP64 header included", "bytes")
     max_batch_delay_us: int = opt(1000, "longest a message waits for its datagram to fill", "µs")

@@ -70,23 +70,24 @@ def session_instance_for(configured: int, state_file: str, now_s: float) -> int:
 class Plant:
     """One channel's publisher: see the module docstring."""
 
-    def __init__(self, config: PlantConfig) -> None:
+    def __init__(self, config: PlantConfig, session: bytes | None = None) -> None:
         self.config = config
-        self.session = make_session(SCHEMA_FINGERPRINT, session_instance_for(config.session_instance, config.state_file, time.time()))
+        if session is None:
+            session = make_session(SCHEMA_FINGERPRINT, session_instance_for(config.session_instance, config.state_file, time.time()))
+        self.session = session
         j = config.journal
         self.journal = Journal(j.max_messages, j.max_bytes, int(j.max_age_s * 1e9) if j.max_age_s > 0 else None)
         self.image = Image() if config.keep_image else None
-        self.sequencer = Sequencer(
-            self.session,
-            CODECS,
-            max_datagram_bytes=config.max_datagram_bytes,
-            max_batch_delay_ns=config.max_batch_delay_us * 1000,
-            heartbeat_interval_ns=int(config.heartbeat_interval_ms * 1e6),
-            journal=self.journal,
-        )
+        self.sequencer = self._new_sequencer()
+        self.sending = True  # False: a hot standby's shadow; datagrams go to `withheld` instead of the feeds
+        self.withheld: list[bytes] = []
         self.feeds = []
+        self.own_ports: set[int] = set()  # the senders' source ports: our own datagrams looped back are not a peer's
         for name, feed in (("A", config.feed_a), ("B", config.feed_b)):
             sock = open_sender(feed.interface, feed.ttl, True, feed.source_address)
+            if not feed.source_address:
+                sock.bind(("0.0.0.0", 0))  # a port now, not at the first send
+            self.own_ports.add(sock.getsockname()[1])
             self.feeds.append((name, sock, (feed.group, feed.port), FEED_COUNTERS.new()))
         # kept open for the plant's lifetime, closed in close()
         self._record: IO[str] | None = open(config.record_file, "w") if config.record_file else None  # noqa: SIM115
@@ -101,12 +102,30 @@ class Plant:
             self.request_sock.setblocking(False)
         self._last_error_log_ns = [0, 0]
 
+    def _new_sequencer(self) -> Sequencer:
+        c = self.config
+        return Sequencer(self.session, CODECS, max_datagram_bytes=c.max_datagram_bytes, max_batch_delay_ns=c.max_batch_delay_us * 1000,
+                         heartbeat_interval_ns=int(c.heartbeat_interval_ms * 1e6), journal=self.journal)
+
+    def reset_session(self, session: bytes) -> None:
+        """Begin `session` from sequence 1 (a standby adopting the group's session, or a new one)."""
+        self.session = session
+        self.journal.reset(1)
+        self.sequencer = self._new_sequencer()
+        if self.image is not None:
+            self.image = Image()
+        if self.request_server is not None:
+            self.request_server.session = session
+        self.withheld.clear()
+
     # -- publishing ---------------------------------------------------------
 
-    def start(self) -> None:
-        self.publish(self.sequencer.start_of_session_event(time.time_ns()))
+    def start(self, timestamp_ns: int | None = None) -> None:
+        """The start-of-session event (sequence 1), stamped `timestamp_ns` (default: now)."""
+        self.publish(self.sequencer.start_of_session_event(time.time_ns() if timestamp_ns is None else timestamp_ns))
         self._send_all(self.sequencer.flush(time.monotonic_ns()))
-        event(log, "session_started", session=self.session.decode(), fingerprint=f"{SCHEMA_FINGERPRINT:016x}")
+        event(log, "session_started", session=self.session.decode(), fingerprint=f"{SCHEMA_FINGERPRINT:016x}",
+              **({} if self.sending else {"shadow": "true"}))
 
     def publish(self, msg: tuple) -> None:
         """Sequence one message (a fast-codec tuple); full datagrams leave at once."""
@@ -145,6 +164,9 @@ class Plant:
     # -- sending ------------------------------------------------------------
 
     def _send_all(self, datagrams: list[bytes]) -> None:
+        if not self.sending:
+            self.withheld += datagrams
+            return
         for data in datagrams:
             count = int.from_bytes(data[18:20], "big")
             for i, (name, sock, addr, counters) in enumerate(self.feeds):

@@ -2,7 +2,16 @@
 
 Determinism: `SyntheticMarket(seed=s)` produces the same message contents in the same
 order for the same seed and the same sequence of `next_messages(n, now_ns)` calls;
-only the timestamps (`now_ns`) come from outside. The hot-standby plant relies on this.
+only the timestamps (`now_ns`) come from outside.
+
+The plant consumes an input as *batches* (`SyntheticFeed`, `FileFeed`): batch k is due at
+`origin_ns + k × batch_ns` and is stamped with that time, batch 0 being the instrument
+directory (or the whole file). What a batch holds depends only on the configuration and
+k, never on when the plant runs; the plant flushes its datagram at the end of every
+batch, so the datagrams' boundaries depend only on the messages too. Two plants with
+the same input configuration and origin therefore publish the same bytes under the
+same sequence numbers (the hot standby relies on this, docs/standby.md), and a plant
+can regenerate the stream from its start to any position (`batch_of_sequence`).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from typing import IO, Any
 from decoders import CODECS, CodecTable
 from decoders.schema.fields import FIELDS_BY_NAME, VALUE_INTEGER, VALUE_PRICE
 
-__all__ = ["SyntheticMarket", "RateSchedule", "read_json_lines", "message_from_json"]
+__all__ = ["SyntheticMarket", "RateSchedule", "SyntheticFeed", "FileFeed", "read_json_lines", "message_from_json"]
 
 _AGGRESSORS = (ord("B"), ord("S"))
 _VWAP = FIELDS_BY_NAME["vwap"].field_id
@@ -87,6 +96,102 @@ class SyntheticMarket:
             else:
                 append((b"F", now_ns, iid, _HALTED, 4, 0))
         return out
+
+
+class SyntheticFeed:
+    """The synthetic market as a deterministic, replayable input in batches of `batch_ns`.
+
+    Sequence numbers of a session: 1 is the plant's start-of-session event, 2..1+N the
+    directory (batch 0), then the market batches 1, 2, ... of `schedule.due(kT) -
+    schedule.due((k-1)T)` messages each.
+    """
+
+    def __init__(self, market: SyntheticMarket, schedule: RateSchedule, batch_ns: int, origin_ns: int) -> None:
+        if batch_ns <= 0:
+            raise ValueError("batch_ns must be positive")
+        self.market = market
+        self.schedule = schedule
+        self.batch_ns = batch_ns
+        self.origin_ns = origin_ns
+        self.next_batch = 0
+
+    def due_batches(self, now_ns: int) -> int:
+        """How many batches (0, 1, ...) are due at wall-clock `now_ns`."""
+        if now_ns < self.origin_ns:
+            return 0
+        return (now_ns - self.origin_ns) // self.batch_ns + 1
+
+    def batch_due_ns(self, k: int) -> int:
+        return self.origin_ns + k * self.batch_ns
+
+    def batch_size(self, k: int) -> int:
+        if k == 0:
+            return self.market.instruments
+        return self.schedule.due(k * self.batch_ns) - self.schedule.due((k - 1) * self.batch_ns)
+
+    def next(self) -> list[tuple]:
+        """The next batch's messages, stamped with its due time."""
+        k = self.next_batch
+        self.next_batch += 1
+        ts = self.origin_ns + k * self.batch_ns
+        if k == 0:
+            return list(self.market.directory(ts))
+        n = self.batch_size(k)
+        return self.market.next_messages(n, ts) if n else []
+
+    def batch_of_sequence(self, sequence: int) -> int:
+        """The batch whose messages include `sequence` (1 = the start-of-session event: batch 0)."""
+        i = sequence - 2 - self.market.instruments  # 0-based index among market messages
+        if i < 0:
+            return 0
+        due = self.schedule.due
+        hi = 1
+        while due(hi * self.batch_ns) <= i:
+            hi *= 2
+        lo = 1
+        while lo < hi:  # smallest k with due(kT) > i
+            mid = (lo + hi) // 2
+            if due(mid * self.batch_ns) > i:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def origin_from(self, sequence: int, timestamp_ns: int) -> int:
+        """The origin of a stream in which message `sequence` is stamped `timestamp_ns`."""
+        return timestamp_ns - self.batch_of_sequence(sequence) * self.batch_ns
+
+
+class FileFeed:
+    """A JSON-lines file as one batch (batch 0) at the origin; messages without a timestamp get the origin."""
+
+    batch_ns = 1
+
+    def __init__(self, path: str, origin_ns: int, table: CodecTable = CODECS) -> None:
+        self.path = path
+        self.table = table
+        self.origin_ns = origin_ns
+        self.next_batch = 0
+
+    def due_batches(self, now_ns: int) -> int:
+        return 1
+
+    def batch_due_ns(self, k: int) -> int:
+        return self.origin_ns if k == 0 else 2**62
+
+    def next(self) -> list[tuple]:
+        k = self.next_batch
+        self.next_batch += 1
+        if k:
+            return []
+        with open(self.path) as fh:
+            return list(read_json_lines(fh, self.origin_ns, self.table))
+
+    def batch_of_sequence(self, sequence: int) -> int:
+        return 0
+
+    def origin_from(self, sequence: int, timestamp_ns: int) -> int:
+        return timestamp_ns  # exact only for messages whose timestamp the file left out
 
 
 def message_from_json(obj: dict[str, Any], now_ns: int, table: CodecTable = CODECS) -> tuple:

@@ -1,0 +1,404 @@
+"""The plant daemon's loop: the input paced in batches, the plant, and the hot standby's mirror.
+
+One selector serves the status socket, the re-request socket and (hot standby) the two
+mirror sockets; the clock is read once per turn. The decisions of the standby protocol
+are `StandbyCore`'s (tickerplant/standby.py); this shell only performs them:
+
+- mirror: every datagram on A or B that is not our own (source port of our senders from
+  a local address) goes to the core; data datagrams are kept by first sequence to be
+  compared with the ones our shadow generates (same bytes expected: docs/standby.md);
+- shadow: while STANDBY the plant publishes the same input into its sequencer, journal
+  and image with sending switched off, up to the last sequence a peer sent; datagrams it
+  generated beyond it wait in `pending`;
+- takeover: catch up, send `pending` from the peer's next sequence on, switch sending on;
+- step back and handover: switch sending off; the shadow goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import signal
+import socket
+import time
+from typing import Any
+
+from decoders import CODECS, SCHEMA_FINGERPRINT, SCHEMA_TAG, DecodeError, make_session
+from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_header, decode_messages, encode_heartbeat
+from mdcommon.logs import event
+from mdcommon.mcast_recv import open_receiver
+from mdcommon.status_io import StatusServer
+
+from .config import PlantConfig
+from .plant_io import Plant, session_instance_for
+from .source import FileFeed, RateSchedule, SyntheticFeed, SyntheticMarket
+from .standby import ACTIVE, ENDED, STANDBY, StandbyCore, StartSession, StepBack, TakeOver
+
+__all__ = ["PlantRunner", "MAX_BATCH_PER_LOOP"]
+
+log = logging.getLogger("tickerplant")
+MAX_BATCH_PER_LOOP = 2000  # messages generated per loop turn (whole batches), so timers and signals stay timely
+MIRROR_KEPT = 16384
+_TAG_LENGTH = len(SCHEMA_TAG)
+_NO_SESSION = b"-" * 10  # a standby's placeholder until it hears the group's session  # mirrored datagrams waiting for the shadow to generate theirs
+
+
+def _count(d: bytes) -> int:
+    return int.from_bytes(d[18:20], "big")
+
+
+def _first(d: bytes) -> int:
+    return int.from_bytes(d[10:18], "big")
+
+
+class PlantRunner:
+    """`python -m tickerplant`'s loop; `stop()` (signal) ends it, `handover()` (SIGUSR1) hands over."""
+
+    def __init__(self, config: PlantConfig, status_extra: Any = None) -> None:
+        self.config = config
+        self.stopping = False
+        self.handover_requested = False
+        sb = config.standby
+        self.core: StandbyCore | None = None
+        session = None
+        if sb.enabled:
+            timeout_ms = sb.takeover_timeout_ms or 3 * config.heartbeat_interval_ms
+            self.core = StandbyCore(sb.priority, int(timeout_ms * 1e6), time.monotonic_ns())
+            session = _NO_SESSION
+        self.plant = Plant(config, session)
+        if self.core is not None:
+            self.plant.sending = False
+        self.feed: SyntheticFeed | FileFeed | None = None
+        self.batch_ns = max(config.max_batch_delay_us, 50) * 1000
+        self.wall_minus_mono = time.time_ns() - time.monotonic_ns()
+        self.sel = selectors.DefaultSelector()
+        self.status: StatusServer | None = None
+        if config.status_socket:
+            self.status = StatusServer(config.status_socket, self.snapshot)
+            self.sel.register(self.status.sock, selectors.EVENT_READ, "status")
+        if self.plant.request_sock is not None:
+            self.sel.register(self.plant.request_sock, selectors.EVENT_READ, "requests")
+        self.rx: list[tuple[str, socket.socket]] = []
+        if self.core is not None:
+            for name, fc in (("A", config.feed_a), ("B", config.feed_b)):
+                sock, _ = open_receiver(fc.interface, fc.group, fc.port, sb.mirror_rcvbuf_bytes)
+                self.rx.append((name, sock))
+                self.sel.register(sock, selectors.EVENT_READ, name)
+        self.buf = bytearray(65536)
+        self.view = memoryview(self.buf)
+        self.local_addresses: dict[str, bool] = {}
+        self.mirror: dict[int, bytes] = {}  # first sequence -> a peer's datagram, until our shadow generated its own
+        self.pending: dict[int, bytes] = {}  # first sequence -> a datagram our shadow generated that no peer sent yet
+        self.figures = {"mirrored_datagrams": 0, "own_datagrams_seen": 0, "foreign_datagrams": 0, "mirror_malformed": 0,
+                        "shadow_matched": 0, "shadow_mismatched": 0, "shadow_unverified": 0, "resent_on_takeover": 0}
+        self.session_started = False  # the start-of-session event of the current session is sequenced
+        self.tickers: list[Any] = []
+        self.status_extra = status_extra
+
+    # -- clock and input ------------------------------------------------------
+
+    def wall_ns(self, mono_ns: int) -> int:
+        return mono_ns + self.wall_minus_mono
+
+    def _make_feed(self, origin_ns: int) -> SyntheticFeed | FileFeed | None:
+        src = self.config.source
+        if src.kind == "synthetic":
+            return SyntheticFeed(SyntheticMarket(src.instruments, src.seed, src.price_exponent),
+                                 RateSchedule(src.rate, src.burst_multiplier, src.burst_seconds), self.batch_ns, origin_ns)
+        if src.kind == "file":
+            return FileFeed(src.path, origin_ns)
+        return None
+
+    def _publish_batch(self, msgs: list[tuple]) -> None:
+        """One whole batch, then a flush: datagram boundaries depend on the messages only."""
+        plant = self.plant
+        for i in range(0, len(msgs), MAX_BATCH_PER_LOOP):
+            plant.publish_many(msgs[i : i + MAX_BATCH_PER_LOOP])
+        plant.flush()
+
+    def _generate(self, until_sequence: int | None, due_batches: int, budget: int) -> int:
+        """Sequence input batches: up to `until_sequence` (shadow) or the due ones (active)."""
+        feed, plant = self.feed, self.plant
+        if feed is None:
+            return 0
+        if not self.session_started:
+            plant.start(feed.origin_ns)
+            self.session_started = True
+        n = 0
+        while n < budget and feed.next_batch < due_batches:
+            if until_sequence is not None and plant.sequencer.next_sequence >= until_sequence:
+                break
+            msgs = feed.next()
+            if msgs:
+                self._publish_batch(msgs)
+            n += len(msgs) + 1
+        return n
+
+    # -- sessions -------------------------------------------------------------
+
+    def _start_session(self, instance: int | None, reason: str) -> None:
+        """Start a session of our own and publish it from sequence 1."""
+        if instance is None or instance < 0:
+            instance = session_instance_for(self.config.session_instance, self.config.state_file, time.time())
+        session = make_session(SCHEMA_FINGERPRINT, instance)
+        self.plant.reset_session(session)
+        self.plant.sending = True
+        origin = self.config.source.origin_ns or time.time_ns()
+        self.feed = self._make_feed(origin)
+        self.session_started = False
+        self.mirror.clear()
+        self.pending.clear()
+        if self.feed is None:
+            self.plant.start()
+            self.session_started = True
+        else:
+            self._generate(None, 1, 1 << 62)  # start-of-session event and batch 0 (directory or file)
+        if self.core is not None:
+            self.core.started(session, self.plant.sequencer.next_sequence)
+        event(log, "publishing", session=session.decode(), reason=reason, origin_ns=origin)
+
+    def _adopt(self, session: bytes) -> None:
+        """Mirror the group's `session` from its start: the shadow regenerates it once the origin is known."""
+        self.plant.reset_session(session)
+        self.plant.sending = False
+        self.feed = None
+        self.session_started = False
+        self.mirror.clear()
+        self.pending.clear()
+        if self.config.source.origin_ns:
+            self.feed = self._make_feed(self.config.source.origin_ns)
+        event(log, "mirroring", session=session.decode())
+
+    def _learn_origin(self, seq: int, data: Any) -> None:
+        try:
+            msgs = decode_messages(data, _count(data), CODECS)
+        except DecodeError:
+            self.figures["mirror_malformed"] += 1
+            return
+        feed = self._make_feed(0)
+        if feed is None or not msgs:
+            return
+        feed.origin_ns = feed.origin_from(seq, msgs[0][1])
+        self.feed = feed
+        event(log, "origin_learned", origin_ns=feed.origin_ns, from_sequence=seq)
+
+    # -- mirror ---------------------------------------------------------------
+
+    def _is_local(self, ip: str) -> bool:
+        known = self.local_addresses.get(ip)
+        if known is None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                try:
+                    s.bind((ip, 0))
+                    known = True
+                except OSError:
+                    known = False
+            self.local_addresses[ip] = known
+        return known
+
+    def _drain(self, sock: socket.socket, now: int) -> None:
+        core = self.core
+        assert core is not None
+        plant, view, figures = self.plant, self.view, self.figures
+        for _ in range(256):
+            try:
+                n, src = sock.recvfrom_into(self.buf)
+            except BlockingIOError:
+                return
+            if src[1] in plant.own_ports and self._is_local(src[0]):
+                figures["own_datagrams_seen"] += 1
+                continue
+            data = view[:n]
+            try:
+                session, seq, count = decode_header(data)
+            except DecodeError:
+                figures["mirror_malformed"] += 1
+                continue
+            if session[:_TAG_LENGTH] != SCHEMA_TAG:
+                figures["foreign_datagrams"] += 1
+                continue
+            figures["mirrored_datagrams"] += 1
+            if count == HEARTBEAT_COUNT:
+                actions = core.on_peer(session, seq, False, now)
+            elif count == END_OF_SESSION_COUNT:
+                actions = core.on_peer(session, seq, True, now)
+            else:
+                actions = core.on_peer(session, seq + count, False, now)
+            if core.session is not None and core.session != plant.session and core.state == STANDBY:
+                self._adopt(core.session)
+            if count and count != END_OF_SESSION_COUNT and session == plant.session and not plant.sending:
+                if self.feed is None:
+                    self._learn_origin(seq, data)
+                mine = self.pending.pop(seq, None)
+                if mine is not None:
+                    self._compare(mine, bytes(data))
+                elif seq >= plant.sequencer.next_sequence:
+                    self.mirror[seq] = bytes(data)
+            if actions:
+                self._act(actions, now)
+
+    def _compare(self, mine: bytes, theirs: bytes) -> None:
+        if mine == theirs:
+            self.figures["shadow_matched"] += 1
+            return
+        self.figures["shadow_mismatched"] += 1
+        assert self.core is not None
+        if not self.core.diverged:
+            event(log, "standby_diverged", logging.ERROR, session=self.plant.session.decode(), first_sequence=_first(mine),
+                  detail="the datagram this plant generated differs from the one the active plant sent; "
+                         "it will not continue this session (a new one if it must take over)")
+        self.core.on_divergence()
+
+    def _sort_withheld(self) -> None:
+        """Shadow datagrams: compare with the mirrored ones, keep the ones no peer sent yet."""
+        plant, core = self.plant, self.core
+        assert core is not None
+        for d in plant.withheld:
+            c = _count(d)
+            if c in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
+                continue
+            f = _first(d)
+            theirs = self.mirror.pop(f, None)
+            if theirs is not None:
+                self._compare(d, theirs)
+            elif f + c <= core.peer_next:
+                self.figures["shadow_unverified"] += 1  # sent by the peer, but not seen starting here (lost, or packed otherwise)
+            else:
+                self.pending[f] = d
+        plant.withheld.clear()
+        if len(self.mirror) > MIRROR_KEPT:
+            nxt = plant.sequencer.next_sequence
+            self.mirror = {k: v for k, v in self.mirror.items() if k >= nxt}
+
+    # -- actions ---------------------------------------------------------------
+
+    def _act(self, actions: list, now: int) -> None:
+        for a in actions:
+            if isinstance(a, TakeOver):
+                self._take_over(a, now)
+            elif isinstance(a, StartSession):
+                self._start_session(a.instance, a.reason)
+            elif isinstance(a, StepBack):
+                self.plant.sending = False
+                event(log, "stepped_back", logging.WARNING, reason=a.reason, peer_next=a.peer_next, own_next=a.own_next)
+
+    def _take_over(self, a: TakeOver, now: int) -> None:
+        plant = self.plant
+        if self.feed is None:  # the peer sent nothing but heartbeats at the start: the input starts now
+            self.feed = self._make_feed(self.config.source.origin_ns or time.time_ns())
+        self._generate(a.next_sequence, 1 << 62, 1 << 62)  # catch up whatever it costs: nothing is sent meanwhile
+        self._sort_withheld()
+        plant.sending = True
+        resend = [d for f, d in sorted(self.pending.items()) if f + _count(d) > a.next_sequence]
+        self.pending.clear()
+        self.mirror.clear()
+        if resend:
+            plant._send_all(resend)
+        else:
+            plant._send_all([encode_heartbeat(plant.session, plant.sequencer.next_sequence)])  # we are alive: other standbys stay
+        self.figures["resent_on_takeover"] += sum(_count(d) for d in resend)
+        assert self.core is not None
+        self.core.on_published(plant.sequencer.next_sequence)
+        event(log, "took_over", logging.WARNING, session=a.session.decode(), next_sequence=a.next_sequence,
+              silent_ms=f"{a.silent_ns / 1e6:.1f}", sent_at_once=sum(_count(d) for d in resend),
+              generated_next=plant.sequencer.next_sequence)
+
+    def handover(self) -> None:
+        self.handover_requested = True
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    # -- loop -------------------------------------------------------------------
+
+    def run(self, duration_s: float = 0.0) -> None:
+        plant, core = self.plant, self.core
+        start = time.monotonic_ns()
+        duration_ns = int(duration_s * 1e9)
+        if core is None:
+            self._start_session(None, "no hot standby")
+        while not self.stopping:
+            now = time.monotonic_ns()
+            if duration_ns and now - start >= duration_ns:
+                break
+            wake: list[int] = []
+            if core is not None:
+                core.regenerable = self.feed is not None or core.peer_next <= 1  # no origin learned: cannot regenerate the session
+                self._act(core.on_timer(now), now)
+                if core.state == ENDED and not plant.sending:
+                    event(log, "group_session_ended", session=plant.session.decode())
+                    break
+                nt = core.next_timer()
+                if nt is not None:
+                    wake.append(nt)
+                if self.handover_requested:
+                    self.handover_requested = False
+                    if core.handover(now):
+                        plant.sending = False
+                        event(log, "handed_over", logging.WARNING, next_sequence=plant.sequencer.next_sequence)
+            busy = False
+            feed = self.feed
+            if plant.sending:
+                if feed is not None:
+                    due = feed.due_batches(self.wall_ns(now))
+                    self._generate(None, due, MAX_BATCH_PER_LOOP)
+                    busy = feed.next_batch < due
+                    nb = feed.batch_due_ns(feed.next_batch) - self.wall_minus_mono
+                    wake.append(nb)
+                deadline = plant.poll()
+                if deadline is not None:
+                    wake.append(deadline)
+                if core is not None:
+                    core.on_published(plant.sequencer.next_sequence)
+            elif core is not None and core.state == STANDBY and feed is not None:
+                self._generate(core.peer_next, 1 << 62, MAX_BATCH_PER_LOOP)
+                self._sort_withheld()
+                busy = plant.sequencer.next_sequence < core.peer_next
+            for tick in self.tickers:
+                w = tick(now)
+                if w is not None:
+                    wake.append(w)
+            if duration_ns:
+                wake.append(start + duration_ns)
+            timeout = 0.0 if busy else max(0.0, (min(wake) - time.monotonic_ns()) / 1e9) if wake else 0.5
+            for key, _ in self.sel.select(timeout=min(timeout, 0.5)):
+                what = key.data
+                if what == "status":
+                    assert self.status is not None
+                    self.status.on_readable()
+                elif what == "requests":
+                    plant.serve_requests()
+                else:
+                    self._drain(key.fileobj, time.monotonic_ns())
+
+    def finish(self) -> None:
+        """End of the daemon: the active plant ends the session (end-of-session linger); a standby just closes."""
+        try:
+            if self.plant.sending and not (self.core is not None and self.core.state == ENDED):
+                if self.core is not None:
+                    self.core.on_session_ended()
+                self.plant.stop()
+            else:
+                self.plant.close()
+        finally:
+            for _, sock in self.rx:
+                sock.close()
+            if self.status is not None:
+                self.status.close()
+            self.sel.close()
+
+    def snapshot(self) -> dict[str, Any]:
+        st = self.plant.status()
+        if self.core is not None:
+            st["standby"] = {**self.core.status(), **self.figures, "pending_datagrams": len(self.pending),
+                             "mirror_datagrams": len(self.mirror)}
+        return st
+
+
+def install_signals(runner: PlantRunner) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    signal.signal(signal.SIGUSR1, lambda *_: runner.handover())
+
+
+__all__ += ["install_signals", "ACTIVE"]
