@@ -4,7 +4,7 @@
         --server 10.202.1.21:31101 --server 10.202.1.22:31101 --seconds 5
 
 Each request asks for the largest range the servers accept at a random point of the
-history seen so far, as fast as the socket allows, answers unread. Prints how many it sent.
+history seen so far, at `--rate` per server or as fast as the socket allows, answers unread. Prints how many it sent.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server", action="append", required=True)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--rate", type=float, default=0.0, help="requests/s to each server; 0 = as fast as the socket allows")
     args = ap.parse_args(argv)
     feed, session, head = learn_session(args.interface, args.group, args.port)
     out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -48,8 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     servers = [(h, int(p)) for h, _, p in (s.rpartition(":") for s in args.server)]
     rng = random.Random(5)
     sent = errors = 0
-    deadline = time.monotonic() + args.seconds
+    start = time.monotonic()
+    deadline = start + args.seconds
     while time.monotonic() < deadline:
+        if args.rate and sent >= (time.monotonic() - start) * args.rate * len(servers):
+            time.sleep(0.0005)
+            continue
         try:
             while True:
                 _, seq, count = decode_header(feed.recv(2048))

@@ -134,7 +134,8 @@ class Cluster:
             setattr(c, k, v)
         return self._start(name, host, ["tickerplant"], c, [])
 
-    def retransmitter(self, host: str, *, peer: str | None = None, plant: str = "plant", **overrides: Any) -> Daemon:
+    def retransmitter(self, host: str, *, peer: str | None = None, plant: str = "plant", limits: dict[str, Any] | None = None,
+                      **overrides: Any) -> Daemon:
         c = ServerConfig()
         for feed, attr in (("A", "feed_a"), ("B", "feed_b")):
             group, port = FEEDS[feed]
@@ -144,6 +145,8 @@ class Cluster:
         c.repair_servers = ([f"{Lan.addr(peer, 'A')}:{REQUEST_PORT}"] if peer else []) + [f"{Lan.addr(plant, 'A')}:{PLANT_REQUEST_PORT}"]
         c.repair_image_servers = [f"{Lan.addr(peer, 'A')}:{IMAGE_PORT}"] if peer else []
         c.stats_interval_s, c.status_socket = 0, str(self.dir / f"{host}.sock")
+        for k, v in (limits or {}).items():
+            setattr(c.limits, k, v)
         for k, v in overrides.items():
             setattr(c, k, v)
         d = self._start(host, host, ["retransmit", "serve"], c, [])

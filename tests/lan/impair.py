@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class Faults:
     lan: Lan
     feeds: dict[str, tuple[str, int]]  # feed -> (group, port)
-    tables: list[tuple[str, str]] = field(default_factory=list)  # (namespace, table)
+    tables: list[tuple[str, str, str]] = field(default_factory=list)  # (namespace, table, family)
     relays: list[tuple[subprocess.Popen, str, str]] = field(default_factory=list)
     _n: int = 0
 
@@ -61,16 +61,31 @@ class Faults:
         table = f"mdl_fault{self._n}"
         script = (f'table netdev {table} {{\n chain impair {{\n  type filter hook ingress device "{device}" priority 0; policy accept;\n'
                   f"  ip daddr {group} udp dport {port} {cond} counter drop\n }}\n}}\n")
+        self._nft(ns, script)
+        self.tables.append((ns, table, "netdev"))
+        return table
+
+    @staticmethod
+    def _nft(ns: str, script: str) -> None:
         done = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True, capture_output=True)
         if done.returncode:
             raise RuntimeError(f"nft in {ns}: {done.stderr}\n{script}")
-        self.tables.append((ns, table))
+
+    def guard_requests(self, host: str, port: int, per_source_per_s: int) -> str:
+        """Not a fault: the kernel-level per-source limit on a re-request port that docs/operations.md recommends."""
+        self._n += 1
+        table = f"mdl_guard{self._n}"
+        script = (f"table inet {table} {{\n chain guard {{\n  type filter hook input priority 0; policy accept;\n"
+                  f"  udp dport {port} meter nack_sources {{ ip saddr limit rate over {per_source_per_s}/second burst "
+                  f"{per_source_per_s} packets }} counter drop\n }}\n}}\n")
+        self._nft(Lan.ns(host), script)
+        self.tables.append((Lan.ns(host), table, "inet"))
         return table
 
     def dropped(self, table: str) -> int:
         """Datagrams the rule has dropped so far."""
-        ns = next(n for n, t in self.tables if t == table)
-        out = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "table", "netdev", table],
+        ns, family = next((n, f) for n, t, f in self.tables if t == table)
+        out = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "table", family, table],
                              capture_output=True, text=True, check=True).stdout
         for item in json.loads(out)["nftables"]:
             for expr in item.get("rule", {}).get("expr", []):
@@ -79,9 +94,9 @@ class Faults:
         raise LookupError(f"no counter in {table}")
 
     def remove(self, table: str) -> None:
-        ns = next(n for n, t in self.tables if t == table)
-        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "netdev", table], check=True, capture_output=True)
-        self.tables.remove((ns, table))
+        ns, family = next((n, f) for n, t, f in self.tables if t == table)
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", family, table], check=True, capture_output=True)
+        self.tables.remove((ns, table, family))
 
     def relay(self, feed: str, source: str = "plant", *, delay_ms: float = 0, jitter_ms: float = 0, reorder: float = 0,
               dup: float = 0, loss: float = 0, seed: int = 1) -> None:
@@ -112,5 +127,5 @@ class Faults:
         return out
 
     def clear(self) -> None:
-        for _, table in list(self.tables):
+        for _, table, _ in list(self.tables):
             self.remove(table)

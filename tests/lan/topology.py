@@ -5,11 +5,12 @@
     lan.popen("h1", [...])         # a real process inside host h1's namespace
     lan.teardown()
 
-The bridges live in their own namespace (`mdl-lan`), so nothing is created in the namespace
+The bridges live in their own namespace (`mdl-<pid>-lan`), so nothing is created in the namespace
 the tests run in, and deleting the namespaces removes every device. Each host's NICs are
-`lana` and `lanb`; their bridge ports in `mdl-lan` are `<host>-a` and `<host>-b`, which is
-where per-feed faults are injected (see `impair`). Every name starts with `mdl-`, so
-leftovers of an aborted run are found and removed first.
+`lana` and `lanb`; their bridge ports in the LAN namespace are `<host>-a` and `<host>-b`,
+which is where per-feed faults are injected (see `impair`). Namespaces are named
+`mdl-<pid>-<host>`: concurrent test runs never touch each other's, and those of an aborted
+run (its pid gone) are removed first.
 
 Transmit checksum offload is off on every host NIC: a frame that the userspace relay
 captures and re-sends would otherwise carry only a partial UDP/TCP checksum, and the
@@ -34,7 +35,8 @@ from pathlib import Path
 from pyroute2 import IPRoute, netns
 
 PREFIX = "mdl-"
-LAN_NS = PREFIX + "lan"
+RUN = f"{PREFIX}{os.getpid()}-"  # this run's namespaces: concurrent runs (other pytest processes) never collide
+LAN_NS = RUN + "lan"
 NETS = {"A": "10.202.1", "B": "10.202.2"}
 BRIDGES = {"A": "br-a", "B": "br-b"}
 NICS = {"A": "lana", "B": "lanb"}
@@ -52,9 +54,14 @@ def host_number(host: str) -> int:
     raise ValueError(f"no address plan for host {host!r}")
 
 
+def _alive(pid: str) -> bool:
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
 def remove_leftovers() -> list[str]:
-    """Delete namespaces of an earlier, aborted run (our prefix only); return their names."""
-    gone = [ns for ns in netns.listnetns() if ns.startswith(PREFIX)]
+    """Delete this run's namespaces and those of aborted runs (prefix `mdl-<pid>-`, pid gone); return their names."""
+    gone = [ns for ns in netns.listnetns()
+            if ns.startswith(RUN) or (ns.startswith(PREFIX) and not _alive(ns[len(PREFIX):].split("-", 1)[0]))]
     for ns in gone:
         netns.remove(ns)
     return gone
@@ -84,7 +91,7 @@ class Lan:
 
     @staticmethod
     def ns(host: str) -> str:
-        return PREFIX + host
+        return RUN + host
 
     @staticmethod
     def addr(host: str, feed: str) -> str:
@@ -92,7 +99,7 @@ class Lan:
 
     @staticmethod
     def port_name(host: str, feed: str) -> str:
-        """The host's port on the bridge of LAN `feed`, in the `mdl-lan` namespace."""
+        """The host's port on the bridge of LAN `feed`, in the LAN namespace."""
         return f"{host}-{feed.lower()}"
 
     def build(self) -> Lan:
@@ -184,4 +191,5 @@ class Lan:
 
 
 def namespaces() -> Iterable[str]:
-    return [ns for ns in netns.listnetns() if ns.startswith(PREFIX)]
+    """This run's namespaces."""
+    return [ns for ns in netns.listnetns() if ns.startswith(RUN)]
