@@ -41,10 +41,13 @@ def feed_flags(a, b) -> list[str]:
     return ["--feed-a-group", a[0], "--feed-a-port", str(a[1]), "--feed-b-group", b[0], "--feed-b-port", str(b[1])]
 
 
-def start_plant(a, b, rate: float, seconds: float, instruments: int = 10_000) -> subprocess.Popen:
-    return subprocess.Popen([PY, "-m", "tickerplant", *feed_flags(a, b), "--source-rate", str(rate), "--source-burst-seconds", "0",
+def start_plant(a, b, rate: float, seconds: float, instruments: int = 10_000, request_port: int = 0,
+                linger_ms: int = 300) -> subprocess.Popen:
+    """The plant daemon; with `request_port`, it also answers re-requests from its journal (for mirrors' own gaps)."""
+    serve = ["--request-address", "127.0.0.1", "--request-port", str(request_port)] if request_port else []
+    return subprocess.Popen([PY, "-m", "tickerplant", *feed_flags(a, b), *serve, "--source-rate", str(rate), "--source-burst-seconds", "0",
                              "--source-instruments", str(instruments), "--duration-s", str(seconds), "--stats-interval-s", "0",
-                             "--max-batch-delay-us", "100", "--end-of-session-linger-ms", "300", "--no-keep-image",
+                             "--max-batch-delay-us", "100", "--end-of-session-linger-ms", str(linger_ms), "--no-keep-image",
                              "--log-level", "error"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -91,12 +94,13 @@ def free_port(kind: int) -> int:
 class Server:
     """`python -m retransmit serve` mirroring a feed pair; NACKs on a UDP port, images on a TCP port."""
 
-    def __init__(self, a, b) -> None:
+    def __init__(self, a, b, repair: str = "") -> None:
         self.udp, self.tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+        extra = ["--repair-servers", repair] if repair else []
         self.status = f"/tmp/md-bench-live-{os.getpid()}-{self.udp}.sock"
         self.p = subprocess.Popen([PY, "-m", "retransmit", "serve", *feed_flags(a, b), "--request-port", str(self.udp),
                                    "--image-port", str(self.tcp), "--stats-interval-s", "0", "--status-socket", self.status,
-                                   "--image-reuse-ms", "0", "--log-level", "error"], cwd=ROOT,
+                                   "--image-reuse-ms", "0", "--log-level", "error", *extra], cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while not Path(self.status).exists() and time.monotonic() < deadline:

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, Samples, compile_floor, fmt, summarize
-from live import Server, handler_result, reap, start_handler, start_plant
+from live import Server, free_port, handler_result, reap, start_handler, start_plant
 
 ZPY = "/usr/bin/python3"
 ZMQ_PEER = str(ROOT / "bench" / "zmq_peer.py")
@@ -110,10 +111,14 @@ def loss_clear() -> str:
 
 
 def ours(rate: float, seconds: float, nack: bool = False) -> dict:
-    srv = Server(OUR_A, OUR_B) if nack else None
+    """Plant → handler; with `nack`, a retransmission server that repairs its own gaps from the plant's journal
+    (under injected loss the mirror loses datagrams too)."""
+    plant_port = free_port(socket.SOCK_DGRAM) if nack else 0
+    srv = Server(OUR_A, OUR_B, repair=f"127.0.0.1:{plant_port}") if nack else None
     try:
         h = start_handler([(OUR_A, OUR_B)], seconds + 12, *(["--nack", f"127.0.0.1:{srv.udp}"] if srv else []))
-        plant = start_plant(OUR_A, OUR_B, rate, seconds)
+        # the plant lingers 4 s after its last message so that the mirror can still repair late gaps from its journal
+        plant = start_plant(OUR_A, OUR_B, rate, seconds, request_port=plant_port, linger_ms=4000 if nack else 300)
         reap(plant, seconds + 30)
         r = handler_result(h)
     finally:

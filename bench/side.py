@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, Samples, compile_floor, fmt, groups, self_cpu_s, summarize
+from common import Samples, compile_floor, fmt, groups, self_cpu_s, summarize
 
 from decoders import CODECS, SCHEMA_FINGERPRINT, make_session
 from linehandler.config import ChannelConfig, FeedConfig, HandlerConfig, RecoveryConfig
