@@ -38,9 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from decoders import CODECS, SCHEMA_TAG, CodecTable, DecodeError, parse_session
+from decoders import CODECS, SCHEMA_TAG, CodecTable, DecodeError, DecodeErrorKind, parse_session
 from decoders.moldudp64 import (
     END_OF_SESSION_COUNT,
+    HEADER_SIZE,
     HEARTBEAT_COUNT,
     decode_datagram,
     decode_header,
@@ -228,6 +229,9 @@ class HandlerCore:
             session, seq, count = decode_header(data)
         except DecodeError as exc:
             return self._malformed(fi, exc)
+        if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) and len(data) != HEADER_SIZE:
+            # a heartbeat's only content is its header: anything after it means the header cannot be trusted either
+            return self._malformed(fi, DecodeError(DecodeErrorKind.COUNT_MISMATCH, HEADER_SIZE, f"{len(data) - HEADER_SIZE} bytes after a count of {count}"))
         if session != self.session:
             actions = self._other_session(fi, session, now_ns)
             if actions is not None:

@@ -20,7 +20,7 @@ import sys
 from scapy.all import IP, UDP, Ether, Raw, conf, get_if_addr, get_if_hwaddr, sendp
 
 from decoders import SCHEMA_FINGERPRINT, make_session, parse_session
-from decoders.moldudp64 import encode_datagram
+from decoders.moldudp64 import encode_datagram, encode_heartbeat
 
 from .bad_apple import learn_session
 
@@ -44,7 +44,7 @@ def payloads(session: bytes, head: int, rng: random.Random) -> list[tuple[str, s
         ("trailing_bytes", "malformed", header.pack(session, seq, 0) + b"\x00\x01"),
         ("not_ascii_session", "malformed", bytes(rng.randrange(128, 256) for _ in range(10)) + bytes(10)),
         ("other_schema", "schema_mismatch", encode_datagram(b"ZZZZ000001", seq, [struct.pack(">H", 1) + b"S"])),
-        ("older_instance", "old_session", encode_datagram(older, seq, [])),
+        ("older_instance", "old_session", encode_heartbeat(older, seq)),
     ]
 
 
