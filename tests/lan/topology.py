@@ -126,7 +126,7 @@ class Lan:
                             _set_tx_checksum(self.ns(host), nic, False)
             for host in self.hosts:
                 # IPv6 link-local traffic (DAD, router solicitations) would only add noise
-                self.run(host, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+                self.run(host, ["sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"])
         except BaseException:
             self.teardown()
             raise
