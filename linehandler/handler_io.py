@@ -48,6 +48,7 @@ from .events import (
     RequestImage,
     SchemaMismatch,
     SendNack,
+    SequenceConflict,
     SessionChanged,
     SessionEnded,
     SessionStarted,
@@ -61,7 +62,7 @@ log = logging.getLogger("linehandler")
 _LOGGED_EVENTS = (GapEvent, QualityChanged, ImageApplied, ImageFailed, FeedStale, FeedRecovered, SessionStarted,
                   SessionChanged, SessionEnded, SchemaMismatch, BufferOverflow)
 _WARN_EVENTS = (GapEvent, SchemaMismatch, BufferOverflow, ImageFailed, FeedStale)
-_RECORDED_EVENTS = (*_LOGGED_EVENTS, Recovered)  # the record file also gets each recovery, with its time
+_RECORDED_EVENTS = (*_LOGGED_EVENTS, Recovered, SequenceConflict)  # the record file also gets each recovery, with its time
 
 
 def _per_channel(path: str, channel: str, channels: int) -> str:
@@ -210,7 +211,16 @@ class LineHandler:
         return sink
 
     def _event_sink(self, name: str) -> Callable[[Any], None]:
+        conflicts = {"logged_ns": 0, "since": 0}
+
         def sink(ev: Any) -> None:
+            if isinstance(ev, SequenceConflict):  # one per differing datagram in a split brain: logged at most once a second
+                conflicts["since"] += ev.messages
+                now = time.monotonic_ns()
+                if now - conflicts["logged_ns"] >= 1_000_000_000:
+                    event(log, "SequenceConflict", logging.WARNING, channel=name, feed=ev.feed, first=ev.first, last=ev.last,
+                          messages_since_last_line=conflicts["since"])
+                    conflicts["logged_ns"], conflicts["since"] = now, 0
             if isinstance(ev, _LOGGED_EVENTS):
                 fields = {f.name: _plain(getattr(ev, f.name)) for f in dataclasses.fields(ev)}
                 event(log, type(ev).__name__, logging.WARNING if isinstance(ev, _WARN_EVENTS) else logging.INFO, channel=name, **fields)
@@ -264,6 +274,7 @@ class LineHandler:
             for ch in self.channels:
                 nt = ch.core.next_timer()
                 if nt is not None and now >= nt:
+                    self._dispatch_ready(0.0)  # what already arrived (the other feed's copy) counts before a gap-wait expires
                     self._act(ch, ch.core.on_timer(now))
                 if ch.image_client is not None and ch.image_client.expired():
                     self._image_failed(ch, "image fetch timed out", now)
@@ -288,16 +299,19 @@ class LineHandler:
             timeout = max(0.0, (min(wake) - time.monotonic_ns()) / 1e9) if wake else 0.5
             if busy:
                 timeout = 0.0
-            for key, mask in self.sel.select(timeout=min(timeout, 0.5)):
-                ch, what = key.data
-                if callable(what):
-                    what(key.fileobj, mask, time.monotonic_ns())
-                elif what == "status":
-                    self.status_server.on_readable()
-                elif what == "image":
-                    self._image_io(ch, mask)
-                else:
-                    self._drain_socket(ch, what, key.fileobj)
+            self._dispatch_ready(min(timeout, 0.5))
+
+    def _dispatch_ready(self, timeout: float) -> None:
+        for key, mask in self.sel.select(timeout=timeout):
+            ch, what = key.data
+            if callable(what):
+                what(key.fileobj, mask, time.monotonic_ns())
+            elif what == "status":
+                self.status_server.on_readable()
+            elif what == "image":
+                self._image_io(ch, mask)
+            else:
+                self._drain_socket(ch, what, key.fileobj)
 
     def _drain_socket(self, ch: Channel, feed: str, sock: socket.socket) -> None:
         """Read everything queued on one socket (bounded), feeding the core."""
