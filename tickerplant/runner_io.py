@@ -92,6 +92,7 @@ class PlantRunner:
         self.figures = {"mirrored_datagrams": 0, "own_datagrams_seen": 0, "foreign_datagrams": 0, "mirror_malformed": 0,
                         "shadow_matched": 0, "shadow_mismatched": 0, "shadow_unverified": 0, "resent_on_takeover": 0}
         self.session_started = False  # the start-of-session event of the current session is sequenced
+        self.origin_shared = True  # the input's origin is the group's (configured, or learned from the stream)
         self.tickers: list[Any] = []
         self.status_extra = status_extra
 
@@ -144,6 +145,7 @@ class PlantRunner:
         self.plant.reset_session(session)
         self.plant.sending = True
         origin = self.config.source.origin_ns or time.time_ns()
+        self.origin_shared = bool(self.config.source.origin_ns)  # else ours alone: a peer that started this session too has another
         self.feed = self._make_feed(origin)
         self.session_started = False
         self.mirror.clear()
@@ -162,6 +164,7 @@ class PlantRunner:
         self.plant.reset_session(session)
         self.plant.sending = False
         self.feed = None
+        self.origin_shared = True
         self.session_started = False
         self.mirror.clear()
         self.pending.clear()
@@ -232,8 +235,8 @@ class PlantRunner:
                 mine = self.pending.pop(seq, None)
                 if mine is not None:
                     self._compare(mine, bytes(data))
-                elif seq >= plant.sequencer.next_sequence:
-                    self.mirror[seq] = bytes(data)
+                elif seq >= plant.sequencer.next_sequence and len(self.mirror) < MIRROR_KEPT:
+                    self.mirror[seq] = bytes(data)  # (a shadow far behind, catching up, compares what fits)
             if actions:
                 self._act(actions, now)
 
@@ -266,9 +269,9 @@ class PlantRunner:
             else:
                 self.pending[f] = d
         plant.withheld.clear()
-        if len(self.mirror) > MIRROR_KEPT:
+        if len(self.mirror) >= MIRROR_KEPT:
             nxt = plant.sequencer.next_sequence
-            self.mirror = {k: v for k, v in self.mirror.items() if k >= nxt}
+            self.mirror = {k: v for k, v in self.mirror.items() if k >= nxt}  # what the shadow passed unmatched
 
     # -- actions ---------------------------------------------------------------
 
@@ -281,6 +284,10 @@ class PlantRunner:
             elif isinstance(a, StepBack):
                 self.plant.sending = False
                 event(log, "stepped_back", logging.WARNING, reason=a.reason, peer_next=a.peer_next, own_next=a.own_next)
+                assert self.core is not None and self.core.session is not None
+                if not self.origin_shared and self.core.session == self.plant.session:
+                    # we started this session with an origin of our own (two cold starts): regenerate it with the other's
+                    self._adopt(self.core.session)
 
     def _take_over(self, a: TakeOver, now: int) -> None:
         plant = self.plant
@@ -317,12 +324,18 @@ class PlantRunner:
         duration_ns = int(duration_s * 1e9)
         if core is None:
             self._start_session(None, "no hot standby")
+        else:
+            core.started_ns = start  # the start-up listen counts from now, not from the sockets' creation
         while not self.stopping:
             now = time.monotonic_ns()
             if duration_ns and now - start >= duration_ns:
                 break
             wake: list[int] = []
             if core is not None:
+                nt = core.next_timer()
+                if nt is not None and now >= nt:
+                    self._dispatch(0.0)  # what the feeds already delivered counts before silence is judged
+                    now = time.monotonic_ns()
                 core.regenerable = self.feed is not None or core.peer_next <= 1  # no origin learned: cannot regenerate the session
                 self._act(core.on_timer(now), now)
                 if core.state == ENDED and not plant.sending:
@@ -361,15 +374,18 @@ class PlantRunner:
             if duration_ns:
                 wake.append(start + duration_ns)
             timeout = 0.0 if busy else max(0.0, (min(wake) - time.monotonic_ns()) / 1e9) if wake else 0.5
-            for key, _ in self.sel.select(timeout=min(timeout, 0.5)):
-                what = key.data
-                if what == "status":
-                    assert self.status is not None
-                    self.status.on_readable()
-                elif what == "requests":
-                    plant.serve_requests()
-                else:
-                    self._drain(key.fileobj, time.monotonic_ns())
+            self._dispatch(min(timeout, 0.5))
+
+    def _dispatch(self, timeout: float) -> None:
+        for key, _ in self.sel.select(timeout=timeout):
+            what = key.data
+            if what == "status":
+                assert self.status is not None
+                self.status.on_readable()
+            elif what == "requests":
+                self.plant.serve_requests()
+            else:
+                self._drain(key.fileobj, time.monotonic_ns())
 
     def finish(self) -> None:
         """End of the daemon: the active plant ends the session (end-of-session linger); a standby just closes."""
