@@ -79,13 +79,22 @@ class Proc:
 
 @dataclass
 class Group:
+    """Plants and handlers of one test: in the namespaces (`netns`), or all on loopback."""
+
     tmp: Path
+    netns: bool = True
+    feeds: tuple = (GROUP_A, GROUP_B)
     procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def nics(self) -> tuple[str, str]:
+        return ("lana", "lanb") if self.netns else ("lo", "lo")
 
     def popen(self, host: str, name: str, argv: list[str]) -> Proc:
         log = self.tmp / f"{name}.log"
         fh = open(log, "w")  # noqa: SIM115 - handed to the child, closed when the test ends
-        p = subprocess.Popen(["ip", "netns", "exec", ns(host), sys.executable, *argv], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+        prefix = ["ip", "netns", "exec", ns(host)] if self.netns else []
+        p = subprocess.Popen([*prefix, sys.executable, *argv], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
         proc = Proc(name, p, log)
         self.procs.append(proc)
         return proc
@@ -93,9 +102,11 @@ class Group:
     def plant(self, host: str, name: str, *flags: str, rate: float = 100_000, seed: int = 1, priority: int = 0,
               takeover_ms: float = 60, heartbeat_ms: float = 20) -> Proc:
         record = self.tmp / f"{name}.jsonl"
+        (ga, pa), (gb, pb) = self.feeds
+        ttl = "1" if self.netns else "0"
         argv = ["-m", "tickerplant",
-                "--feed-a-interface", "lana", "--feed-a-group", GROUP_A[0], "--feed-a-port", str(GROUP_A[1]), "--feed-a-ttl", "1",
-                "--feed-b-interface", "lanb", "--feed-b-group", GROUP_B[0], "--feed-b-port", str(GROUP_B[1]), "--feed-b-ttl", "1",
+                "--feed-a-interface", self.nics[0], "--feed-a-group", ga, "--feed-a-port", str(pa), "--feed-a-ttl", ttl,
+                "--feed-b-interface", self.nics[1], "--feed-b-group", gb, "--feed-b-port", str(pb), "--feed-b-ttl", ttl,
                 "--source-rate", str(rate), "--source-burst-seconds", "0", "--source-instruments", "1000", "--source-seed", str(seed),
                 "--session-instance", "4242", "--heartbeat-interval-ms", str(heartbeat_ms), "--standby-enabled",
                 "--standby-priority", str(priority), "--standby-takeover-timeout-ms", str(takeover_ms),
@@ -107,8 +118,8 @@ class Group:
 
     def handler(self, name: str) -> Proc:
         out = self.tmp / f"{name}.json"
-        proc = self.popen("rx", name, [str(Path(__file__).parent / "probe.py"), "--out", str(out), "--a", *map(str, GROUP_A),
-                                       "--b", *map(str, GROUP_B)])
+        proc = self.popen("rx", name, [str(Path(__file__).parent / "probe.py"), "--out", str(out), "--a", *map(str, self.feeds[0]),
+                                       "--b", *map(str, self.feeds[1]), "--interfaces", *self.nics])
         proc.record = out
         return proc
 
@@ -167,6 +178,18 @@ def build() -> None:
             sh("ip", "-n", h, "link", "set", f"lan{lan}", "up")
             sh("ip", "-n", sw, "link", "set", port, "master", f"br-{lan}")
             sh("ip", "-n", sw, "link", "set", port, "up")
+
+
+@pytest.fixture
+def loopback_group(tmp_path: Path):
+    """The same group on loopback (no root): plants and handlers on `lo`, TTL 0, groups of this test alone."""
+    from tests.integration.mcast import unique_feeds
+
+    g = Group(tmp_path, netns=False, feeds=unique_feeds())
+    try:
+        yield g
+    finally:
+        g.stop_all()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ message's encoding in delivery order (`<out>.crc`), and a summary (`<out>`): fir
 sequence, whether delivery was contiguous, the events, the final counters, and the pauses
 in delivery longer than 5 ms (the takeover gap as the handler saw it).
 
-    python tests/standby/probe.py --out r.json --a 239.231.1.1 32001 --b 239.231.2.1 32002 [--duration-s 60]
+    python tests/standby/probe.py --out r.json --a 239.231.1.1 32001 --b 239.231.2.1 32002 [--interfaces lana lanb] [--duration-s 60]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def main() -> int:
     ap.add_argument("--a", nargs=2, required=True)
     ap.add_argument("--b", nargs=2, required=True)
     ap.add_argument("--duration-s", type=float, default=60)
+    ap.add_argument("--interfaces", nargs=2, default=["lana", "lanb"])
     args = ap.parse_args()
     crcs = array("I")
     state = {"first": None, "prev": None, "breaks": 0, "last_ns": None, "first_ts": None}
@@ -63,8 +64,8 @@ def main() -> int:
             events.append(d)
 
     config = HandlerConfig(
-        channel=ChannelConfig(feed_a=FeedConfig(interface="lana", group=args.a[0], port=int(args.a[1])),
-                              feed_b=FeedConfig(interface="lanb", group=args.b[0], port=int(args.b[1]))),
+        channel=ChannelConfig(feed_a=FeedConfig(interface=args.interfaces[0], group=args.a[0], port=int(args.a[1])),
+                              feed_b=FeedConfig(interface=args.interfaces[1], group=args.b[0], port=int(args.b[1]))),
         stats_interval_s=0, exit_on_session_end=True, keep_image=False)
     handler = LineHandler(config, on_message, on_event)
     try:
