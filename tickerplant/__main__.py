@@ -47,8 +47,13 @@ def validate(config: PlantConfig) -> None:
             raise ConfigError("standby.enabled needs a deterministic input: source.kind \"synthetic\" or \"file\"")
         if sb.priority < 0:
             raise ConfigError("standby.priority must be >= 0")
-        if sb.takeover_timeout_ms < 0 or (sb.takeover_timeout_ms and sb.takeover_timeout_ms < 2 * config.max_batch_delay_us / 1000):
-            raise ConfigError("standby.takeover_timeout_ms must be 0 (3 × heartbeat) or at least twice max_batch_delay_us")
+        if sb.takeover_timeout_ms < 0:
+            raise ConfigError("standby.takeover_timeout_ms must be 0 (3 × heartbeat) or positive")
+        if sb.takeover_timeout_ms and sb.takeover_timeout_ms < 2 * config.heartbeat_interval_ms:
+            raise ConfigError(f"standby.takeover_timeout_ms {sb.takeover_timeout_ms:g} is shorter than twice heartbeat_interval_ms "
+                              f"{config.heartbeat_interval_ms:g}: a standby would take over whenever the active plant is idle")
+        if sb.takeover_timeout_ms and sb.takeover_timeout_ms < 2 * config.max_batch_delay_us / 1000:
+            raise ConfigError("standby.takeover_timeout_ms must be at least twice max_batch_delay_us")
     if config.request_address:
         check_port(config.request_port, "request_port")
         check_unicast_port_free(config.request_address, config.request_port, what="request socket")
