@@ -84,6 +84,6 @@ class PlantConfig:
     status_socket: str = opt("", "Unix socket path answering a JSON status snapshot (empty: none)")
     metrics_port: int = opt(0, "serve Prometheus metrics on this TCP port; 0 = off")
     metrics_address: str = opt("127.0.0.1", "address the metrics endpoint binds to")
-    record_file: str = opt("", "write every published message as JSON lines (sequence + fields) to this file")
+    record_file: str = opt("", "write every published message as JSON lines (sequence + fields) to this file; a hot standby also writes the ones it generates without sending")
     log_level: str = opt("info", "log level", choices=("debug", "info", "warning", "error"))
     log_json: bool = opt(False, "log JSON lines instead of key=value")
