@@ -93,6 +93,7 @@ def policy_from(config: HandlerConfig) -> RecoveryPolicy:
         message_burst=max(r.max_request_messages, r.messages_per_s / 10),
         give_up_ns=int(r.give_up_s * 1e9),
         server_holddown_ns=int(r.server_holddown_s * 1e9),
+        coalesce_held_messages=r.coalesce_held_messages,
         max_buffer_messages=r.max_buffer_messages,
         max_buffer_bytes=r.max_buffer_bytes,
         stale_after_ns=int(r.stale_after_ms * 1e6),

@@ -106,6 +106,7 @@ class RecoveryPolicy:
     resync_on_unrecoverable: bool = True
     image_retry_ns: int = 5_000_000_000
     server_holddown_ns: int = 5_000_000_000  # a server that stopped answering gets no new gaps for this long
+    coalesce_held_messages: int = 1000  # one request may span several gaps with at most this many held messages between two
     max_resync_history: int = 1_000_000
     conflict_ring_datagrams: int = 4096  # recent first-copy datagrams kept to compare later copies with (conflict detection)
 
@@ -637,6 +638,28 @@ class HandlerCore:
                 self._next_server(g, now_ns)
                 g.due_ns = now_ns + self._backoff(g)
 
+    def _coalesce(self, g: Gap, count: int, now_ns: int) -> list[Gap]:
+        """`g` and the gaps after it that one request can also cover: idle, older than the shortest gap-wait
+        (the other feed had its chance; their own random wait need not be over), and within
+        `max_request_messages` of g's start with at most `coalesce_held_messages` already held between
+        neighbours. Under loss that hits both feeds alike this turns many small gaps into few requests
+        (the held messages come back as duplicates), so the request rate limit is not what loses data."""
+        p = self.policy
+        members = [g]
+        if count < g.last - g.first + 1 or p.coalesce_held_messages <= 0:
+            return members
+        gaps = self.gaps.gaps
+        i = gaps.index(g) + 1
+        end = g.first + p.max_request_messages - 1
+        while i < len(gaps):
+            n = gaps[i]
+            if (n.abandoned or n.outstanding or n.detected_ns + p.gap_wait_min_ns > now_ns or n.last > end
+                    or n.first - members[-1].last - 1 > p.coalesce_held_messages):
+                break
+            members.append(n)
+            i += 1
+        return members
+
     def _next_server(self, g: Gap, now_ns: int) -> None:
         """Round robin to the next server, skipping those held down while any is not."""
         n = self.nack_servers
@@ -724,20 +747,25 @@ class HandlerCore:
             if in_flight >= p.max_outstanding_requests:
                 continue
             count = min(g.last - g.first + 1, p.max_request_messages)
+            members = self._coalesce(g, count, now_ns)
+            if len(members) > 1:
+                count = members[-1].last - g.first + 1
             wait = max(self.request_bucket.wait_ns(1, now_ns), self.message_bucket.wait_ns(count, now_ns))
             if wait < 0:
                 count = int(p.message_burst)
                 wait = self.message_bucket.wait_ns(count, now_ns)
+                members = [g]
             if wait > 0:
                 g.due_ns = now_ns + wait
                 self.counters.values[STREAM_COUNTERS.nacks_throttled] += 1
                 continue
             self.request_bucket.take(1, now_ns)
             self.message_bucket.take(count, now_ns)
-            g.outstanding = True
-            g.attempts += 1
-            g.timeout_ns = now_ns + p.request_timeout_ns
-            g.sent_first, g.sent_count = g.first, count
+            for m in members:
+                m.outstanding = True
+                m.attempts += 1
+                m.timeout_ns = now_ns + p.request_timeout_ns
+                m.sent_first, m.sent_count, m.server = g.first, count, g.server
             in_flight += 1
             self.counters.values[STREAM_COUNTERS.nacks_sent] += 1
             self.counters.values[STREAM_COUNTERS.messages_requested] += count

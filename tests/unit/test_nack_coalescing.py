@@ -1,0 +1,47 @@
+"""Loss that hits both feeds alike: nearby gaps are asked for in one request, and everything arrives."""
+
+from __future__ import annotations
+
+from linehandler.events import SendNack
+from linehandler.session import RecoveryPolicy
+from tests.unit.handler_harness import MS, Published, Recorder, make_core
+
+
+def recover(coalesce: int, clock) -> tuple[list[SendNack], Recorder, object]:
+    pub, rec = Published(600, per=3), Recorder()
+    policy = RecoveryPolicy(stale_after_ns=10**12, coalesce_held_messages=coalesce, max_request_messages=60)
+    core = make_core(rec, nack_servers=1, policy=policy)
+    sent: list[SendNack] = []
+    for i, d in enumerate(pub.datagrams):
+        if i % 5 != 2:  # every fifth datagram lost on both feeds
+            core.on_datagram("A", d, clock.now_ns)
+        clock.advance(MS // 10)
+    core.on_datagram("A", pub.heartbeat(), clock.now_ns)
+    for _ in range(3000):
+        clock.advance(MS)
+        nt = core.next_timer()
+        if nt is None or clock.now_ns < nt:
+            continue
+        for a in core.on_timer(clock.now_ns):
+            if isinstance(a, SendNack):
+                sent.append(a)
+                for d in pub.answer(a):
+                    core.on_unicast(d, 0, clock.now_ns)
+        if not core.gaps:
+            break
+    assert [s for s, _ in rec.delivered] == list(range(1, 601)), "every message once, in order"
+    return sent, rec, core
+
+
+def test_nearby_gaps_share_a_request_capped_at_the_request_size(clock) -> None:
+    alone, _, core_alone = recover(0, clock)
+    together, _, core = recover(1000, clock)
+    assert len(alone) == 40  # one request per lost datagram
+    assert len(together) <= 12 and all(n.count <= 60 for n in together)
+    assert core.counters["messages_requested"] > core_alone.counters["messages_requested"]  # held messages come back too
+    assert core.counters["gaps_unrecoverable"] == 0
+
+
+def test_held_messages_between_gaps_bound_the_coalescing(clock) -> None:
+    sent, _, _ = recover(11, clock)  # 12 held messages between neighbouring gaps: too many
+    assert len(sent) == 40
