@@ -374,6 +374,11 @@ class PlantRunner:
             if duration_ns:
                 wake.append(start + duration_ns)
             timeout = 0.0 if busy else max(0.0, (min(wake) - time.monotonic_ns()) / 1e9) if wake else 0.5
+            if 0.0 < timeout < 0.002 and plant.sending:
+                # epoll waits whole milliseconds (rounded up): a batch due sooner would leave up to 1 ms late.
+                # Sleep precisely instead; the sockets wait that long (split-brain news, status: harmless)
+                time.sleep(timeout)
+                timeout = 0.0
             self._dispatch(min(timeout, 0.5))
 
     def _dispatch(self, timeout: float) -> None:

@@ -102,9 +102,14 @@ class SyntheticFeed:
     """The synthetic market as a deterministic, replayable input in batches of `batch_ns`.
 
     Sequence numbers of a session: 1 is the plant's start-of-session event, 2..1+N the
-    directory (batch 0), then the market batches 1, 2, ... of `schedule.due(kT) -
-    schedule.due((k-1)T)` messages each.
+    directory (batch 0, due at the origin), then the market batches 1, 2, ... of
+    `schedule.due(kT) - schedule.due((k-1)T)` messages each, batch k due at
+    origin + `open_ns` + kT. The market opens `open_ns` after the origin (3 µs an
+    instrument, whole batches: a function of the configuration, so the same on every plant)
+    so that publishing the directory does not make the first market batches late.
     """
+
+    NS_PER_INSTRUMENT = 3000
 
     def __init__(self, market: SyntheticMarket, schedule: RateSchedule, batch_ns: int, origin_ns: int) -> None:
         if batch_ns <= 0:
@@ -113,16 +118,17 @@ class SyntheticFeed:
         self.schedule = schedule
         self.batch_ns = batch_ns
         self.origin_ns = origin_ns
+        self.open_ns = -(-market.instruments * self.NS_PER_INSTRUMENT // batch_ns) * batch_ns
         self.next_batch = 0
 
     def due_batches(self, now_ns: int) -> int:
         """How many batches (0, 1, ...) are due at wall-clock `now_ns`."""
         if now_ns < self.origin_ns:
             return 0
-        return (now_ns - self.origin_ns) // self.batch_ns + 1
+        return max(0, now_ns - self.origin_ns - self.open_ns) // self.batch_ns + 1
 
     def batch_due_ns(self, k: int) -> int:
-        return self.origin_ns + k * self.batch_ns
+        return self.origin_ns + (self.open_ns + k * self.batch_ns if k else 0)
 
     def batch_size(self, k: int) -> int:
         if k == 0:
@@ -133,7 +139,7 @@ class SyntheticFeed:
         """The next batch's messages, stamped with its due time."""
         k = self.next_batch
         self.next_batch += 1
-        ts = self.origin_ns + k * self.batch_ns
+        ts = self.batch_due_ns(k)
         if k == 0:
             return list(self.market.directory(ts))
         n = self.batch_size(k)
@@ -159,7 +165,8 @@ class SyntheticFeed:
 
     def origin_from(self, sequence: int, timestamp_ns: int) -> int:
         """The origin of a stream in which message `sequence` is stamped `timestamp_ns`."""
-        return timestamp_ns - self.batch_of_sequence(sequence) * self.batch_ns
+        k = self.batch_of_sequence(sequence)
+        return timestamp_ns - (self.open_ns + k * self.batch_ns if k else 0)
 
 
 class FileFeed:

@@ -34,11 +34,13 @@ def test_same_configuration_same_datagrams_however_it_is_driven() -> None:
 
 def test_batches_are_stamped_with_their_due_time_and_sized_by_the_schedule() -> None:
     f = feed()
-    assert f.due_batches(ORIGIN - 1) == 0 and f.due_batches(ORIGIN) == 1 and f.due_batches(ORIGIN + 3 * MS) == 4
+    assert f.open_ns == MS  # 50 instruments x 3 µs, in whole batches: the market opens 1 ms after the directory
+    assert f.due_batches(ORIGIN - 1) == 0 and f.due_batches(ORIGIN) == 1 and f.due_batches(ORIGIN + MS) == 1
+    assert f.due_batches(ORIGIN + 4 * MS) == 4
     directory = f.next()
     assert len(directory) == 50 and {m[1] for m in directory} == {ORIGIN}
     b1 = f.next()
-    assert len(b1) == 60 and {m[1] for m in b1} == {ORIGIN + MS}  # 20 k/s x 3 (burst) for 1 ms
+    assert len(b1) == 60 and {m[1] for m in b1} == {ORIGIN + 2 * MS}  # 20 k/s x 3 (burst) for 1 ms
 
 
 def test_the_origin_is_recovered_from_any_message_of_the_stream() -> None:
