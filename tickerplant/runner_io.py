@@ -32,9 +32,9 @@ from mdcommon.status_io import StatusServer
 from .config import PlantConfig
 from .plant_io import Plant, session_instance_for
 from .source import FileFeed, RateSchedule, SyntheticFeed, SyntheticMarket
-from .standby import ACTIVE, ENDED, STANDBY, StandbyCore, StartSession, StepBack, TakeOver
+from .standby import ENDED, STANDBY, StandbyCore, StartSession, StepBack, TakeOver
 
-__all__ = ["PlantRunner", "MAX_BATCH_PER_LOOP"]
+__all__ = ["PlantRunner", "install_signals", "MAX_BATCH_PER_LOOP"]
 
 log = logging.getLogger("tickerplant")
 MAX_BATCH_PER_LOOP = 2000  # messages generated per loop turn (whole batches), so timers and signals stay timely
@@ -54,7 +54,7 @@ def _first(d: bytes) -> int:
 class PlantRunner:
     """`python -m tickerplant`'s loop; `stop()` (signal) ends it, `handover()` (SIGUSR1) hands over."""
 
-    def __init__(self, config: PlantConfig, status_extra: Any = None) -> None:
+    def __init__(self, config: PlantConfig) -> None:
         self.config = config
         self.stopping = False
         self.handover_requested = False
@@ -94,7 +94,6 @@ class PlantRunner:
         self.session_started = False  # the start-of-session event of the current session is sequenced
         self.origin_shared = True  # the input's origin is the group's (configured, or learned from the stream)
         self.tickers: list[Any] = []
-        self.status_extra = status_extra
 
     # -- clock and input ------------------------------------------------------
 
@@ -338,7 +337,7 @@ class PlantRunner:
                     now = time.monotonic_ns()
                 core.regenerable = self.feed is not None or core.peer_next <= 1  # no origin learned: cannot regenerate the session
                 self._act(core.on_timer(now), now)
-                if core.state == ENDED and not plant.sending:
+                if core.state == ENDED:  # another plant of the group ended the session: nothing left to publish
                     event(log, "group_session_ended", session=plant.session.decode())
                     break
                 nt = core.next_timer()
@@ -421,5 +420,3 @@ def install_signals(runner: PlantRunner) -> None:
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     signal.signal(signal.SIGUSR1, lambda *_: runner.handover())
 
-
-__all__ += ["install_signals", "ACTIVE"]

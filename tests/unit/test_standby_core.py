@@ -150,3 +150,11 @@ def test_handover_falls_silent_and_holds_off_for_two_waits(clock) -> None:
 def test_handover_only_from_active(clock) -> None:
     core = StandbyCore(1, 50 * MS, clock.now_ns)
     assert not core.handover(clock.now_ns) and core.state == LISTENING
+
+
+def test_an_active_plant_that_sees_its_session_ended_by_another_ends_too(clock) -> None:
+    core = StandbyCore(0, 50 * MS, clock.now_ns)
+    run_until(core, clock, clock.now_ns + 50 * MS)
+    core.started(S7, 2)
+    core.on_published(300)
+    assert core.on_peer(S7, 300, True, clock.advance_ms(1)) == [] and core.state == ENDED
