@@ -41,12 +41,11 @@ class CounterSet:
         if len(set(names)) != len(names):
             raise ValueError(f"{label}: duplicate counter names")
         self._ids = {c.name: c.id for c in self.counters}
-
-    def __getattr__(self, name: str) -> int:
-        try:
-            return self.__dict__["_ids"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+        for c in self.counters:
+            # plain instance attributes: `SET.name` on the hot path is a dict lookup, not a Python call
+            if c.name in self.__dict__ or hasattr(type(self), c.name):
+                raise ValueError(f"{label}: counter name {c.name!r} clashes with a CounterSet attribute")
+            setattr(self, c.name, c.id)
 
     def new(self) -> Counters:
         return Counters(self)

@@ -17,6 +17,10 @@ def test_counters_are_declared_once_and_dense() -> None:
     assert c.line() == "duplicates=2"
     with pytest.raises(ValueError):
         CounterSet("x", [Counter(1, "a", "")])
+    with pytest.raises(ValueError, match="clashes"):
+        CounterSet("x", [Counter(0, "new", "would hide CounterSet.new")])
+    with pytest.raises(AttributeError):
+        cs.not_declared  # noqa: B018 - a typo must fail, not read as some id
 
 
 def test_image_round_trips_through_record_images() -> None:
