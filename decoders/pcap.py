@@ -148,7 +148,8 @@ def _pcap(data: bytes, order: str, scale: int, c: ReadCounters) -> Iterator[Data
         raise PcapError(len(data), "pcap global header cut short")
     link = struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF
     rec = struct.Struct(order + "IIII").unpack_from
-    udp_head = struct.Struct(">HHH").unpack_from
+    addr_udp_head = struct.Struct(">4s4sHHH").unpack_from  # source, destination, then the UDP header
+    names: dict[bytes, str] = {}  # a capture holds few addresses: format each once (bounded below)
     off = 24
     n = len(data)
     while off < n:
@@ -164,11 +165,18 @@ def _pcap(data: bytes, order: str, scale: int, c: ReadCounters) -> Iterator[Data
         if (link == LINK_ETHERNET and incl >= 42 and data[start + 12] == 8 and data[start + 13] == 0 and data[start + 14] == 0x45
                 and data[start + 23] == 17 and not (data[start + 20] & 0x3F or data[start + 21])):
             total = (data[start + 16] << 8) | data[start + 17]
-            sport, dport, ulen = udp_head(data, start + 34)
+            src, dst, sport, dport, ulen = addr_udp_head(data, start + 26)
             if total == ulen + 20 and 14 + total <= incl and ulen >= 8:
                 c.udp += 1
-                yield (sec * 1_000_000_000 + frac * scale, _ntoa(data[start + 26 : start + 30]), sport, _ntoa(data[start + 30 : start + 34]),
-                       dport, data[start + 42 : start + 34 + ulen])
+                src_name = names.get(src)
+                if src_name is None:
+                    if len(names) > 4096:
+                        names.clear()  # a hostile capture of many addresses costs a format each, not memory
+                    src_name = names[src] = _ntoa(src)
+                dst_name = names.get(dst)
+                if dst_name is None:
+                    dst_name = names[dst] = _ntoa(dst)
+                yield (sec * 1_000_000_000 + frac * scale, src_name, sport, dst_name, dport, data[start + 42 : start + 34 + ulen])
                 continue
         frame = data[start:off]
         ip = _ip_payload(frame, link, c)

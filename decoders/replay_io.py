@@ -9,11 +9,12 @@ and reported, so a user knows how faithful the replay was.
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mdcommon.mcast_send import SEND_OK, open_sender, send_datagram
+from mdcommon.mcast_send import open_sender
 
 from .pcap import ReadCounters, read_udp
 
@@ -58,25 +59,42 @@ def parse_mapping(text: str) -> tuple[tuple[str, int], ReplayTarget]:
     raise ValueError(f"{text!r}: expected GROUP:PORT[=IFACE[:GROUP:PORT]]")
 
 
+_UNRESOLVED = object()
+
+
+def _route(key: tuple[str, int], mapping: dict[tuple[str, int], ReplayTarget], map_all_to: str | None,
+           socks: dict[str, socket.socket], ttl: int) -> tuple[socket.socket, tuple[str, int]] | None:
+    """Where a captured destination goes: (socket of the mapped interface, target group:port), or None to skip."""
+    target = mapping.get(key)
+    if target is None:
+        dst, dport = key
+        if map_all_to is None or not (224 <= int(dst.split(".")[0]) <= 239):
+            return None
+        target = ReplayTarget(map_all_to, dst, dport)
+    sock = socks.get(target.interface)
+    if sock is None:
+        sock = socks[target.interface] = open_sender(target.interface, ttl)
+    return sock, (target.group, target.port)
+
+
 def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], speed: float = 1.0, ttl: int = 0,
                 map_all_to: str | None = "lo") -> WireReplayReport:
     """Send the capture; with `map_all_to`, destinations not in `mapping` go to the same group:port there."""
     report = WireReplayReport()
     counters = ReadCounters()
-    socks = {}
+    socks: dict[str, socket.socket] = {}
+    routes: dict[tuple[str, int], tuple[socket.socket, tuple[str, int]] | None] = {}  # resolved once per destination
     start_wall = first_ts = None
     t0 = time.monotonic()
     try:
         for ts, _src, _sport, dst, dport, payload in read_udp(path, counters):
-            target = mapping.get((dst, dport))
-            if target is None:
-                if map_all_to is None or not (224 <= int(dst.split(".")[0]) <= 239):
-                    report.skipped_unmapped += 1
-                    continue
-                target = ReplayTarget(map_all_to, dst, dport)
-            sock = socks.get(target.interface)
-            if sock is None:
-                sock = socks[target.interface] = open_sender(target.interface, ttl)
+            key = (dst, dport)
+            route = routes.get(key, _UNRESOLVED)
+            if route is _UNRESOLVED:
+                route = routes[key] = _route(key, mapping, map_all_to, socks, ttl)
+            if route is None:
+                report.skipped_unmapped += 1
+                continue
             if speed > 0:
                 if start_wall is None:
                     start_wall, first_ts = time.monotonic(), ts
@@ -87,10 +105,10 @@ def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], 
                 while time.monotonic() < due:  # the last fraction spun: sleep overshoots by ~0.1 ms
                     pass
                 report.lateness_us.append((time.monotonic() - due) * 1e6)
-            rc = send_datagram(sock, payload, (target.group, target.port))
-            if rc == SEND_OK:
+            try:
+                route[0].sendto(payload, route[1])
                 report.sent += 1
-            else:
+            except OSError:  # refused by the kernel (buffer full, no route): counted, the replay goes on
                 report.send_errors += 1
     finally:
         for s in socks.values():

@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))  # appended: bench/retransmit.py must not shadow the package
 
 from common import Samples, merge_samples, percentiles, summarize  # noqa: E402
-from report import cell, grid, table, verdict  # noqa: E402
+from report import cell, grid, paced_target, table, verdict  # noqa: E402
 
 
 def test_summarize_gives_median_min_max_and_ignores_nan():
@@ -60,3 +60,25 @@ def test_tables_leave_out_unmeasured_rows():
     assert table(s, [("p50", "curve.10k.p50_us"), ("absent", "x")])[2:] == ["| p50 | 80 (n=1) |"]
     rows = grid(s, "rate", [("10 k/s", "10k"), ("100 k/s", "100k")], [("p50 µs", "p50_us")], "curve.{row}.{col}")
     assert rows[2:] == ["| 10 k/s | 80 (n=1) |"]
+
+
+def _handler_samples(lost: list[float], fractions: list[float]) -> Samples:
+    s = Samples()
+    for lo, fr in zip(lost, fractions):
+        s.add("floor.c_recv_dgrams_s", 200_000.0)
+        s.add("handler.at_target.dgrams_s", 200_000.0 * fr)
+        s.add("handler.at_target.lost", lo)
+        s.add("ratio.handler_vs_c_recv", fr)
+    return s
+
+
+def test_paced_target_accepts_the_pacers_shortfall_only_with_zero_loss():
+    s = _handler_samples([0, 0, 0], [0.59998, 0.5999, 0.6])
+    ok, text = verdict(s, "ratio.handler_vs_c_recv", 0.60)
+    assert ok is False  # the median prints a hair under the target
+    ok, text = paced_target(s, ok, text, 0.60)
+    assert ok is True and "lost nothing in any of the 3 repetitions" in text
+    lossy = _handler_samples([0, 12, 0], [0.59998, 0.5999, 0.6])
+    assert paced_target(lossy, *verdict(lossy, "ratio.handler_vs_c_recv", 0.60), 0.60)[0] is False
+    slow = _handler_samples([0, 0, 0], [0.59998, 0.55, 0.6])  # the pacer fell well short: not the target rate
+    assert paced_target(slow, *verdict(slow, "ratio.handler_vs_c_recv", 0.60), 0.60)[0] is False

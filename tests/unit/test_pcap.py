@@ -200,3 +200,40 @@ def test_paced_replay_follows_the_capture_clock(tmp_path: Path) -> None:
     report = replay(str(tmp_path / "c.pcap"), pace=pace)
     assert report.delivered == 6 and len(waits) == 2
     assert time.monotonic() - t0 >= 0.05
+
+
+def test_wire_replay_routes_each_destination_and_counts_what_it_cannot_send(tmp_path: Path) -> None:
+    """Mapped groups go to their target, other groups to the same group on `lo`, unicast is skipped,
+    and a send the kernel refuses (port 0 here) is counted while the replay goes on."""
+    import socket
+
+    from decoders.replay_io import ReplayTarget, wire_replay
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx_port = rx.getsockname()[1]
+    rx.settimeout(2)
+    w = PcapWriter(tmp_path / "c.pcap")
+    for i in range(5):
+        w.write(1_700_000_000_000_000_000 + i, "10.1.1.1", 5000, A[0], A[1], b"mapped%d" % i)
+        w.write(1_700_000_000_000_000_000 + i, "10.1.1.1", 5000, "10.9.9.9", 4000, b"unicast")
+        w.write(1_700_000_000_000_000_000 + i, "10.1.1.1", 5000, B[0], B[1], b"refused")
+    w.close()
+    # A is mapped to a unicast port on this host (readable without a multicast join); B to port 0: refused
+    mapping = {A: ReplayTarget("lo", "127.0.0.1", rx_port), B: ReplayTarget("lo", B[0], 0)}
+    try:
+        r = wire_replay(tmp_path / "c.pcap", mapping, speed=0)
+        got = [rx.recv(100) for _ in range(5)]
+    finally:
+        rx.close()
+    assert got == [b"mapped%d" % i for i in range(5)]
+    assert (r.sent, r.skipped_unmapped, r.send_errors) == (5, 5, 5)
+
+
+def test_reader_names_every_address_right_past_its_name_cache(tmp_path: Path) -> None:
+    w = PcapWriter(tmp_path / "c.pcap")
+    sources = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(6000)]  # more than the cache keeps
+    for i, src in enumerate(sources):
+        w.write(i, src, 5000, A[0], A[1], b"x")
+    w.close()
+    assert [d[1] for d in read_udp(tmp_path / "c.pcap")] == sources
