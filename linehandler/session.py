@@ -244,6 +244,7 @@ class HandlerCore:
             return NO_ACTIONS
         end = seq + count
         c[FEED_COUNTERS.messages] += count
+        fn = -1
         if fi < 2:
             fn = self.feed_next[fi]
             if seq > fn and fn:
@@ -263,6 +264,10 @@ class HandlerCore:
             msgs = decode_messages(data, count, self.table)  # the header was accepted above
         except DecodeError as exc:
             c[FEED_COUNTERS.messages] -= count
+            if fn >= 0 and self.feed_next[fi] == end:  # a malformed body moves none of this feed's figures
+                if seq > fn and fn:
+                    c[FEED_COUNTERS.missed] -= seq - fn
+                self.feed_next[fi] = fn
             return self._malformed(fi, exc)
         if seq == exp and not self.buffer and not self.gaps and not self.joining:
             # the common case: the next datagram, in order, nothing pending
@@ -280,13 +285,7 @@ class HandlerCore:
             if self.resync is not None:
                 self._remember(end - count, msgs)
             if held is None:
-                self.recent[exp] = (fi, now_ns, data if type(data) is bytes else bytes(data))
-                order = self.recent_order
-                order.append(exp)
-                if len(order) > self.recent_limit:
-                    self.recent.pop(order.popleft(), None)
-                if count > self.recent_max_count:
-                    self.recent_max_count = count
+                self._remember_datagram(fi, exp, count, data, now_ns)
             c[FEED_COUNTERS.first_arrivals] += count
             self.counters.values[STREAM_COUNTERS.delivered] += count
             self.expected = self.horizon = end
