@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"delivered": n[0], "wall_s": wall, "cpu_s": cpu, "rss_bytes": self_rss_bytes(),
                  "instruments": sum(len(ch.core.image) for ch in handler.channels), "image_s": image_s[0] if image_s else None}
     for key in ("delivered", "gaps_detected", "gaps_filled_by_other_feed", "gaps_recovered_by_nack", "gaps_unrecoverable",
-                "messages_lost", "nacks_sent"):
+                "messages_lost", "nacks_sent", "messages_requested", "rejects", "nack_timeouts", "nacks_throttled"):
         out["stream_" + key] = sum(c["stream"][key] for c in st.values())
     out["datagrams"] = sum(c["feeds"][f]["datagrams"] for c in st.values() for f in ("A", "B"))
     out["ended"] = all(ch.core.ended for ch in handler.channels)

@@ -170,7 +170,9 @@ def recovery(out: Samples, seconds: float, losses=(0.01, 0.05), rate: float = 10
         out.add(f"{k}.delivered", r["delivered"])
         print(f"  recovery, {kind} {p:.0%} drop on A and B: {r['stream_gaps_detected']} gaps, {r['stream_gaps_filled_by_other_feed']} "
               f"filled by the other feed, {r['stream_gaps_recovered_by_nack']} by NACK in p50 {r['recovery_p50_ms']:.1f} ms "
-              f"p99 {r['recovery_p99_ms']:.1f} ms max {r['recovery_max_ms']:.1f} ms; lost {r['stream_messages_lost']}", flush=True)
+              f"p99 {r['recovery_p99_ms']:.1f} ms max {r['recovery_max_ms']:.1f} ms; lost {r['stream_messages_lost']}; "
+              f"{r['stream_nacks_sent']} NACKs for {r['stream_messages_requested']:,} messages, {r['stream_rejects']} rejects, "
+              f"{r['stream_nack_timeouts']} timeouts, {r['stream_nacks_throttled']} throttled", flush=True)
 
 
 def image(out: Samples, sizes=(1_000, 20_000, 200_000), rate: float = 50_000) -> None:

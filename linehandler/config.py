@@ -43,8 +43,9 @@ class RecoveryConfig:
     max_request_messages: int = opt(2000, "most messages asked for in one NACK", "messages")
     requests_per_s: float = opt(50.0, "client-side limit on NACKs", "requests/s")
     messages_per_s: float = opt(200_000.0, "client-side limit on messages asked for", "messages/s")
-    coalesce_held_messages: int = opt(1000, "one NACK may cover several nearby gaps (up to max_request_messages) when at most this many "
-                                      "messages already held lie between two of them; 0 = one NACK per gap", "messages")
+    coalesce_held_messages: int = opt(1000, "when requests_per_s cannot ask for every waiting gap, one NACK may cover several gaps "
+                                      "with at most this many messages already held between two (and anything within "
+                                      "max_request_messages if that is still too many NACKs); 0 = always one NACK per gap", "messages")
     server_holddown_s: float = opt(5.0, "a re-request server that stopped answering gets no new gaps for this long", "s")
     give_up_s: float = opt(10.0, "a gap not recovered in this time is resynced from an image or reported lost", "s")
     max_buffer_messages: int = opt(1_000_000, "messages held ahead of a gap", "messages")

@@ -106,7 +106,7 @@ class RecoveryPolicy:
     resync_on_unrecoverable: bool = True
     image_retry_ns: int = 5_000_000_000
     server_holddown_ns: int = 5_000_000_000  # a server that stopped answering gets no new gaps for this long
-    coalesce_held_messages: int = 1000  # one request may span several gaps with at most this many held messages between two
+    coalesce_held_messages: int = 1000  # when requests are scarce, one may span gaps with this many held messages between two
     max_resync_history: int = 1_000_000
     conflict_ring_datagrams: int = 4096  # recent first-copy datagrams kept to compare later copies with (conflict detection)
 
@@ -637,15 +637,16 @@ class HandlerCore:
                 self._next_server(g, now_ns)
                 g.due_ns = now_ns + self._backoff(g)
 
-    def _coalesce(self, g: Gap, count: int, now_ns: int) -> list[Gap]:
+    def _coalesce(self, g: Gap, count: int, now_ns: int, held_limit: int) -> list[Gap]:
         """`g` and the gaps after it that one request can also cover: idle, older than the shortest gap-wait
         (the other feed had its chance; their own random wait need not be over), and within
-        `max_request_messages` of g's start with at most `coalesce_held_messages` already held between
-        neighbours. Under loss that hits both feeds alike this turns many small gaps into few requests
-        (the held messages come back as duplicates), so the request rate limit is not what loses data."""
+        `max_request_messages` of g's start with at most `held_limit` already held between neighbours
+        (0 while requests are plenty, see on_timer). Under loss that
+        hits both feeds alike this turns many small gaps into few requests (the held messages come back
+        as duplicates, within the message budget), so the request rate limit is not what loses data."""
         p = self.policy
         members = [g]
-        if count < g.last - g.first + 1 or p.coalesce_held_messages <= 0:
+        if count < g.last - g.first + 1 or held_limit <= 0:
             return members
         gaps = self.gaps.gaps
         i = gaps.index(g) + 1
@@ -653,11 +654,27 @@ class HandlerCore:
         while i < len(gaps):
             n = gaps[i]
             if (n.abandoned or n.outstanding or n.detected_ns + p.gap_wait_min_ns > now_ns or n.last > end
-                    or n.first - members[-1].last - 1 > p.coalesce_held_messages):
+                    or n.first - members[-1].last - 1 > held_limit):
                 break
             members.append(n)
             i += 1
         return members
+
+    def _requests_needed(self, now_ns: int, held_limit: int) -> int:
+        """How many requests the gaps past their first chance on the other feed would take, coalesced across
+        at most `held_limit` held messages."""
+        p = self.policy
+        needed = 0
+        start = last = -1
+        for g in self.gaps.gaps:
+            if g.abandoned or g.outstanding or g.detected_ns + p.gap_wait_min_ns > now_ns:
+                start = -1
+                continue
+            if start < 0 or g.last >= start + p.max_request_messages or g.first - last - 1 > held_limit:
+                needed += 1
+                start = g.first
+            last = g.last
+        return needed
 
     def _next_server(self, g: Gap, now_ns: int) -> None:
         """Round robin to the next server, skipping those held down while any is not."""
@@ -719,6 +736,20 @@ class HandlerCore:
         if self.image_due_ns is not None and now_ns >= self.image_due_ns:
             actions += self._image_actions(now_ns)
         in_flight = len({(g.server, g.sent_first) for g in self.gaps if g.outstanding})
+        # One request per gap while requests are plenty: the budget can ask for every gap waiting now and is
+        # at least half full (gaps have not been coming faster than it refills). Otherwise requests are what
+        # is scarce: one may reach across up to coalesce_held_messages held messages to the next gaps, and
+        # across anything within the request size if even that leaves more requests than the budget holds.
+        # Held messages come back as duplicates, so reaching across them is paid for only when it must be.
+        held_limit = 0
+        if p.coalesce_held_messages > 0:
+            waiting = self._requests_needed(now_ns, 0)
+            bucket = self.request_bucket
+            if waiting > 1 and (bucket.wait_ns(waiting, now_ns) != 0 or bucket.wait_ns(bucket.burst / 2, now_ns) > 0):
+                held_limit = p.coalesce_held_messages
+                needed = self._requests_needed(now_ns, held_limit)
+                if needed > 1 and self.request_bucket.wait_ns(needed, now_ns) != 0:
+                    held_limit = max(held_limit, p.max_request_messages)
         for g in list(self.gaps):
             if g.abandoned:
                 continue
@@ -746,7 +777,7 @@ class HandlerCore:
             if in_flight >= p.max_outstanding_requests:
                 continue
             count = min(g.last - g.first + 1, p.max_request_messages)
-            members = self._coalesce(g, count, now_ns)
+            members = self._coalesce(g, count, now_ns, held_limit)
             if len(members) > 1:
                 count = members[-1].last - g.first + 1
             wait = max(self.request_bucket.wait_ns(1, now_ns), self.message_bucket.wait_ns(count, now_ns))

@@ -77,7 +77,8 @@ def test_2_independent_loss_on_both_feeds_is_recovered_with_nacks_near_the_produ
         ratio = s["messages_requested"] / expected
         rec = recovery_ms(hr.events)
         figures(f"2 5%+5% loss: {h.name} {v.summary()}; NACKed {s['messages_requested']:,} messages in {s['nacks_sent']} NACKs, "
-                f"{ratio:.2f}x the product of the loss rates ({expected:.0f}); recovery p50 {pct(rec, .5):.1f} ms p99 {pct(rec, .99):.1f} ms")
+                f"{ratio:.2f}x the product of the loss rates ({expected:.0f}); rejects {s['rejects']}, NACK timeouts {s['nack_timeouts']}; "
+                f"recovery p50 {pct(rec, .5):.1f} ms p99 {pct(rec, .99):.1f} ms")
         assert 0.3 < ratio < 3.0, f"NACKed {s['messages_requested']} messages, expected about {expected:.0f}"
 
 

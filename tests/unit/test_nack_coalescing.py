@@ -7,9 +7,10 @@ from linehandler.session import RecoveryPolicy
 from tests.unit.handler_harness import MS, Published, Recorder, make_core
 
 
-def recover(coalesce: int, clock) -> tuple[list[SendNack], Recorder, object]:
+def recover(coalesce: int, clock, requests_per_s: float = 50.0) -> tuple[list[SendNack], Recorder, object]:
     pub, rec = Published(600, per=3), Recorder()
-    policy = RecoveryPolicy(stale_after_ns=10**12, coalesce_held_messages=coalesce, max_request_messages=60)
+    policy = RecoveryPolicy(stale_after_ns=10**12, coalesce_held_messages=coalesce, max_request_messages=60,
+                            requests_per_s=requests_per_s, request_burst=requests_per_s / 5)  # 0.2 s of the rate
     core = make_core(rec, nack_servers=1, policy=policy)
     sent: list[SendNack] = []
     for i, d in enumerate(pub.datagrams):
@@ -42,6 +43,14 @@ def test_nearby_gaps_share_a_request_capped_at_the_request_size(clock) -> None:
     assert core.counters["gaps_unrecoverable"] == 0
 
 
-def test_held_messages_between_gaps_bound_the_coalescing(clock) -> None:
-    sent, _, _ = recover(11, clock)  # 12 held messages between neighbouring gaps: too many
+def test_held_messages_between_gaps_bound_the_coalescing_while_requests_are_plenty(clock) -> None:
+    sent, _, _ = recover(11, clock, requests_per_s=1000)  # 12 held messages between neighbouring gaps: too many
     assert len(sent) == 40
+
+
+def test_when_requests_are_scarce_one_request_reaches_across_held_messages(clock) -> None:
+    """40 gaps at once against a budget of 10 requests: gaps far apart (more held messages between them
+    than coalesce_held_messages) share requests too, each capped at max_request_messages."""
+    sent, _, core = recover(11, clock, requests_per_s=50)
+    assert len(sent) <= 12 and all(n.count <= 60 for n in sent)
+    assert core.counters["gaps_unrecoverable"] == 0
