@@ -156,6 +156,25 @@ def test_reject_rate_limited_obeys_retry_after(clock) -> None:
     assert core.counters["rejects"] == 1
 
 
+def test_reject_too_far_ahead_asks_again_when_the_server_says(clock) -> None:
+    """A server whose mirror is behind the handler says how soon to ask again: the gap waits that long,
+    not a whole request timeout."""
+    pub, rec = Published(6), Recorder()
+    core = make_core(rec, nack_servers=1)
+    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    core.on_datagram("A", pub.heartbeat(), clock.now_ns)
+    (nack,) = run_timers(core, clock, clock.now_ns + 20 * MS)
+    core.on_unicast(reject(nack.sequence, nack.count, "too_far_ahead", 10 * MS), 0, clock.now_ns)
+    t_reject = clock.now_ns
+    again = []
+    while not again:
+        again = run_timers(core, clock, clock.now_ns + MS)
+    assert again == [nack] and 10 * MS <= clock.now_ns - t_reject <= 12 * MS
+    for d in pub.answer(nack):
+        core.on_unicast(d, 0, clock.now_ns)
+    assert [s for s, _ in rec.delivered] == list(range(1, 7))
+
+
 def test_too_old_everywhere_is_an_unrecoverable_gap_and_the_stream_carries_on(clock) -> None:
     pub, rec = Published(9), Recorder()
     core = make_core(rec, nack_servers=2)
