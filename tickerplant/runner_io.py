@@ -38,9 +38,9 @@ __all__ = ["PlantRunner", "install_signals", "MAX_BATCH_PER_LOOP"]
 
 log = logging.getLogger("tickerplant")
 MAX_BATCH_PER_LOOP = 2000  # messages generated per loop turn (whole batches), so timers and signals stay timely
-MIRROR_KEPT = 16384
+MIRROR_KEPT = 16384  # mirrored datagrams waiting for the shadow to generate theirs
 _TAG_LENGTH = len(SCHEMA_TAG)
-_NO_SESSION = b"-" * 10  # a standby's placeholder until it hears the group's session  # mirrored datagrams waiting for the shadow to generate theirs
+_NO_SESSION = b"-" * 10  # a standby's session until it hears the group's (no real session is all dashes)
 
 
 def _count(d: bytes) -> int:
