@@ -66,3 +66,21 @@ class Recorder:
 def make_core(rec: Recorder, **kw: Any) -> HandlerCore:
     policy = kw.pop("policy", None) or RecoveryPolicy(stale_after_ns=10_000 * MS)
     return HandlerCore(rec.on_message, rec.on_event, policy, rng=random.Random(kw.pop("seed", 1)), **kw)
+
+
+def step_and_answer(core: HandlerCore, pub: Published, clock: Any, ms: int, answering: set[int] | None = None) -> list[SendNack]:
+    """Step the clock 1 ms at a time for `ms`, firing due timers; the servers in `answering` (all when
+    None) answer each NACK at once from the plant's journal. Returns the NACKs sent."""
+    sent = []
+    for _ in range(ms):
+        clock.advance(MS)
+        nt = core.next_timer()
+        if nt is None or clock.now_ns < nt:
+            continue
+        for a in core.on_timer(clock.now_ns):
+            if isinstance(a, SendNack):
+                sent.append(a)
+                if answering is None or a.server in answering:
+                    for d in pub.answer(a):
+                        core.on_unicast(d, a.server, clock.now_ns)
+    return sent

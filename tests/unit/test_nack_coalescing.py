@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from linehandler.events import SendNack
 from linehandler.session import RecoveryPolicy
-from tests.unit.handler_harness import MS, Published, Recorder, make_core
+from tests.unit.handler_harness import MS, Published, Recorder, make_core, step_and_answer
 
 
 def recover(coalesce: int, clock, requests_per_s: float = 50.0) -> tuple[list[SendNack], Recorder, object]:
@@ -12,24 +12,12 @@ def recover(coalesce: int, clock, requests_per_s: float = 50.0) -> tuple[list[Se
     policy = RecoveryPolicy(stale_after_ns=10**12, coalesce_held_messages=coalesce, max_request_messages=60,
                             requests_per_s=requests_per_s, request_burst=requests_per_s / 5)  # 0.2 s of the rate
     core = make_core(rec, nack_servers=1, policy=policy)
-    sent: list[SendNack] = []
     for i, d in enumerate(pub.datagrams):
         if i % 5 != 2:  # every fifth datagram lost on both feeds
             core.on_datagram("A", d, clock.now_ns)
         clock.advance(MS // 10)
     core.on_datagram("A", pub.heartbeat(), clock.now_ns)
-    for _ in range(3000):
-        clock.advance(MS)
-        nt = core.next_timer()
-        if nt is None or clock.now_ns < nt:
-            continue
-        for a in core.on_timer(clock.now_ns):
-            if isinstance(a, SendNack):
-                sent.append(a)
-                for d in pub.answer(a):
-                    core.on_unicast(d, 0, clock.now_ns)
-        if not core.gaps:
-            break
+    sent = step_and_answer(core, pub, clock, 3000)
     assert [s for s, _ in rec.delivered] == list(range(1, 601)), "every message once, in order"
     return sent, rec, core
 
