@@ -72,6 +72,13 @@ class Samples:
     def to_json(self) -> dict:
         return {"figures": self.figures, "notes": self.notes}
 
+    def print_medians(self, width: int = 50) -> None:
+        """Every figure's median [min–max] over the repetitions, for the step's own log."""
+        print("\nmedian [min–max]:")
+        for k, v in self.figures.items():
+            med, lo, hi, n = summarize(v)
+            print(f"  {k:{width}} {fmt(med)} [{fmt(lo)}–{fmt(hi)}] n={n}")
+
     def write(self, path: str | Path | None) -> None:
         text = json.dumps(self.to_json(), indent=1)
         if path:

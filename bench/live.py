@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, Samples, fmt, groups, summarize
+from common import ROOT, Samples, groups
 
 PY = sys.executable
 SECTIONS = ("curve", "recovery", "image", "handlers", "channels", "instruments")
@@ -311,10 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
                 out.note(f"live.error.{s}.{rep}", repr(exc))
                 print(f"  {s} failed: {exc!r}", flush=True)
-    print("\nmedian [min–max]:")
-    for k, v in out.figures.items():
-        med, lo, hi, n = summarize(v)
-        print(f"  {k:50} {fmt(med)} [{fmt(lo)}–{fmt(hi)}] n={n}")
+    out.print_medians(50)
     out.write(args.json)
     return 0
 

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, Samples, compile_floor, fmt, summarize
+from common import ROOT, Samples, compile_floor
 from live import Server, free_port, handler_result, reap, start_handler, start_plant
 
 ZPY = "/usr/bin/python3"
@@ -296,10 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.repeats):
         print(f"repetition {rep + 1}", flush=True)
         one_repetition(out, args.seconds, size, netns, args.norm and rep == 0, args.replay_datagrams)
-    print("\nmedian [min–max]:")
-    for k, v in out.figures.items():
-        med, lo, hi, n = summarize(v)
-        print(f"  {k:45} {fmt(med)} [{fmt(lo)}–{fmt(hi)}] n={n}")
+    out.print_medians(45)
     out.write(args.json)
     return 0
 
