@@ -91,6 +91,8 @@ def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], 
             key = (dst, dport)
             route = routes.get(key, _UNRESOLVED)
             if route is _UNRESOLVED:
+                if len(routes) > 4096:
+                    routes.clear()  # a capture of very many destinations costs a lookup each, not memory
                 route = routes[key] = _route(key, mapping, map_all_to, socks, ttl)
             if route is None:
                 report.skipped_unmapped += 1

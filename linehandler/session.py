@@ -643,9 +643,9 @@ class HandlerCore:
         """`g` and the gaps after it that one request can also cover: idle, older than the shortest gap-wait
         (the other feed had its chance; their own random wait need not be over), and within
         `max_request_messages` of g's start with at most `held_limit` already held between neighbours
-        (0 while requests are plenty, see on_timer). Under loss that
-        hits both feeds alike this turns many small gaps into few requests (the held messages come back
-        as duplicates, within the message budget), so the request rate limit is not what loses data."""
+        (0 while requests are plenty, see on_timer). Under loss that hits both feeds alike this turns many
+        small gaps into few requests (the held messages come back as duplicates, within the message
+        budget), so the request rate limit is not what loses data."""
         p = self.policy
         members = [g]
         if count < g.last - g.first + 1 or held_limit <= 0:
@@ -750,7 +750,7 @@ class HandlerCore:
             if waiting > 1 and (bucket.wait_ns(waiting, now_ns) != 0 or bucket.wait_ns(bucket.burst / 2, now_ns) > 0):
                 held_limit = p.coalesce_held_messages
                 needed = self._requests_needed(now_ns, held_limit)
-                if needed > 1 and self.request_bucket.wait_ns(needed, now_ns) != 0:
+                if needed > 1 and bucket.wait_ns(needed, now_ns) != 0:
                     held_limit = max(held_limit, p.max_request_messages)
         for g in list(self.gaps):
             if g.abandoned:
