@@ -35,7 +35,7 @@ def validate(config: HandlerConfig) -> None:
     channels = config.all_channels()
     for cc in channels:
         for name, feed in (("feed_a", cc.feed_a), ("feed_b", cc.feed_b)):
-            check_feed(feed.interface, feed.group, feed.port, f"{cc.name}.{name}")
+            check_feed(feed.interface, feed.group, feed.port, f"{cc.name}.{name}", feed.sources)
         for addr in cc.nack_servers + cc.image_servers:
             try:
                 parse_address(addr)

@@ -11,11 +11,13 @@ __all__ = ["FeedConfig", "ChannelConfig", "HandlerConfig"]
 
 @dataclass
 class FeedConfig:
-    """Where one feed arrives: NIC, group, port."""
+    """Where one feed arrives: NIC, group, port, and optionally which senders it is accepted from."""
 
     interface: str = opt("lo", "network interface to join the group on")
     group: str = opt("239.194.1.1", "multicast group")
     port: int = opt(31001, "UDP port")
+    sources: list = opt([], "accept this feed only from these sender IPv4 addresses (the plant's NIC, and a standby's): "
+                            "a source-specific join, so the kernel drops other senders' datagrams; empty = any sender")
 
 
 @dataclass

@@ -127,7 +127,7 @@ class Channel:
         )
         self.socks: dict[str, socket.socket] = {}
         for feed, fc in (("A", cc.feed_a), ("B", cc.feed_b)):
-            sock, granted = open_receiver(fc.interface, fc.group, fc.port, config.rcvbuf_bytes)
+            sock, granted = open_receiver(fc.interface, fc.group, fc.port, config.rcvbuf_bytes, fc.sources)
             warning = check_rcvbuf(config.rcvbuf_bytes, granted)
             if warning:
                 event(log, "rcvbuf_capped", logging.WARNING, channel=self.name, feed=feed, detail=warning)

@@ -40,11 +40,20 @@ def check_multicast_group(group: str, what: str = "group") -> str:
     return group
 
 
-def check_feed(interface: str, group: str, port: int, what: str) -> None:
-    """One feed's interface, multicast group and port (`what` prefixes the keys in the messages)."""
+def check_feed(interface: str, group: str, port: int, what: str, sources: list | tuple = ()) -> None:
+    """One feed's interface, multicast group, port and accepted senders (`what` prefixes the keys in the messages)."""
     check_interface(interface, f"{what}.interface")
     check_multicast_group(group, f"{what}.group")
     check_port(port, f"{what}.port")
+    for source in sources:
+        try:
+            addr = ipaddress.IPv4Address(source)
+        except (ValueError, TypeError):
+            raise ConfigError(f"{what}.sources: {source!r} is not an IPv4 address") from None
+        if addr.is_multicast or addr.is_unspecified or addr == ipaddress.IPv4Address("255.255.255.255"):
+            raise ConfigError(f"{what}.sources: {source} is not a sender's (unicast) address")
+    if len(set(sources)) != len(sources):
+        raise ConfigError(f"{what}.sources lists an address twice")
 
 
 def check_port(port: int, what: str = "port") -> int:

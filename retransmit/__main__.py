@@ -29,7 +29,7 @@ def validate(config: ServerConfig) -> None:
     import socket
 
     for name, feed in (("feed_a", config.feed_a), ("feed_b", config.feed_b)):
-        check_feed(feed.interface, feed.group, feed.port, name)
+        check_feed(feed.interface, feed.group, feed.port, name, feed.sources)
     check_port(config.request_port, "request_port")
     check_port(config.image_port, "image_port")
     check_unicast_port_free(config.request_address, config.request_port, socket.SOCK_DGRAM, "request socket")

@@ -1,0 +1,105 @@
+"""Accepting a feed only from the plant's address: another sender's well-formed datagrams of our own
+session never reach the handler (the kernel drops them at the source-specific join).
+
+On loopback, 127.0.0.2 plays the other host: it is an address of `lo` a socket can send from. The
+plant binds its senders to 127.0.0.1 (`feed_*.source_address`): left to itself, the kernel may give
+multicast on `lo` the source address of another NIC.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from decoders.moldudp64 import decode_header, encode_heartbeat
+from linehandler.config import HandlerConfig
+from linehandler.events import GapEvent
+from linehandler.handler_io import LineHandler
+from mdcommon.mcast_recv import open_receiver
+from mdcommon.mcast_send import open_sender
+from mdcommon.validate import ConfigError, check_feed
+from tests.integration.mcast import collect, unique_feeds
+from tests.integration.test_end_to_end import feed_flags
+
+ROOT = Path(__file__).resolve().parents[2]
+FORGED_SEQUENCE = 1_000_000
+
+
+def test_a_source_specific_join_receives_only_the_listed_sender() -> None:
+    (group, port), _ = unique_feeds()
+    only_plant, _ = open_receiver("lo", group, port, 1 << 20, ["127.0.0.1"])
+    anyone, _ = open_receiver("lo", group, port, 1 << 20)
+    plant, other = open_sender("lo", source_address="127.0.0.1"), open_sender("lo", source_address="127.0.0.2")
+    try:
+        for i in range(5):
+            plant.sendto(b"plant%d" % i, (group, port))
+            other.sendto(b"other%d" % i, (group, port))
+        got = collect({"only": only_plant, "any": anyone}, lambda g: len(g["any"]) >= 10 and len(g["only"]) >= 5, 5)
+    finally:
+        for s in (only_plant, anyone, plant, other):
+            s.close()
+    assert got["only"] == [b"plant%d" % i for i in range(5)]
+    assert sorted(got["any"]) == sorted([b"plant%d" % i for i in range(5)] + [b"other%d" % i for i in range(5)])
+
+
+def test_sources_must_be_unicast_ipv4_addresses() -> None:
+    check_feed("lo", "239.194.1.1", 31001, "ch1.feed_a", ["127.0.0.1", "10.1.2.3"])
+    for bad in (["plant"], ["239.1.1.1"], ["0.0.0.0"], ["10.1.1.1", "10.1.1.1"]):
+        with pytest.raises(ConfigError, match="sources"):
+            check_feed("lo", "239.194.1.1", 31001, "ch1.feed_a", bad)
+
+
+def test_a_forged_heartbeat_from_another_host_moves_only_the_unfiltered_channel(tmp_path: Path) -> None:
+    """A well-formed heartbeat of the plant's own session, claiming sequence 1,000,000, sent from
+    127.0.0.2 to both groups. The channel that accepts any sender believes it (a tail gap, reported
+    lost: no server could fill it); the channel that accepts only 127.0.0.1 never sees it and delivers
+    the plant's stream exactly."""
+    a, b = unique_feeds()
+
+    def channel(name: str, sources: list[str]) -> dict:  # a [[channels]] table, as in a config file
+        return {"name": name, "feed_a": {"group": a[0], "port": a[1], "sources": sources},
+                "feed_b": {"group": b[0], "port": b[1], "sources": sources}}
+
+    config = HandlerConfig(channels=[channel("filtered", ["127.0.0.1"]), channel("open", [])], stats_interval_s=0,
+                           exit_on_session_end=True)
+    delivered: dict[str, list[int]] = {"filtered": [], "open": []}
+    gaps: dict[str, list[GapEvent]] = {"filtered": [], "open": []}
+    handler = LineHandler(config, lambda ch, seq, msg: delivered[ch].append(seq),
+                          lambda ch, ev: gaps[ch].append(ev) if isinstance(ev, GapEvent) else None)
+    spy, _ = open_receiver("lo", a[0], a[1], 1 << 20)  # learns the session the forger copies
+    forger = open_sender("lo", source_address="127.0.0.2")
+    forged: list[bytes] = []
+
+    def forge() -> None:
+        got = collect({"a": spy}, lambda g: len(g["a"]) >= 20, 10)["a"]
+        session = decode_header(got[-1])[0]
+        forged.append(encode_heartbeat(session, FORGED_SEQUENCE))
+        for group in (a, b):
+            forger.sendto(forged[0], group)
+
+    plant = subprocess.Popen([sys.executable, "-m", "tickerplant", *feed_flags("", a, b), "--source-rate", "5000",
+                              "--feed-a-source-address", "127.0.0.1", "--feed-b-source-address", "127.0.0.1",
+                              "--duration-s", "2", "--stats-interval-s", "0", "--source-burst-multiplier", "1",
+                              "--end-of-session-linger-ms", "300"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    thread = threading.Thread(target=forge)
+    thread.start()
+    try:
+        handler.run(duration_s=20)
+    finally:
+        thread.join()
+        handler.close()
+        spy.close()
+        forger.close()
+    assert plant.wait(timeout=15) == 0
+    assert forged, "the forger never learned the session"
+    n = len(delivered["filtered"])
+    assert n > 1000 and delivered["filtered"] == list(range(1, n + 1)) and gaps["filtered"] == []
+    filtered = handler.channels[0].core.feed_counters
+    assert filtered[0]["malformed"] == filtered[1]["malformed"] == 0
+    # the open channel believed the forgery: everything the plant sent after it is "already delivered"
+    assert any(g.last == FORGED_SEQUENCE - 1 for g in gaps["open"]), gaps["open"]
+    assert len(delivered["open"]) < n
