@@ -46,5 +46,7 @@ STREAM_COUNTERS = CounterSet(
         Counter(17, "image_failures", "image fetches that failed"),
         Counter(18, "conflicts", "messages delivered once but seen again with different bytes in the same session (SequenceConflict)"),
         Counter(19, "duplicates_unchecked", "duplicate messages whose first copy had left the ring of recent datagrams, so not compared"),
+        Counter(20, "announced_withdrawn", "ranges only a heartbeat had announced, withdrawn when live data arrived inside them "
+                                           "(reordering, or a heartbeat from a sender that is not the plant)"),
     ],
 )

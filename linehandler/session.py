@@ -160,6 +160,7 @@ class HandlerCore:
         self.session = session
         self.expected: int | None = None  # next sequence to deliver
         self.horizon = 0  # one past the highest sequence known to exist
+        self.announced_from: int | None = None  # horizon[announced_from:] is vouched for by a heartbeat only, not by data
         self.buffer: dict[int, tuple] = {}
         self.buffer_bytes = 0
         self.gaps = GapList()
@@ -429,6 +430,8 @@ class HandlerCore:
             actions = self._start(seq, now_ns)
         if seq > self.horizon:
             self.gaps.add(self._new_gap(self.horizon, seq - 1, now_ns))  # tail loss, seen thanks to the heartbeat
+            if self.announced_from is None:
+                self.announced_from = self.horizon
             self.horizon = seq
         if fi < 2 and seq > self.feed_next[fi]:
             if self.feed_next[fi]:
@@ -447,6 +450,18 @@ class HandlerCore:
         c = self.feed_counters[fi].values
         count = len(msgs)
         end = seq + count
+        af = self.announced_from
+        if af is not None:
+            if end >= self.horizon:
+                self.announced_from = None  # data reached what the heartbeat announced: it holds
+            elif fi < 2 and seq >= af:
+                # live data inside a range only a heartbeat announced: the plant sends its heartbeats after its
+                # data, so this heartbeat was reordered ahead of it or came from another sender. Believe the data:
+                # the range above it is no longer a gap (the plant's next heartbeat or datagram re-announces it).
+                self.gaps.remove_range(end, self.horizon - 1)
+                self.horizon = end
+                self.announced_from = None
+                self.counters.values[STREAM_COUNTERS.announced_withdrawn] += 1
         if seq > self.horizon:
             self.gaps.add(self._new_gap(self.horizon, seq - 1, now_ns))
         old_horizon = self.horizon

@@ -8,6 +8,7 @@ multicast on `lo` the source address of another NIC.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -15,15 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from decoders.moldudp64 import decode_header, encode_heartbeat
+from decoders import CODECS
+from decoders.moldudp64 import decode_header, encode_datagram, encode_heartbeat
 from linehandler.config import HandlerConfig
-from linehandler.events import GapEvent
+from linehandler.events import GapEvent, SequenceConflict
 from linehandler.handler_io import LineHandler
 from mdcommon.mcast_recv import open_receiver
 from mdcommon.mcast_send import open_sender
 from mdcommon.validate import ConfigError, check_feed
 from tests.integration.mcast import collect, unique_feeds
-from tests.integration.test_end_to_end import feed_flags
+from tests.integration.test_end_to_end import feed_flags, free_port
+from tests.unit.handler_harness import quote
 
 ROOT = Path(__file__).resolve().parents[2]
 FORGED_SEQUENCE = 1_000_000
@@ -53,33 +56,37 @@ def test_sources_must_be_unicast_ipv4_addresses() -> None:
             check_feed("lo", "239.194.1.1", 31001, "ch1.feed_a", bad)
 
 
-def test_a_forged_heartbeat_from_another_host_moves_only_the_unfiltered_channel(tmp_path: Path) -> None:
-    """A well-formed heartbeat of the plant's own session, claiming sequence 1,000,000, sent from
-    127.0.0.2 to both groups. The channel that accepts any sender believes it (a tail gap, reported
-    lost: no server could fill it); the channel that accepts only 127.0.0.1 never sees it and delivers
-    the plant's stream exactly."""
+def test_forged_datagrams_from_another_host_reach_only_the_unfiltered_channel(tmp_path: Path) -> None:
+    """From 127.0.0.2, to both groups, with the plant's own session: a heartbeat claiming sequence
+    1,000,000, then a well-formed quote at a sequence the plant has not reached yet. The channel that
+    accepts only 127.0.0.1 never sees either and delivers the plant's stream exactly. The channel that
+    accepts any sender withdraws the heartbeat's range when the plant's next datagram lands inside it
+    (no gap, nothing lost), but the forged quote is the first copy of its sequence: it is delivered,
+    and the plant's real message there is a SequenceConflict. Only the source filter keeps forged data out."""
     a, b = unique_feeds()
 
     def channel(name: str, sources: list[str]) -> dict:  # a [[channels]] table, as in a config file
         return {"name": name, "feed_a": {"group": a[0], "port": a[1], "sources": sources},
-                "feed_b": {"group": b[0], "port": b[1], "sources": sources}}
+                "feed_b": {"group": b[0], "port": b[1], "sources": sources},
+                "nack_servers": [f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]}  # nobody answers: a gap would wait its 10 s give-up
 
     config = HandlerConfig(channels=[channel("filtered", ["127.0.0.1"]), channel("open", [])], stats_interval_s=0,
                            exit_on_session_end=True)
     delivered: dict[str, list[int]] = {"filtered": [], "open": []}
-    gaps: dict[str, list[GapEvent]] = {"filtered": [], "open": []}
-    handler = LineHandler(config, lambda ch, seq, msg: delivered[ch].append(seq),
-                          lambda ch, ev: gaps[ch].append(ev) if isinstance(ev, GapEvent) else None)
-    spy, _ = open_receiver("lo", a[0], a[1], 1 << 20)  # learns the session the forger copies
+    events: dict[str, list] = {"filtered": [], "open": []}
+    handler = LineHandler(config, lambda ch, seq, msg: delivered[ch].append(seq), lambda ch, ev: events[ch].append(ev))
+    spy, _ = open_receiver("lo", a[0], a[1], 1 << 20)  # learns the session and position the forger copies
     forger = open_sender("lo", source_address="127.0.0.2")
-    forged: list[bytes] = []
+    forged_at: list[int] = []
 
     def forge() -> None:
         got = collect({"a": spy}, lambda g: len(g["a"]) >= 20, 10)["a"]
-        session = decode_header(got[-1])[0]
-        forged.append(encode_heartbeat(session, FORGED_SEQUENCE))
-        for group in (a, b):
-            forger.sendto(forged[0], group)
+        session, seq, count = decode_header(got[-1])
+        ahead = seq + count + 2000  # about 0.4 s ahead of the plant at 5,000 msg/s
+        for d in (encode_heartbeat(session, FORGED_SEQUENCE), encode_datagram(session, ahead, [CODECS.encode(quote(7))])):
+            for group in (a, b):
+                forger.sendto(d, group)
+        forged_at.append(ahead)
 
     plant = subprocess.Popen([sys.executable, "-m", "tickerplant", *feed_flags("", a, b), "--source-rate", "5000",
                               "--feed-a-source-address", "127.0.0.1", "--feed-b-source-address", "127.0.0.1",
@@ -95,11 +102,14 @@ def test_a_forged_heartbeat_from_another_host_moves_only_the_unfiltered_channel(
         spy.close()
         forger.close()
     assert plant.wait(timeout=15) == 0
-    assert forged, "the forger never learned the session"
+    assert forged_at, "the forger never learned the session"
     n = len(delivered["filtered"])
-    assert n > 1000 and delivered["filtered"] == list(range(1, n + 1)) and gaps["filtered"] == []
-    filtered = handler.channels[0].core.feed_counters
-    assert filtered[0]["malformed"] == filtered[1]["malformed"] == 0
-    # the open channel believed the forgery: everything the plant sent after it is "already delivered"
-    assert any(g.last == FORGED_SEQUENCE - 1 for g in gaps["open"]), gaps["open"]
-    assert len(delivered["open"]) < n
+    assert n > forged_at[0] and delivered["filtered"] == list(range(1, n + 1))
+    assert delivered["open"] == delivered["filtered"]  # same sequences; one of the open channel's messages is forged
+    filtered, opened = (ch.core for ch in handler.channels)
+    assert not [e for e in events["filtered"] if isinstance(e, (GapEvent, SequenceConflict))]
+    assert filtered.counters["announced_withdrawn"] == 0 and filtered.counters["conflicts"] == 0
+    assert not [e for e in events["open"] if isinstance(e, GapEvent)]
+    assert opened.counters["announced_withdrawn"] >= 1
+    conflicts = [e for e in events["open"] if isinstance(e, SequenceConflict)]
+    assert conflicts and conflicts[0].first == forged_at[0] and opened.counters["conflicts"] >= 1
