@@ -155,8 +155,10 @@ class Cluster:
         return d
 
     def handler(self, host: str, *, servers: tuple[str, ...] = ("rtx1", "rtx2"), cwd: Path = ROOT, env: dict[str, str] | None = None,
-                recovery: dict[str, Any] | None = None, **overrides: Any) -> Daemon:
-        feeds = {f: HandlerFeed(interface=NICS[f], group=FEEDS[f][0], port=FEEDS[f][1]) for f in FEEDS}
+                recovery: dict[str, Any] | None = None, sources: tuple[str, ...] = (), **overrides: Any) -> Daemon:
+        """A line handler on `host`; with `sources` (host names), each feed is accepted only from those hosts' NIC on its LAN."""
+        feeds = {f: HandlerFeed(interface=NICS[f], group=FEEDS[f][0], port=FEEDS[f][1], sources=[Lan.addr(h, f) for h in sources])
+                 for f in FEEDS}
         c = HandlerConfig(channel=ChannelConfig(feed_a=feeds["A"], feed_b=feeds["B"],
                                                 nack_servers=[f"{Lan.addr(s, 'A')}:{REQUEST_PORT}" for s in servers],
                                                 image_servers=[f"{Lan.addr(s, 'A')}:{IMAGE_PORT}" for s in servers]))

@@ -338,8 +338,12 @@ def test_11b_a_full_speed_nack_flood_is_held_off_by_the_per_source_kernel_guard(
 
 
 def test_12_malformed_datagrams_on_both_groups_are_counted_and_the_stream_stays_exact(cluster: Cluster, lan: Lan, figures) -> None:
+    """h1 and h2 accept any sender: they count every hostile datagram. h3 accepts each feed only from the
+    plant's NIC on that LAN (a source-specific join): the kernel drops the inject host's datagrams, so h3
+    counts none of them."""
     servers(cluster)
     hs = [cluster.handler(h) for h in ("h1", "h2")]
+    filtered = cluster.handler("h3", sources=("plant",))
     plant = cluster.plant(rate=RATE, duration_s=5)
     sent = {}
     for feed in ("A", "B"):
@@ -347,14 +351,16 @@ def test_12_malformed_datagrams_on_both_groups_are_counted_and_the_stream_stays_
         out = lan.run("inject", [sys.executable, "-m", "tests.lan.inject", "--interface", NICS[feed], "--group", group, "--port",
                                  str(port), "--repeat", "20", "--seed", str(ord(feed))], cwd=ROOT)
         sent[feed] = json.loads(out.strip().splitlines()[-1])
-    finish(plant, *hs)
-    for h in hs:
+    finish(plant, *hs, filtered)
+    for h in [*hs, filtered]:
         (v,), hr = check([plant.record], h.record, who=h.name)
         s = hr.stream()
         for feed in ("A", "B"):
             c = s["feeds"][feed]
             for counter in ("malformed", "schema_mismatch", "old_session"):
-                assert c[counter] == sent[feed][counter], (h.name, feed, counter, c[counter], sent[feed][counter])
+                expected = 0 if h is filtered else sent[feed][counter]
+                assert c[counter] == expected, (h.name, feed, counter, c[counter], expected)
         figures(f"12 hostile datagrams ({sum(sent[f]['malformed'] for f in sent)} malformed, "
                 f"{sum(sent[f]['schema_mismatch'] for f in sent)} other schema, {sum(sent[f]['old_session'] for f in sent)} old session): "
-                f"{h.name} {v.summary()}; counted malformed A {s['feeds']['A']['malformed']} B {s['feeds']['B']['malformed']}")
+                f"{h.name}{' (sources: the plant only)' if h is filtered else ''} {v.summary()}; counted malformed "
+                f"A {s['feeds']['A']['malformed']} B {s['feeds']['B']['malformed']}")
