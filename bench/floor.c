@@ -35,7 +35,7 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-static int do_send(const char *group, int port, int size, double seconds) {
+static int open_mc_sender(void) {
     int s = socket(AF_INET, SOCK_DGRAM, 0);
     struct ip_mreqn m = {0};
     m.imr_ifindex = if_nametoindex("lo");
@@ -44,6 +44,11 @@ static int do_send(const char *group, int port, int size, double seconds) {
     setsockopt(s, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl);
     setsockopt(s, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop);
     setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    return s;
+}
+
+static int do_send(const char *group, int port, int size, double seconds) {
+    int s = open_mc_sender();
     struct sockaddr_in to = {0};
     to.sin_family = AF_INET;
     to.sin_port = htons(port);
@@ -130,18 +135,6 @@ static int do_recv(const char *groups, const char *ports, double seconds) {
     }
     printf("%ld %.6f\n", got, got ? last - first : 0.0);
     return 0;
-}
-
-static int open_mc_sender(void) {
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct ip_mreqn m = {0};
-    m.imr_ifindex = if_nametoindex("lo");
-    setsockopt(s, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m);
-    int ttl = 0, loop = 1, sndbuf = 4 << 20;
-    setsockopt(s, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl);
-    setsockopt(s, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop);
-    setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    return s;
 }
 
 static uint64_t be64(const unsigned char *p) {

@@ -304,7 +304,6 @@ class HandlerCore:
         if count > self.recent_max_count:
             self.recent_max_count = count
 
-
     def _check_delivered(self, fi: int, seq: int, data: Any) -> list:
         """A wholly delivered datagram that is not a byte copy of the one that delivered its first
         sequence: compare its messages one by one with the first copies."""

@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from decoders import CODECS, SCHEMA_FINGERPRINT, SCHEMA_TAG, DecodeError, make_session
-from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_header, decode_messages, encode_heartbeat
+from decoders.moldudp64 import END_OF_SESSION_COUNT, HEADER, HEARTBEAT_COUNT, decode_header, decode_messages, encode_heartbeat
 from mdcommon.logs import event
 from mdcommon.mcast_recv import open_receiver
 from mdcommon.status_io import StatusServer
@@ -40,15 +40,16 @@ log = logging.getLogger("tickerplant")
 MAX_BATCH_PER_LOOP = 2000  # messages generated per loop turn (whole batches), so timers and signals stay timely
 MIRROR_KEPT = 16384  # mirrored datagrams waiting for the shadow to generate theirs
 _TAG_LENGTH = len(SCHEMA_TAG)
+_header = HEADER.unpack_from
 _NO_SESSION = b"-" * 10  # a standby's session until it hears the group's (no real session is all dashes)
 
 
 def _count(d: bytes) -> int:
-    return int.from_bytes(d[18:20], "big")
+    return _header(d)[2]  # the schema's header layout, not offsets written again here
 
 
 def _first(d: bytes) -> int:
-    return int.from_bytes(d[10:18], "big")
+    return _header(d)[1]
 
 
 class PlantRunner:

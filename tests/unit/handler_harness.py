@@ -84,3 +84,14 @@ def step_and_answer(core: HandlerCore, pub: Published, clock: Any, ms: int, answ
                     for d in pub.answer(a):
                         core.on_unicast(d, a.server, clock.now_ns)
     return sent
+
+
+def run_timers(core: Any, clock: Any, until_ns: int, step_ns: int = MS) -> list:
+    """Step the clock until `until_ns`, firing the timers of any sans-I/O core (next_timer/on_timer)."""
+    actions = []
+    while clock.now_ns < until_ns:
+        clock.advance(step_ns)
+        nt = core.next_timer()
+        if nt is not None and clock.now_ns >= nt:
+            actions += core.on_timer(clock.now_ns)
+    return actions

@@ -21,7 +21,7 @@ from linehandler.events import (
     SessionStarted,
 )
 from linehandler.session import RecoveryPolicy
-from tests.unit.handler_harness import MS, SESSION, Published, Recorder, make_core
+from tests.unit.handler_harness import MS, SESSION, Published, Recorder, make_core, run_timers
 
 
 def reject(seq: int, count: int, reason: str, retry_after_ns: int = 0, session: bytes = SESSION) -> bytes:
@@ -29,16 +29,6 @@ def reject(seq: int, count: int, reason: str, retry_after_ns: int = 0, session: 
         timestamp_ns=0, reason=reason, requested_sequence_number=seq, requested_message_count=count,
         retry_after_ns=retry_after_ns, first_available_sequence_number=1, next_sequence_number=10**6))
     return encode_datagram(session, 0, [CODECS.encode(msg)])
-
-
-def run_timers(core, clock, until_ns: int, step_ns: int = MS) -> list:
-    actions = []
-    while clock.now_ns < until_ns:
-        clock.advance(step_ns)
-        nt = core.next_timer()
-        if nt is not None and clock.now_ns >= nt:
-            actions += core.on_timer(clock.now_ns)
-    return actions
 
 
 def test_in_order_on_both_feeds_delivers_once_and_counts_duplicates(clock) -> None:

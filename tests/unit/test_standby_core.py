@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 from decoders import SCHEMA_FINGERPRINT, make_session
+from tests.unit.handler_harness import MS, run_timers
 from tickerplant.standby import ACTIVE, ENDED, LISTENING, STANDBY, StandbyCore, StartSession, StepBack, TakeOver
 
-MS = 1_000_000
 S7 = make_session(SCHEMA_FINGERPRINT, 7)
 S8 = make_session(SCHEMA_FINGERPRINT, 8)
-
-
-def run_until(core: StandbyCore, clock, until_ns: int, step_ns: int = MS) -> list:
-    actions = []
-    while clock.now_ns < until_ns:
-        clock.advance(step_ns)
-        nt = core.next_timer()
-        if nt is not None and clock.now_ns >= nt:
-            actions += core.on_timer(clock.now_ns)
-    return actions
 
 
 def test_alone_at_start_the_primary_publishes_after_one_timeout(clock) -> None:
     core = StandbyCore(0, 50 * MS, clock.now_ns)
     assert core.state == LISTENING and core.next_timer() == clock.now_ns + 50 * MS
     start = clock.now_ns
-    assert run_until(core, clock, start + 49 * MS) == []
-    assert run_until(core, clock, start + 50 * MS) == [StartSession(-1, "no active plant heard at start-up")]
+    assert run_timers(core, clock, start + 49 * MS) == []
+    assert run_timers(core, clock, start + 50 * MS) == [StartSession(-1, "no active plant heard at start-up")]
     assert core.state == ACTIVE
     core.started(S7, 2)
     assert core.session == S7 and core.own_next == 2
@@ -53,8 +43,8 @@ def test_takes_over_from_the_next_sequence_after_the_silence(clock) -> None:
     core.on_peer(S7, 530, False, clock.advance_ms(1))
     core.on_peer(S7, 520, False, clock.advance_ms(1))  # a late copy on the other feed: never moves it back
     last = clock.now_ns
-    assert run_until(core, clock, last + 49 * MS) == []
-    assert run_until(core, clock, last + 50 * MS) == [TakeOver(S7, 530, 50 * MS)]
+    assert run_timers(core, clock, last + 49 * MS) == []
+    assert run_timers(core, clock, last + 50 * MS) == [TakeOver(S7, 530, 50 * MS)]
     assert core.state == ACTIVE and core.own_next == 530 and core.takeovers == 1
 
 
@@ -62,14 +52,14 @@ def test_heartbeats_keep_the_standby_waiting(clock) -> None:
     core = StandbyCore(1, 50 * MS, clock.now_ns)
     core.on_peer(S7, 530, False, clock.now_ns)
     for _ in range(10):
-        assert run_until(core, clock, clock.now_ns + 40 * MS) == []
+        assert run_timers(core, clock, clock.now_ns + 40 * MS) == []
         core.on_peer(S7, 530, False, clock.now_ns)  # heartbeat: same next sequence
     assert core.state == STANDBY
 
 
 def test_active_plant_steps_back_when_another_is_ahead(clock) -> None:
     core = StandbyCore(0, 50 * MS, clock.now_ns)
-    run_until(core, clock, clock.now_ns + 50 * MS)
+    run_timers(core, clock, clock.now_ns + 50 * MS)
     core.started(S7, 2)
     core.on_published(900)
     assert core.on_peer(S7, 880, False, clock.advance_ms(1)) == []  # behind us (a takeover catching up): harmless
@@ -81,7 +71,7 @@ def test_active_plant_steps_back_when_another_is_ahead(clock) -> None:
 def test_on_a_tie_the_lower_priority_steps_back(clock) -> None:
     core = StandbyCore(1, 50 * MS, clock.now_ns)
     core.on_peer(S7, 100, False, clock.now_ns)
-    run_until(core, clock, clock.now_ns + 50 * MS)
+    run_timers(core, clock, clock.now_ns + 50 * MS)
     core.on_published(120)
     [a] = core.on_peer(S7, 120, False, clock.advance_ms(1))
     assert isinstance(a, StepBack) and core.state == STANDBY
@@ -92,7 +82,7 @@ def test_a_newer_session_replaces_the_older_and_an_older_one_is_ignored(clock) -
     core.on_peer(S8, 40, False, clock.now_ns)
     assert core.on_peer(S7, 5000, False, clock.advance_ms(1)) == []
     assert (core.session, core.peer_next, core.older_session_datagrams) == (S8, 40, 1)
-    run_until(core, clock, clock.now_ns + 50 * MS)
+    run_timers(core, clock, clock.now_ns + 50 * MS)
     assert core.state == ACTIVE
     S9 = make_session(SCHEMA_FINGERPRINT, 9)
     [a] = core.on_peer(S9, 3, False, clock.advance_ms(1))
@@ -103,7 +93,7 @@ def test_a_diverged_standby_starts_a_new_session_instead_of_continuing(clock) ->
     core = StandbyCore(1, 50 * MS, clock.now_ns)
     core.on_peer(S7, 100, False, clock.now_ns)
     core.on_divergence()
-    assert run_until(core, clock, clock.now_ns + 50 * MS) == [
+    assert run_timers(core, clock, clock.now_ns + 50 * MS) == [
         StartSession(8, "this plant's input diverged from the session it mirrored")]
 
 
@@ -111,7 +101,7 @@ def test_a_standby_that_cannot_regenerate_starts_a_new_session(clock) -> None:
     core = StandbyCore(1, 50 * MS, clock.now_ns)
     core.on_peer(S7, 100, False, clock.now_ns)
     core.regenerable = False
-    [a] = run_until(core, clock, clock.now_ns + 50 * MS)
+    [a] = run_timers(core, clock, clock.now_ns + 50 * MS)
     assert isinstance(a, StartSession) and a.instance == 8
 
 
@@ -120,13 +110,13 @@ def test_end_of_session_from_the_active_plant_ends_the_group(clock) -> None:
     core.on_peer(S7, 100, False, clock.now_ns)
     core.on_peer(S7, 120, True, clock.advance_ms(1))
     assert core.state == ENDED and core.next_timer() is None
-    assert run_until(core, clock, clock.now_ns + 500 * MS) == []
+    assert run_timers(core, clock, clock.now_ns + 500 * MS) == []
     assert core.on_peer(S7, 130, False, clock.now_ns) == []
 
 
 def test_handover_falls_silent_and_holds_off_for_two_waits(clock) -> None:
     core = StandbyCore(0, 50 * MS, clock.now_ns)
-    run_until(core, clock, clock.now_ns + 50 * MS)
+    run_timers(core, clock, clock.now_ns + 50 * MS)
     core.started(S7, 2)
     core.on_published(700)
     t = clock.now_ns
@@ -134,17 +124,17 @@ def test_handover_falls_silent_and_holds_off_for_two_waits(clock) -> None:
     assert core.next_timer() == t + 100 * MS
     # the standby took over and publishes: we mirror it
     core.on_peer(S7, 730, False, clock.advance_ms(55))
-    assert run_until(core, clock, clock.now_ns + 45 * MS) == []
+    assert run_timers(core, clock, clock.now_ns + 45 * MS) == []
     assert core.state == STANDBY
     # alone (nobody took over): after the hold-off it resumes from where it stopped, no gap
     core2 = StandbyCore(0, 50 * MS, clock.now_ns)
-    run_until(core2, clock, clock.now_ns + 50 * MS)
+    run_timers(core2, clock, clock.now_ns + 50 * MS)
     core2.started(S7, 2)
     core2.on_published(800)
     t2 = clock.now_ns
     core2.handover(t2)
-    assert run_until(core2, clock, t2 + 99 * MS) == []
-    assert run_until(core2, clock, t2 + 100 * MS) == [TakeOver(S7, 800, 100 * MS)]
+    assert run_timers(core2, clock, t2 + 99 * MS) == []
+    assert run_timers(core2, clock, t2 + 100 * MS) == [TakeOver(S7, 800, 100 * MS)]
 
 
 def test_handover_only_from_active(clock) -> None:
@@ -154,7 +144,7 @@ def test_handover_only_from_active(clock) -> None:
 
 def test_an_active_plant_that_sees_its_session_ended_by_another_ends_too(clock) -> None:
     core = StandbyCore(0, 50 * MS, clock.now_ns)
-    run_until(core, clock, clock.now_ns + 50 * MS)
+    run_timers(core, clock, clock.now_ns + 50 * MS)
     core.started(S7, 2)
     core.on_published(300)
     assert core.on_peer(S7, 300, True, clock.advance_ms(1)) == [] and core.state == ENDED
