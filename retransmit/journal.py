@@ -6,12 +6,15 @@ Invariants:
    appended is a caller bug and raises, because a journal with holes would serve a
    retransmission that silently skips messages.
 3. Trimming is from the oldest end only, whenever any bound is exceeded.
+4. `get` costs O(count), whatever the journal's size: the blocks live in a plain list
+   read by slicing, and trimming only moves a start offset (a deque, indexed one
+   message at a time, cost O(size) per message read from the middle). The dead prefix
+   is deleted once it is more than half the list, so memory stays within twice the
+   bounds and each trimmed block is moved O(1) times on average.
 Pure data structure: time comes in as `now_ns`, no clock is read here.
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 __all__ = ["Journal", "JournalGap"]
 
@@ -23,36 +26,42 @@ class JournalGap(ValueError):
 class Journal:
     """Holds the newest messages of one session; oldest are dropped first."""
 
+    __slots__ = ("max_messages", "max_bytes", "max_age_ns", "_blocks", "_times", "_start", "first_sequence", "nbytes", "trimmed")
+
     def __init__(self, max_messages: int = 1_000_000, max_bytes: int = 256 << 20, max_age_ns: int | None = None) -> None:
         if max_messages < 1 or max_bytes < 1:
             raise ValueError("journal bounds must be positive")
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.max_age_ns = max_age_ns
-        self._blocks: deque[bytes] = deque()
-        self._times: deque[int] = deque()
+        # _blocks[_start:] are held, _blocks[:_start] are trimmed but not yet deleted
+        self._blocks: list[bytes] = []
+        self._times: list[int] = []  # append time of each block, same indices as _blocks
+        self._start = 0
         self.first_sequence = 1
         self.nbytes = 0
         self.trimmed = 0  # messages dropped to respect the bounds
 
     @property
     def next_sequence(self) -> int:
-        return self.first_sequence + len(self._blocks)
+        return self.first_sequence + len(self._blocks) - self._start
 
     def __len__(self) -> int:
-        return len(self._blocks)
+        return len(self._blocks) - self._start
 
     def reset(self, first_sequence: int) -> None:
         """Forget everything; the next append must carry `first_sequence` (new session, image)."""
-        self._blocks.clear()
-        self._times.clear()
+        self._blocks = []
+        self._times = []
+        self._start = 0
         self.nbytes = 0
         self.first_sequence = first_sequence
 
     def append(self, sequence: int, block: bytes, now_ns: int) -> None:
-        if self._blocks and sequence != self.next_sequence:
+        held = len(self._blocks) - self._start
+        if held and sequence != self.first_sequence + held:
             raise JournalGap(f"append of {sequence}, journal expects {self.next_sequence}")
-        if not self._blocks:
+        if not held:
             self.first_sequence = sequence
         self._blocks.append(block)
         self._times.append(now_ns)
@@ -63,9 +72,10 @@ class Journal:
         """Append consecutive blocks from `sequence` on: one check and one trim for all of them."""
         if not blocks:
             return
-        if self._blocks and sequence != self.next_sequence:
+        held = len(self._blocks) - self._start
+        if held and sequence != self.first_sequence + held:
             raise JournalGap(f"append of {sequence}, journal expects {self.next_sequence}")
-        if not self._blocks:
+        if not held:
             self.first_sequence = sequence
         self._blocks.extend(blocks)
         self._times.extend([now_ns] * len(blocks))
@@ -78,25 +88,33 @@ class Journal:
 
     def _trim(self, now_ns: int) -> None:
         blocks, times = self._blocks, self._times
-        while blocks and (len(blocks) > self.max_messages or self.nbytes > self.max_bytes):
-            self.nbytes -= len(blocks.popleft())
-            times.popleft()
-            self.first_sequence += 1
-            self.trimmed += 1
+        start, end = self._start, len(blocks)
+        nbytes = self.nbytes
+        first = start
+        while start < end and (end - start > self.max_messages or nbytes > self.max_bytes):
+            nbytes -= len(blocks[start])
+            start += 1
         if self.max_age_ns is not None:
             horizon = now_ns - self.max_age_ns
-            while len(blocks) > 1 and times[0] < horizon:
-                self.nbytes -= len(blocks.popleft())
-                times.popleft()
-                self.first_sequence += 1
-                self.trimmed += 1
+            while end - start > 1 and times[start] < horizon:
+                nbytes -= len(blocks[start])
+                start += 1
+        if start == first:
+            return
+        self.nbytes = nbytes
+        self.first_sequence += start - first
+        self.trimmed += start - first
+        if start > end - start:  # the dead prefix is over half the list: delete it (amortized O(1) per block)
+            del blocks[:start]
+            del times[:start]
+            start = 0
+        self._start = start
 
     def get(self, sequence: int, count: int) -> list[bytes]:
-        """Blocks `sequence .. sequence+count-1`, clipped to what is held (possibly empty)."""
+        """Blocks `sequence .. sequence+count-1`, clipped to what is held (possibly empty); O(count)."""
         start = max(sequence, self.first_sequence)
         stop = min(sequence + count, self.next_sequence)
         if start >= stop:
             return []
-        base = start - self.first_sequence
-        blocks = self._blocks
-        return [blocks[i] for i in range(base, base + (stop - start))]
+        base = self._start + start - self.first_sequence
+        return self._blocks[base : base + (stop - start)]

@@ -36,3 +36,49 @@ def test_a_hole_is_refused() -> None:
     j.append(1, b"x", 0)
     with pytest.raises(JournalGap):
         j.append(3, b"y", 0)
+
+
+def test_contents_match_a_plain_list_through_trims_and_compactions() -> None:
+    """Trimming by count, bytes and age, many times over, never loses or reorders a block."""
+    import random
+
+    rng = random.Random(7)
+    j = Journal(max_messages=300, max_bytes=2500, max_age_ns=5000)
+    model: list[tuple[int, bytes, int]] = []  # (sequence, block, appended at)
+    seq, now = 1, 0
+    for step in range(4000):
+        now += rng.randrange(0, 40)
+        blocks = [bytes([seq % 251 + k % 3]) * rng.randrange(1, 20) for k in range(rng.randrange(1, 12))]
+        j.extend(seq, blocks, now)
+        model += [(seq + k, b, now) for k, b in enumerate(blocks)]
+        seq += len(blocks)
+        if step % 97 == 0:
+            now += 6000  # everything but the newest is too old
+            j.expire(now)
+        # the model trims like the journal: count and bytes, then age (never the last one)
+        while len(model) > 300 or sum(len(b) for _, b, _ in model) > 2500:
+            model.pop(0)
+        while len(model) > 1 and model[0][2] < now - 5000:
+            model.pop(0)
+        assert (j.first_sequence, j.next_sequence, len(j)) == (model[0][0], seq, len(model))
+        assert j.nbytes == sum(len(b) for _, b, _ in model)
+        lo = rng.randrange(model[0][0] - 5, seq + 5)
+        n = rng.randrange(0, 400)
+        assert j.get(lo, n) == [b for s, b, _ in model if lo <= s < lo + n]
+
+
+def test_a_read_from_the_middle_costs_its_count_not_the_journal_size() -> None:
+    """2,000 messages from the middle of a 2 M-message journal: a deque took ~136 ms, a list slice well under 1 ms."""
+    import time
+
+    j = Journal(max_messages=3_000_000, max_bytes=1 << 40)
+    block = bytes(45)
+    for start in range(1, 2_000_001, 100_000):
+        j.extend(start, [block] * 100_000, 0)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        got = j.get(1_000_000, 2000)
+        best = min(best, time.perf_counter() - t0)
+    assert len(got) == 2000
+    assert best < 0.01  # generous for a loaded 2-core machine; the O(n) deque needs ten times that
