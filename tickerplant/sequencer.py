@@ -11,6 +11,10 @@ Rules:
    next sequence number) is due, and again every interval after it.
 4. `end_session` flushes, publishes the end-of-session system event, and from then on
    only end-of-session packets (count 0xFFFF) are produced; `publish` raises.
+5. `publish_many` is all or nothing: if any message of the batch fails to encode, the
+   call raises with nothing of the batch numbered, journaled or returned, and the open
+   datagram as it was; otherwise a half-journaled batch would leave the journal ahead of
+   `next_sequence`, and the next publish would reuse sequence numbers already journaled.
 No clock, socket or thread here: callers pass `now_ns`, and act on the returned datagrams.
 """
 
@@ -82,39 +86,76 @@ class Sequencer:
         self.publish_many((msg,), now_ns, out)
 
     def publish_many(self, msgs: list[tuple] | tuple, now_ns: int, out: list[bytes] | None = None) -> list[bytes]:
-        """Number and pack messages; returns (or appends to `out`) the datagrams that filled up."""
+        """Number and pack messages; returns (or appends to `out`) the datagrams that filled up.
+
+        Datagrams filled by the batch are journaled and handed out only once every message
+        has been packed (rule 5); on any exception the writer is put back as it was.
+        """
         if self.ended:
             raise SessionEnded(f"session {self.session!r} has ended")
         if out is None:
             out = []
         writer = self.writer
+        starts = self._starts
+        saved = (writer.off, writer.count, len(starts), self._batch_first)
+        closed: list[tuple[int, bytes, list[int], int]] = []  # (first sequence, datagram, block starts, end)
         n = len(msgs)
-        i = writer.add_many(msgs, 0, self._starts)
-        while i < n:
-            out.append(self._close(now_ns))
-            i = writer.add_many(msgs, i, self._starts)
+        try:
+            i = writer.add_many(msgs, 0, starts)
+            while i < n:
+                closed.append(self._finish())
+                i = writer.add_many(msgs, i, starts)
+        except BaseException:
+            self._roll_back(saved, closed)
+            raise
+        for first, datagram, block_starts, end in closed:
+            self._commit(first, datagram, block_starts, end, now_ns)
+            out.append(datagram)
         if msgs and self._batch_since_ns is None:
             self._batch_since_ns = now_ns
-        self.next_sequence += len(msgs)
+        self.next_sequence += n
         return out
+
+    def _finish(self) -> tuple[int, bytes, list[int], int]:
+        """Close the open datagram and start the next one; nothing journaled or counted yet."""
+        writer = self.writer
+        first = self._batch_first
+        datagram = bytes(writer.finish(self.session, first))
+        block_starts = self._starts[:]
+        self._starts.clear()  # in place: publish_many holds a reference to this list
+        end = writer.off
+        self._batch_first += writer.count
+        writer.reset()
+        return first, datagram, block_starts, end
+
+    def _roll_back(self, saved: tuple[int, int, int, int], closed: list[tuple[int, bytes, list[int], int]]) -> None:
+        """Put the open datagram back as it was before a failed `publish_many`."""
+        off, count, nstarts, batch_first = saved
+        writer = self.writer
+        if closed:  # the datagram open at the start was closed: its bytes are in the first one
+            _, datagram, block_starts, _ = closed[0]
+            writer.buf[:off] = datagram[:off]
+            self._starts[:] = block_starts[:nstarts]
+        else:
+            del self._starts[nstarts:]
+        writer.off, writer.count = off, count
+        self._batch_first = batch_first
+
+    def _commit(self, first: int, datagram: bytes, block_starts: list[int], end: int, now_ns: int) -> None:
+        """Journal a finished datagram's messages and count it as sent."""
+        if self.journal is not None:
+            # block i spans starts[i] + 2 .. starts[i + 1] (2 = the length prefix)
+            ends = block_starts[1:] + [end]
+            self.journal.extend(first, [datagram[s + 2 : e] for s, e in zip(block_starts, ends)], now_ns)
+        self.datagrams += 1
+        self.messages += len(block_starts)
+        self._batch_since_ns = None
+        self._last_send_ns = now_ns
 
     def _close(self, now_ns: int) -> bytes:
         """Finish the open datagram, journal its messages, and start the next one."""
-        writer = self.writer
-        count = writer.count
-        datagram = bytes(writer.finish(self.session, self._batch_first))
-        if self.journal is not None:
-            # block i spans starts[i] + 2 .. starts[i + 1] (2 = the length prefix)
-            starts = self._starts
-            ends = starts[1:] + [writer.off]
-            self.journal.extend(self._batch_first, [datagram[s + 2 : e] for s, e in zip(starts, ends)], now_ns)
-        self._starts.clear()  # in place: publish_many holds a reference to this list
-        self.datagrams += 1
-        self.messages += count
-        writer.reset()
-        self._batch_first += count
-        self._batch_since_ns = None
-        self._last_send_ns = now_ns
+        first, datagram, block_starts, end = self._finish()
+        self._commit(first, datagram, block_starts, end, now_ns)
         return datagram
 
     def flush(self, now_ns: int) -> list[bytes]:

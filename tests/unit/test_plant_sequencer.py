@@ -93,3 +93,29 @@ def test_bad_settings_are_refused() -> None:
         Sequencer(b"short", CODECS)
     with pytest.raises(ValueError):
         Sequencer(S, CODECS, max_datagram_bytes=10)
+
+
+def test_a_batch_that_fails_to_encode_leaves_no_trace(clock) -> None:
+    """publish_many is all or nothing: an EncodeError mid-batch, after two datagrams filled
+    up, journals nothing, returns nothing and numbers nothing; the next publish goes on
+    from the same sequence as if the bad batch had never been offered."""
+    from decoders import EncodeError
+
+    journal = Journal()
+    seq = Sequencer(S, CODECS, max_datagram_bytes=20 + 3 * 47, journal=journal)
+    first = seq.publish_many([quote(i) for i in range(4)], clock.now_ns)  # one datagram out, one message open
+    assert shape(first) == [(1, 3)] and len(journal) == 3
+    out: list[bytes] = [b"earlier"]
+    bad = (b"Q", 1, 2, "not a price", 1, 2, 3)
+    with pytest.raises(EncodeError):
+        seq.publish_many([quote(i) for i in range(10, 17)] + [bad, quote(99)], clock.now_ns, out)
+    assert out == [b"earlier"] and len(journal) == 3
+    assert (seq.next_sequence, seq.pending_messages, seq.datagrams, seq.messages) == (5, 1, 1, 3)
+    with pytest.raises(EncodeError):
+        seq.publish(bad, clock.now_ns, out)  # alone, into the open datagram
+    assert (seq.next_sequence, seq.pending_messages) == (5, 1)
+    again = seq.publish_many([quote(i) for i in range(20, 25)], clock.now_ns) + seq.flush(clock.now_ns)
+    assert shape(again) == [(4, 3), (7, 3)]
+    sent = [m for d in first + again for m in decode_datagram(d, CODECS)[3]]
+    assert sent == [quote(i) for i in range(4)] + [quote(i) for i in range(20, 25)]
+    assert [CODECS.decode(b) for b in journal.get(1, 100)] == sent and seq.next_sequence == 10
