@@ -91,8 +91,12 @@ class ImageSession:
 
     def __init__(self, snapshot_provider, username: str = "", password: str = "") -> None:
         self.snapshot_provider = snapshot_provider
-        self.username = soup.pad_alpha(username, 6) if username else None
-        self.password = soup.pad_alpha(password, 10) if password else None
+        # Either one configured turns the check on, and then both must match (a blank
+        # configured username means the login's must be blank): a password alone must
+        # not leave the image open to anyone who leaves the username empty.
+        self.auth_required = bool(username or password)
+        self.username = soup.pad_alpha(username, 6)
+        self.password = soup.pad_alpha(password, 10)
         self.framer = soup.SoupFramer()
         self.state = "login"
         self.snapshot: ImageSnapshot | None = None
@@ -112,7 +116,7 @@ class ImageSession:
                 return out + self._close(f"malformed: {exc}")
             if name == "login_request" and self.state == "login":
                 _, _, user, password, session, _seq = fields
-                if self.username is not None and (user != self.username or password != self.password):
+                if self.auth_required and (user != self.username or password != self.password):
                     return out + [soup.login_rejected("not_authorized")] + self._close("not authorized")
                 snap = self.snapshot_provider()
                 if snap is None or (session.strip(b" ") and session != snap.session):

@@ -162,3 +162,23 @@ def test_image_session_login_stream_and_reject() -> None:
     assert got == img and end[2] == 777 and end[3] == 25
     other = ImageSession(lambda: snap)
     assert other.on_data(soup.login_request("", "", make_session(SCHEMA_FINGERPRINT, 9), 1)) == [soup.login_rejected("session_not_available")]
+
+
+def test_image_login_checks_both_when_either_is_configured() -> None:
+    """A password without a username (or the reverse) still guards the image: the login must match both."""
+    snap = take_snapshot(image_of(3), S, 10, 1)
+    for user, password, login_user, login_password, accepted in [
+        ("", "pw", "", "nope", False),
+        ("", "pw", "", "", False),
+        ("", "pw", "bob", "pw", False),  # no username configured: a blank one is expected
+        ("", "pw", "", "pw", True),
+        ("alice", "", "alice", "x", False),
+        ("alice", "", "alice", "", True),
+        ("", "", "anyone", "any", True),  # nothing configured: open
+    ]:
+        sess = ImageSession(lambda: snap, user, password)
+        out = sess.on_data(soup.login_request(login_user, login_password, b"", 1))
+        if accepted:
+            assert sess.state == "streaming" and out == [soup.login_accepted(S, 11)]
+        else:
+            assert sess.state == "closed" and out == [soup.login_rejected("not_authorized")], (user, password, login_user, login_password)
