@@ -25,6 +25,7 @@ class DecodeErrorKind:
     BAD_CONST = "bad_const"  # a constant field holds another value
     BAD_STRING = "bad_string"  # a text field is not in its declared encoding
     BAD_PACKET = "bad_packet"  # a SoupBinTCP packet that is malformed for its type
+    BAD_SEQUENCE = "bad_sequence"  # a sequence number no datagram of its kind can carry (0 on a feed)
 
     ALL: tuple[str, ...] = (
         TRUNCATED,
@@ -38,6 +39,7 @@ class DecodeErrorKind:
         BAD_CONST,
         BAD_STRING,
         BAD_PACKET,
+        BAD_SEQUENCE,
     )
 
 

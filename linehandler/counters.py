@@ -17,9 +17,12 @@ FEED_COUNTERS = CounterSet(
         Counter(5, "heartbeats", "heartbeat and end-of-session datagrams"),
         Counter(6, "malformed", "datagrams refused as malformed (counted, ignored; their messages come from elsewhere)"),
         Counter(7, "schema_mismatch", "datagrams of another schema version, refused undecoded"),
-        Counter(8, "old_session", "datagrams of an older session instance (or unexpected session), refused"),
+        Counter(8, "old_session", "datagrams of an older session instance while ours is alive, held, not followed"),
         Counter(9, "stale_events", "times this feed went silent past the stale bound"),
         Counter(10, "conflicts", "messages whose copy on this feed differed from the first copy of the same sequence (kept: the first)"),
+        Counter(11, "other_session", "datagrams of a newer session instance while ours is alive (a conflict, held, not followed)"),
+        Counter(12, "unconfirmed", "datagrams held unbelieved: beyond the receive window or before the stream started, "
+                                   "until a later datagram continues them"),
     ],
 )
 
@@ -48,5 +51,10 @@ STREAM_COUNTERS = CounterSet(
         Counter(19, "duplicates_unchecked", "duplicate messages whose first copy had left the ring of recent datagrams, so not compared"),
         Counter(20, "announced_withdrawn", "ranges only a heartbeat had announced, withdrawn when live data arrived inside them "
                                            "(reordering, or a heartbeat from a sender that is not the plant)"),
+        Counter(21, "claims_corroborated", "held datagrams believed once a later datagram continued them"),
+        Counter(22, "claims_dropped", "held datagrams forgotten unbelieved (expired, or over the bound)"),
+        Counter(23, "session_conflicts", "other live sessions of our schema seen while ours was alive (SessionConflict)"),
+        Counter(24, "end_withdrawn", "ends of session disbelieved because data of the session came after them"),
+        Counter(25, "unrequested", "retransmitted messages beyond the horizon (nothing asked for them), ignored"),
     ],
 )

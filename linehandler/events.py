@@ -20,6 +20,7 @@ __all__ = [
     "FeedRecovered",
     "SessionStarted",
     "SessionChanged",
+    "SessionConflict",
     "SessionEnded",
     "SchemaMismatch",
     "ImageApplied",
@@ -81,10 +82,24 @@ class SessionStarted:
 
 @dataclass(frozen=True, slots=True)
 class SessionChanged:
-    """The publisher started a new session (a restart); the handler resynchronises."""
+    """The channel's session is another one now: the old one ended (its end of session) or went silent
+    past stale_after (a crash), and the new one's datagrams corroborated each other. The handler
+    resynchronises (gaps left in the old session were reported first)."""
 
     old: bytes
     new: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConflict:
+    """Datagrams of `other`, a session of our schema, arrive while `current` is alive: a second plant on
+    the channel's groups by mistake, or a forged instance. Reported once per other session; its datagrams
+    are counted (`other_session`, or `old_session` for an older instance) and held, never delivered,
+    unless `current` ends or goes silent."""
+
+    feed: str
+    current: bytes
+    other: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from .events import (
     SendNack,
     SequenceConflict,
     SessionChanged,
+    SessionConflict,
     SessionEnded,
     SessionStarted,
 )
@@ -61,8 +62,8 @@ __all__ = ["LineHandler", "Channel", "policy_from", "parse_address"]
 
 log = logging.getLogger("linehandler")
 _LOGGED_EVENTS = (GapEvent, QualityChanged, ImageApplied, ImageFailed, FeedStale, FeedRecovered, SessionStarted,
-                  SessionChanged, SessionEnded, SchemaMismatch, BufferOverflow)
-_WARN_EVENTS = (GapEvent, SchemaMismatch, BufferOverflow, ImageFailed, FeedStale)
+                  SessionChanged, SessionConflict, SessionEnded, SchemaMismatch, BufferOverflow)
+_WARN_EVENTS = (GapEvent, SchemaMismatch, SessionConflict, BufferOverflow, ImageFailed, FeedStale)
 _RECORDED_EVENTS = (*_LOGGED_EVENTS, Recovered, SequenceConflict)  # the record file also gets each recovery, with its time
 
 

@@ -51,6 +51,7 @@ from decoders.moldudp64 import (
 from mdcommon.image import Image
 from retransmit.ratelimit import TokenBucket
 
+from .claims import Claim, Claims
 from .counters import FEED_COUNTERS, STREAM_COUNTERS
 from .events import (
     QUALITY_MAYBE_STALE,
@@ -69,6 +70,7 @@ from .events import (
     SendNack,
     SequenceConflict,
     SessionChanged,
+    SessionConflict,
     SessionEnded,
     SessionStarted,
 )
@@ -80,6 +82,7 @@ FEEDS = ("A", "B", "R")  # R: unicast retransmissions
 _FEED_INDEX = {"A": 0, "B": 1, "R": 2}
 NO_ACTIONS: list = []
 LEAD_LAG_EDGES_NS = (-10_000_000, -1_000_000, -100_000, -10_000, 0, 10_000, 100_000, 1_000_000, 10_000_000)
+BUFFERED_MESSAGE_BYTES = 48  # what one buffered message is reckoned to cost, for max_buffer_bytes (tuple + ints)
 _REJECT = b"J"
 _REASON_RATE_LIMITED, _REASON_TOO_OLD, _REASON_TOO_FAR = ord("L"), ord("O"), ord("A")
 
@@ -109,6 +112,14 @@ class RecoveryPolicy:
     coalesce_held_messages: int = 1000  # when requests are scarce, one may span gaps with this many held messages between two
     max_resync_history: int = 1_000_000
     conflict_ring_datagrams: int = 4096  # recent first-copy datagrams kept to compare later copies with (conflict detection)
+    # The receive window (linehandler/claims.py): a claim more than this far beyond the horizon waits for the stream to
+    # continue it. Sized from the stream's own rate (what it publishes in ahead_window_ns), within these bounds.
+    ahead_window_ns: int = 2_000_000_000
+    min_ahead_messages: int = 1000
+    max_ahead_messages: int = 1_000_000  # a retransmission server's journal holds 1 M messages by default
+    max_claims_datagrams: int = 16_384  # datagrams held unbelieved: far-ahead claims, another live session's
+    max_claims_bytes: int = 32 << 20
+    max_refused_sessions: int = 64  # distinct other sessions reported by name (each once); beyond, counted only
 
 
 class HandlerCore:
@@ -150,7 +161,13 @@ class HandlerCore:
         self.quality = QUALITY_OK
         self._reset_stream(None, now_ns)
         self.session_instance = -1
-        self.refused_tags: set[bytes] = set()
+        self.refused_tags: set[bytes] = set()  # other schemas' sessions already reported (bounded)
+        self.conflicting: set[bytes] = set()  # other live sessions of our schema already reported (bounded)
+        self.claims = Claims(p.max_claims_datagrams, p.max_claims_bytes)
+        self.previous_session: bytes | None = None  # the session a new one replaces, for SessionChanged
+        self.retired: deque[bytes] = deque(maxlen=8)  # sessions we moved on from: their stragglers are no conflict
+        self.ahead_window = p.min_ahead_messages
+        self.rate_mark = (now_ns, 0)  # (time, horizon) the stream's rate is measured from
         self.gap_generation = 0
         self.refreshed: dict[int, int] = {}  # instrument id -> gap generation its record was last refreshed in
 
@@ -180,6 +197,8 @@ class HandlerCore:
         self.image_failures = 0
         self.resync_from = 0
         self.ended = False
+        self.end_sequence = 0  # what the believed end of session announced
+        self.session_seen_ns = now_ns  # last datagram of this session on A or B: silence past stale_after ends it
 
     def resume(self, session: bytes, next_sequence: int, image: Image | None = None) -> None:
         """Continue `session` from `next_sequence` (a restarted mirror with its journal on disk):
@@ -210,7 +229,7 @@ class HandlerCore:
         or a gap past its gap-wait. OK otherwise (per instrument, see instrument_quality)."""
         if self.stale[0] and self.stale[1]:
             self._set_quality(QUALITY_STALE, "both feeds silent")
-        elif self.joining or self.resync is not None or any(g.attempts or g.abandoned for g in self.gaps):
+        elif self.joining or self.resync is not None or self.gaps.flagged:
             self._set_quality(QUALITY_MAYBE_STALE, reason)
         else:
             self._set_quality(QUALITY_OK, reason)
@@ -234,16 +253,22 @@ class HandlerCore:
         if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) and len(data) != HEADER_SIZE:
             # a heartbeat's only content is its header: anything after it means the header cannot be trusted either
             return self._malformed(fi, DecodeError(DecodeErrorKind.COUNT_MISMATCH, HEADER_SIZE, f"{len(data) - HEADER_SIZE} bytes after a count of {count}"))
-        if session != self.session:
-            actions = self._other_session(fi, session, now_ns)
-            if actions is not None:
-                return actions
+        if seq == 0:
+            # sequence numbers start at 1: a heartbeat announcing 0 announces nothing, and data at 0 is a control
+            # packet, which comes unicast, never on a feed
+            return self._malformed(fi, DecodeError(DecodeErrorKind.BAD_SEQUENCE, 10, "sequence number 0 on a feed"))
+        return self._offer(fi, session, seq, count, data, now_ns)
+
+    def _admit(self, fi: int, seq: int, count: int, data: Any, now_ns: int) -> list:
+        """A datagram of the current session that is believed: within the window, or corroborated."""
+        c = self.feed_counters[fi].values
         if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
             return self._heartbeat(fi, seq, count, now_ns)
-        if seq == 0:
-            c[FEED_COUNTERS.malformed] += 1  # control packets come unicast, never on a feed
-            return NO_ACTIONS
         end = seq + count
+        if self.ended and end > self.end_sequence:
+            # data past the end of session: that end was not the plant's (the plant sends nothing after it)
+            self.ended = False
+            self.counters.values[STREAM_COUNTERS.end_withdrawn] += 1
         c[FEED_COUNTERS.messages] += count
         fn = -1
         if fi < 2:
@@ -364,35 +389,127 @@ class HandlerCore:
         self.last_decode_error = exc
         return NO_ACTIONS
 
-    def _other_session(self, fi: int, session: bytes, now_ns: int) -> list | None:
-        """None: adopt `session` and go on; a list: the datagram is refused."""
+    # ----------------------------------------------- what is believed (claims.py)
+
+    def _offer(self, fi: int, session: bytes, seq: int, count: int, data: Any, now_ns: int) -> list:
+        """A datagram whose header is sound: admit it, hold it, or refuse it."""
+        if session != self.session or self.expected is None:
+            return self._unbelieved(fi, session, seq, count, data, now_ns)
+        self.session_seen_ns = now_ns
+        if seq > self.horizon + self.ahead_window and self._beyond_window(seq, now_ns):
+            return self._hold(fi, session, seq, count, data, now_ns)
+        return self._admit(fi, seq, count, data, now_ns)
+
+    def _beyond_window(self, seq: int, now_ns: int) -> bool:
+        """Re-measure the receive window from the stream's own rate (at most every 100 ms): what it carried in
+        ahead_window_ns, within [min_ahead_messages, max_ahead_messages]. Is `seq` beyond it?"""
+        p = self.policy
+        mark_ns, mark_h = self.rate_mark
+        elapsed = now_ns - mark_ns
+        if elapsed >= 100_000_000:
+            rate_per_ns = (self.horizon - mark_h) / elapsed if mark_h else 0.0
+            self.ahead_window = max(p.min_ahead_messages, min(p.max_ahead_messages, int(rate_per_ns * p.ahead_window_ns)))
+            self.rate_mark = (now_ns, self.horizon)
+        return seq > self.horizon + self.ahead_window
+
+    def _hold(self, fi: int, session: bytes, seq: int, count: int, data: Any, now_ns: int) -> list:
+        """A claim the stream does not corroborate yet: held aside (bounded), delivering nothing and opening
+        no gap; believed, with the claim it continues, once a later datagram continues it."""
+        data = data if type(data) is bytes else bytes(data)
+        session = bytes(session)
+        end = seq if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) else seq + count
+        claims = self.claims
+        expired = claims.expire(now_ns - 2 * self.policy.stale_after_ns)
+        prev = claims.continued(session, seq, end, fi, data, now_ns, self.policy.gap_wait_max_ns)
+        if prev is None:
+            self.feed_counters[fi].values[FEED_COUNTERS.unconfirmed] += 1
+            expired += claims.add(Claim(fi, session, seq, end, count, data, now_ns))
+            if expired:
+                self.counters.values[STREAM_COUNTERS.claims_dropped] += expired
+            return NO_ACTIONS
+        claims.take(prev)
+        self.counters.values[STREAM_COUNTERS.claims_corroborated] += 1
+        if session != self.session or self.expected is None:
+            self._adopt(session, now_ns)
+        self.session_seen_ns = now_ns
+        actions = self._admit(prev.feed, prev.first, prev.count, prev.data, now_ns)
+        actions = actions + self._admit(fi, seq, count, data, now_ns)
+        return actions + self._admit_held(now_ns)
+
+    def _admit_held(self, now_ns: int) -> list:
+        """Held claims of the current session that the stream has now reached: believe them, in order."""
+        if not self.claims.held or self.expected is None:
+            return NO_ACTIONS
+        actions: list = []
+        for cl in sorted(self.claims.of_session(self.session), key=lambda cl: cl.first):
+            if cl.first > self.horizon + self.ahead_window:
+                break
+            self.claims.take(cl)
+            actions += self._admit(cl.feed, cl.first, cl.count, cl.data, now_ns)
+        return actions
+
+    def _unbelieved(self, fi: int, session: bytes, seq: int, count: int, data: Any, now_ns: int) -> list:
+        """A datagram of another session than ours, or any datagram before our stream has started."""
         c = self.feed_counters[fi].values
         tag, instance = parse_session(session)
         if tag != self.schema_tag or instance is None:
             c[FEED_COUNTERS.schema_mismatch] += 1
-            if session not in self.refused_tags:
-                self.refused_tags.add(session)
+            if session not in self.refused_tags and len(self.refused_tags) < self.policy.max_refused_sessions:
+                self.refused_tags.add(bytes(session))
                 self.on_event(SchemaMismatch(FEEDS[fi], bytes(session), self.schema_tag))
             return NO_ACTIONS
-        if instance < self.session_instance:
-            c[FEED_COUNTERS.old_session] += 1
-            return NO_ACTIONS
-        old = self.session
-        self.session_instance = instance
-        if old is not None:
+        if self.expected is not None:
+            if not (self.ended or now_ns - self.session_seen_ns >= self.policy.stale_after_ns):
+                # two live sessions on one channel (a stray plant, a forged instance): a conflict to report, not a
+                # restart to follow. Held, so that if ours has really gone (kill -9) nothing of the new one is lost.
+                c[FEED_COUNTERS.old_session if instance < self.session_instance else FEED_COUNTERS.other_session] += 1
+                if (session not in self.conflicting and session not in self.retired
+                        and len(self.conflicting) < self.policy.max_refused_sessions):
+                    self.conflicting.add(bytes(session))
+                    self.counters.values[STREAM_COUNTERS.session_conflicts] += 1
+                    self.on_event(SessionConflict(FEEDS[fi], self.session, bytes(session)))
+                data = data if type(data) is bytes else bytes(data)
+                end = seq if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) else seq + count
+                dropped = self.claims.add(Claim(fi, bytes(session), seq, end, count, data, now_ns))
+                if dropped:
+                    self.counters.values[STREAM_COUNTERS.claims_dropped] += dropped
+                return NO_ACTIONS
+            # ours ended (its end of session was believed) or went silent past stale_after (a crash): whatever
+            # live session the held datagrams corroborate first is the channel's now
             self._close_session("session ended before recovery")
+            self.previous_session = self.session
+            self.retired.append(self.session)
+            self._reset_stream(None, now_ns)
+            actions: list = []
+            for cl in self.claims.take_all():
+                actions += self._offer(cl.feed, cl.session, cl.first, cl.count, cl.data, now_ns)
+            return actions + self._offer(fi, session, seq, count, data, now_ns)
+        if seq == 1 and count not in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
+            self._adopt(bytes(session), now_ns)  # the very start of a session needs no corroboration
+            self.session_seen_ns = now_ns
+            return self._admit(fi, seq, count, data, now_ns)
+        return self._hold(fi, session, seq, count, data, now_ns)
+
+    def _adopt(self, session: bytes, now_ns: int) -> None:
+        """`session` is the channel's from now on (its stream starts with the datagram being admitted)."""
+        old = self.previous_session
+        if old is not None and old != session:
             self.counters.values[STREAM_COUNTERS.session_changes] += 1
-            self.on_event(SessionChanged(old, bytes(session)))
+            self.on_event(SessionChanged(old, session))
             self.image = Image()
             self.refreshed.clear()
-        self._reset_stream(bytes(session), now_ns)
-        return None
+        _, instance = parse_session(session)
+        self.session_instance = instance if instance is not None else -1
+        self.conflicting.discard(session)
+        self.previous_session = session
+        self._reset_stream(session, now_ns)
 
     # ------------------------------------------------------------------ merging
 
     def _start(self, first_seq: int, now_ns: int) -> list:
         """First data of a session: join live, from an image, or by recovering from 1."""
         self.on_event(SessionStarted(self.session, first_seq))
+        self.rate_mark = (now_ns, first_seq)
         if first_seq == 1:
             self.expected = self.horizon = 1
             return NO_ACTIONS
@@ -438,6 +555,7 @@ class HandlerCore:
             self.feed_next[fi] = seq
         if count == END_OF_SESSION_COUNT and not self.ended:
             self.ended = True
+            self.end_sequence = seq
             self.on_event(SessionEnded(self.session, seq))
         return actions
 
@@ -468,7 +586,7 @@ class HandlerCore:
             self.horizon = end
         exp = self.expected
         buffer = self.buffer
-        est = 48  # bytes per buffered message, for the byte bound (tuple + ints)
+        est = BUFFERED_MESSAGE_BYTES
         first_new = last_new = None
         delivered_dups = 0
         buffered_conflicts: list[int] = []
@@ -517,7 +635,7 @@ class HandlerCore:
         if self.expected is None or self.joining:
             return
         for g in self.gaps:
-            g.abandoned = g.abandoned or reason
+            self.gaps.abandon(g, reason)
         self._drain()
 
     def _deliver(self, s: int, m: tuple) -> None:
@@ -544,7 +662,7 @@ class HandlerCore:
         while True:
             m = buffer.pop(exp, None)
             if m is not None:
-                self.buffer_bytes -= 48
+                self.buffer_bytes -= BUFFERED_MESSAGE_BYTES
                 self._deliver(exp, m)
                 exp += 1
                 continue
@@ -568,19 +686,19 @@ class HandlerCore:
         self.counters.values[STREAM_COUNTERS.buffer_overflows] += 1
         self.on_event(BufferOverflow(len(self.buffer), self.buffer_bytes))
         head = self.gaps.head()
-        if head is None:
-            return
         if self.joining:
             # the image has not come: forget the oldest half of the buffer, as a gap the image
             # will probably cover (and recovery will fill if it does not)
             upto = sorted(self.buffer)[len(self.buffer) // 2]
             for s in [s for s in self.buffer if s <= upto]:
                 del self.buffer[s]
-                self.buffer_bytes -= 48
+                self.buffer_bytes -= BUFFERED_MESSAGE_BYTES
             self.gaps.remove_range(self.expected, upto)
             self._insert_gap(self._new_gap(self.expected, upto, now_ns))
             return
-        head.abandoned = "buffer_overflow"
+        if head is None:
+            return
+        self.gaps.abandon(head, "buffer_overflow")
         self._drain()
 
     # ------------------------------------------------------------------ unicast
@@ -621,17 +739,25 @@ class HandlerCore:
             msgs = decode_datagram(data, self.table)[3]
         except DecodeError as exc:
             return self._malformed(2, exc)
+        if end > self.horizon:
+            # nothing was asked beyond the horizon: a server never widens what we know exists
+            keep = max(0, self.horizon - seq)
+            self.counters.values[STREAM_COUNTERS.unrequested] += count - keep
+            if not keep:
+                return NO_ACTIONS
+            msgs, data, end = msgs[:keep], None, seq + keep
         actions = self._merge(2, seq, msgs, now_ns, data, now_ns if seq not in self.recent else None)
-        for g in self.gaps:
+        # the gaps a capped request did not reach (split off by this answer) are asked for now
+        for g in self.gaps.gaps.irange_key(seq, end + self.policy.max_request_messages):
             if g.outstanding and g.first >= g.sent_first + g.sent_count:
-                g.outstanding = False  # beyond what was asked (a request is capped): ask for it now
+                g.outstanding = False
                 g.due_ns = now_ns
         return actions
 
     def _on_reject(self, server: int, m: tuple, now_ns: int) -> None:
         _, _, reason, req_seq, req_count, retry_after_ns, first_available, _next = m
         self.counters.values[STREAM_COUNTERS.rejects] += 1
-        for g in self.gaps:
+        for g in list(self.gaps.gaps.irange_key(req_seq, req_seq + self.policy.max_request_messages)):
             if not (g.outstanding and g.server == server and g.sent_first == req_seq):
                 continue
             g.outstanding = False
@@ -664,16 +790,12 @@ class HandlerCore:
         members = [g]
         if count < g.last - g.first + 1 or held_limit <= 0:
             return members
-        gaps = self.gaps.gaps
-        i = gaps.index(g) + 1
         end = g.first + p.max_request_messages - 1
-        while i < len(gaps):
-            n = gaps[i]
+        for n in self.gaps.after(g):
             if (n.abandoned or n.outstanding or n.detected_ns + p.gap_wait_min_ns > now_ns or n.last > end
                     or n.first - members[-1].last - 1 > held_limit):
                 break
             members.append(n)
-            i += 1
         return members
 
     def _requests_needed(self, now_ns: int, held_limit: int) -> int:
@@ -682,7 +804,7 @@ class HandlerCore:
         p = self.policy
         needed = 0
         start = last = -1
-        for g in self.gaps.gaps:
+        for g in self.gaps:
             if g.abandoned or g.outstanding or g.detected_ns + p.gap_wait_min_ns > now_ns:
                 start = -1
                 continue
@@ -718,24 +840,26 @@ class HandlerCore:
     def _give_up(self, g: Gap, reason: str, now_ns: int) -> None:
         if g.abandoned:
             return
-        g.abandoned = reason
+        self.gaps.abandon(g, reason)
         g.outstanding = False
         if self.policy.resync_on_unrecoverable and self.image_servers and self.resync is None and not self.joining:
             self.resync = []  # refresh the replica from an image while delivery carries on
             self.resync_from = self.expected
             self.image_due_ns = now_ns
-        self._drain()
+        if not self.joining:
+            self._drain()
 
     # ------------------------------------------------------------------ timers
 
     def next_timer(self) -> int | None:
         deadlines = [self.last_rx_ns[0] + self.policy.stale_after_ns if not self.stale[0] else None,
                      self.last_rx_ns[1] + self.policy.stale_after_ns if not self.stale[1] else None]
-        for g in self.gaps:
-            if g.abandoned:
-                continue
-            deadlines.append(g.timeout_ns if g.outstanding else g.due_ns)
-            deadlines.append(g.detected_ns + self.policy.give_up_ns)
+        if not self.joining:  # while joining nothing is asked for or given up: the image may cover it
+            for g in self.gaps:
+                if g.abandoned:
+                    continue
+                deadlines.append(g.timeout_ns if g.outstanding else g.due_ns)
+                deadlines.append(g.detected_ns + self.policy.give_up_ns)
         if self.image_due_ns is not None:
             deadlines.append(self.image_due_ns)
         return min((d for d in deadlines if d is not None), default=None)
@@ -766,7 +890,11 @@ class HandlerCore:
                 needed = self._requests_needed(now_ns, held_limit)
                 if needed > 1 and bucket.wait_ns(needed, now_ns) != 0:
                     held_limit = max(held_limit, p.max_request_messages)
-        for g in list(self.gaps):
+        if self.claims.held:
+            expired = self.claims.expire(now_ns - 2 * p.stale_after_ns)
+            if expired:
+                self.counters.values[STREAM_COUNTERS.claims_dropped] += expired
+        for g in list(self.gaps) if not self.joining else ():
             if g.abandoned:
                 continue
             if now_ns - g.detected_ns >= p.give_up_ns:
@@ -785,7 +913,7 @@ class HandlerCore:
                     self._server_down(silent, now_ns)
                 g.due_ns = now_ns + self._backoff(g)
                 continue
-            if now_ns < g.due_ns or self.joining:
+            if now_ns < g.due_ns:
                 continue
             if not self.nack_servers:
                 self._give_up(g, "no retransmission server configured", now_ns)
@@ -809,7 +937,7 @@ class HandlerCore:
             self.message_bucket.take(count, now_ns)
             for m in members:
                 m.outstanding = True
-                m.attempts += 1
+                self.gaps.note_attempt(m)
                 m.timeout_ns = now_ns + p.request_timeout_ns
                 m.sent_first, m.sent_count, m.server = g.first, count, g.server
             in_flight += 1
@@ -849,8 +977,11 @@ class HandlerCore:
             dropped = sum(1 for s in self.buffer if s <= sequence)
             for s in [s for s in self.buffer if s <= sequence]:
                 del self.buffer[s]
-                self.buffer_bytes -= 48
+                self.buffer_bytes -= BUFFERED_MESSAGE_BYTES
             self.joining = False
+            for g in self.gaps:  # nothing was asked for while joining: give-up and gap-wait count from now
+                g.detected_ns = now_ns
+                g.due_ns = max(g.due_ns, now_ns)
             if sequence + 1 < self.expected:
                 # the image is older than the first live message we hold: recover the difference
                 self.gaps.remove_range(sequence + 1, self.expected - 1)
@@ -878,7 +1009,7 @@ class HandlerCore:
         return NO_ACTIONS
 
     def _insert_gap(self, gap: Gap) -> None:
-        self.gaps.gaps.insert(0, gap)
+        self.gaps.add(gap)
 
     def _install(self, img: Image, sequence: int, dropped: int) -> None:
         if self.keep_image:
@@ -902,7 +1033,7 @@ class HandlerCore:
             first = self.expected
             if first is not None and first > 1:
                 self.expected = 1
-                self.gaps.gaps.insert(0, self._new_gap(1, first - 1, now_ns))
+                self.gaps.add(self._new_gap(1, first - 1, now_ns))
             self._drain()
             self._update_quality("no image available")
             self.image_due_ns = None

@@ -212,8 +212,9 @@ def test_late_join_at_every_boundary(clock) -> None:
     for n in (3, 5, 6, 7, 9, 15, 20):  # below the buffer with a hole, just below, at its edge, inside, at the end, past it
         rec = Recorder()
         core = make_core(rec, nack_servers=1, image_servers=1)
-        assert core.on_datagram("A", pub.datagrams[2], clock.now_ns) == [RequestImage(0, SESSION)]  # 7..9
-        for d in pub.datagrams[3:]:
+        assert core.on_datagram("A", pub.datagrams[2], clock.now_ns) == []  # 7..9: held until the stream continues it
+        assert core.on_datagram("B", pub.datagrams[3], clock.now_ns) == [RequestImage(0, SESSION)]  # 10..12 does
+        for d in pub.datagrams[4:]:
             core.on_datagram("B", d, clock.now_ns)
         assert rec.delivered == []  # nothing until the image
         img = Image()
@@ -240,6 +241,7 @@ def test_late_join_without_image_recovers_from_sequence_one(clock) -> None:
     pub, rec = Published(9), Recorder()
     core = make_core(rec, nack_servers=1)
     core.on_datagram("A", pub.datagrams[2], clock.now_ns)
+    core.on_datagram("A", pub.heartbeat(), clock.now_ns)  # announces where 7..9 ends: the claim holds
     (nack,) = run_timers(core, clock, clock.now_ns + 20 * MS)
     assert (nack.sequence, nack.count) == (1, 6)
     for dg in pub.answer(nack):

@@ -20,15 +20,15 @@ def test_a_heartbeat_with_trailing_bytes_is_refused_before_its_sequence_is_belie
 
 
 def test_a_datagram_with_a_malformed_body_moves_none_of_its_feeds_figures(clock) -> None:
-    """Its header claimed sequence 1,000,000: believed, it would count 999,991 messages missed on B and
-    hide every real loss on B after it."""
+    """Its header claimed sequence 900 (inside the receive window, so it is decoded): believed, it would
+    count 891 messages missed on B and hide every real loss on B after it."""
     from decoders.moldudp64 import encode_datagram
 
     pub, rec = Published(15), Recorder()
     core = make_core(rec, nack_servers=1)
     for d in pub.datagrams[:3]:
         core.on_datagram("B", d, clock.now_ns)
-    forged = encode_datagram(pub.session, 1_000_000, [b"\xff\x00\x01"])  # an unknown message type
+    forged = encode_datagram(pub.session, 900, [b"\xff\x00\x01"])  # an unknown message type
     assert core.on_datagram("B", forged, clock.now_ns) == []
     fc = core.feed_counters[1]
     assert fc["malformed"] == 1 and fc["missed"] == 0 and fc["messages"] == 9
@@ -38,15 +38,16 @@ def test_a_datagram_with_a_malformed_body_moves_none_of_its_feeds_figures(clock)
 
 
 def test_a_far_ahead_heartbeat_is_withdrawn_when_live_data_lands_inside_its_range(clock) -> None:
-    """Well-formed, our session, claiming sequence 1,000,000 (another sender on the LAN): the plant's next
-    datagram lies inside the range only that heartbeat vouched for, so the range is withdrawn, not lost."""
+    """Well-formed, our session, claiming sequence 900 (another sender on the LAN; inside the receive window,
+    farther ahead it would not even be believed): the plant's next datagram lies inside the range only that
+    heartbeat vouched for, so the range is withdrawn, not lost."""
     from linehandler.events import GapEvent
 
     pub, rec = Published(30), Recorder()
     core = make_core(rec, nack_servers=1)
     core.on_datagram("A", pub.datagrams[0], clock.now_ns)
-    core.on_datagram("B", encode_heartbeat(pub.session, 1_000_000), clock.now_ns)
-    assert core.gaps.missing() == 1_000_000 - 4
+    core.on_datagram("B", encode_heartbeat(pub.session, 900), clock.now_ns)
+    assert core.gaps.missing() == 900 - 4
     for d in pub.datagrams[1:]:
         core.on_datagram("A", d, clock.now_ns)
         clock.advance(MS)
