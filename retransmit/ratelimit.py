@@ -7,6 +7,8 @@ they will be, so a refused caller can say "retry after" precisely instead of pol
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["TokenBucket"]
 
 
@@ -36,6 +38,13 @@ class TokenBucket:
             self.tokens -= n
             return True
         return False
+
+    def available(self, now_ns: int) -> float:
+        """Tokens there now (infinite when unlimited): what a caller may `take` without waiting."""
+        if self.rate_per_s == 0:
+            return math.inf
+        self._refill(now_ns)
+        return self.tokens
 
     def wait_ns(self, n: float, now_ns: int) -> int:
         """Nanoseconds until `n` tokens are there (0 if now); `n` above the burst never fits: -1."""

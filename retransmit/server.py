@@ -1,25 +1,41 @@
 """The re-request server's sans-I/O core: validate, limit, deduplicate, answer or reject.
 
 Rules:
-1. Every request gets an answer: the retransmitted messages (ordinary downstream
-   datagrams, split at `max_datagram_bytes`), or a retransmission reject (`J`, in a
-   packet with sequence number 0) saying why and when to retry. The only requests
-   not answered are repeats already answered inside the dedupe window, and requests
-   whose requester cannot afford even a reject (both counted).
-2. No amplification: everything sent to a requester, rejects included, is paid for from
-   its own byte bucket and the global one; a requester can never get more bytes per
-   second than its bucket, whatever it asks.
-3. The requester table is bounded (least recently seen forgotten first), so a flood of
+1. Every request pays first: one token from its requester's request bucket and one
+   from the global one, whatever becomes of it (malformed, wrong session, out of range,
+   too old, too far ahead, repeat or served). A requester with no request token left
+   gets one `rate_limited` reject saying when to come back, then nothing (counted as
+   `suppressed`) until then: a flood of any kind of request costs one small answer per
+   request token, never one per request.
+2. Every request the server can afford gets an answer: the retransmitted messages
+   (ordinary downstream datagrams, split at `max_datagram_bytes`), or a retransmission
+   reject (`J`, in a packet with sequence number 0) saying why and when to retry. A
+   reject echoes the request's own first sequence and count (the client matches rejects
+   by them), even when deduplication trimmed the range. The only requests not answered
+   are repeats already answered inside the dedupe window, and those of rule 1 or whose
+   requester cannot afford even a reject (all counted).
+3. No amplification, counted exactly: an answer's bytes (the datagrams as sent, headers
+   included) are computed before anything is sent; the answer is clipped to the
+   messages and bytes the requester's and the global buckets hold, refused with a
+   precise retry-after if not one message fits, and exactly what is sent is charged.
+   Rejects are paid from the same byte buckets. So the bytes sent to one requester in
+   any window never exceed its byte burst + rate x window.
+4. A requester is a host (the IP address of `addr`, which the I/O shell passes as
+   `(ip, port)`), not a source port: a host's 64 ports share one set of buckets. Answers
+   still go to the full address, which the shell does.
+5. The requester table is bounded (least recently seen forgotten first), so a flood of
    spoofed addresses costs memory only up to the bound.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from decoders import CODECS, DecodeError
-from decoders.moldudp64 import HEADER_SIZE, DatagramWriter, decode_request, encode_datagram
+from decoders.moldudp64 import HEADER_SIZE, MAX_DATAGRAM_BYTES, decode_request, encode_datagram
+from decoders.schema.framing import MAX_MESSAGES_PER_PACKET
 from mdcommon.counters import Counter, CounterSet
 
 from .journal import Journal
@@ -36,12 +52,15 @@ REJECT_REASONS = {
     "count_out_of_range": ord("C"),
 }
 _REJECT_BYTES = HEADER_SIZE + 2 + CODECS.by_name["retransmission_reject"].size
+# the smallest datagram limit that still carries any fixed-size message of the schema alone
+_MIN_DATAGRAM_BYTES = HEADER_SIZE + 2 + max(c.size for c in CODECS.by_name.values() if c.size)
+_REFUSED_RETRY_NS = 1_000_000_000  # retry-after when a limit can never be met (a bucket's burst is too small)
 
 SERVER_COUNTERS = CounterSet(
     "rtx_server",
     [
         Counter(0, "requests", "requests received"),
-        Counter(1, "served", "requests answered with data"),
+        Counter(1, "served", "requests answered with data (whole or clipped to the buckets)"),
         Counter(2, "messages_sent", "messages retransmitted"),
         Counter(3, "bytes_sent", "bytes sent to requesters (data and rejects)"),
         Counter(4, "rejected_too_old", "rejects: range before the journal"),
@@ -51,18 +70,36 @@ SERVER_COUNTERS = CounterSet(
         Counter(8, "rejected_malformed", "rejects: not a request packet"),
         Counter(9, "rejected_count_out_of_range", "rejects: count 0 or above the maximum"),
         Counter(10, "deduplicated", "repeats inside the dedupe window, already answered"),
-        Counter(11, "suppressed", "requests not even rejected: the requester's bucket cannot pay for a reject"),
+        Counter(11, "suppressed", "requests not answered at all: no request token and already told when to retry, "
+                                  "or the bytes buckets cannot pay for a reject"),
         Counter(12, "requesters_evicted", "requesters forgotten to bound the table"),
+        Counter(13, "clipped", "answers cut short to what the message and byte buckets held"),
+        Counter(14, "oversize_blocks", "journal messages larger than max_datagram_bytes allows, sent alone in a larger datagram"),
     ],
 )
 
 
+def _bucket_ok(rate_burst: tuple[float, float], min_burst: float) -> bool:
+    """A (rate/s, burst) pair that can be met: both finite-or-infinite numbers >= 0 (NaN fails), and a
+    burst that holds at least `min_burst` unless the rate is 0 (unlimited)."""
+    if len(rate_burst) != 2:
+        return False
+    rate, burst = rate_burst
+    if not (rate >= 0 and burst >= 0):
+        return False
+    return rate == 0 or burst >= min_burst
+
+
 @dataclass
 class ServerLimits:
-    """Per requester and global token buckets (rate/s, burst), and the request bounds."""
+    """Per requester and global token buckets (rate/s, burst; rate 0 = unlimited), and the request bounds.
 
-    max_request_messages: int = 2000
-    max_datagram_bytes: int = 1400
+    Checked when built, so a configuration that could never serve anything, or that the
+    wire cannot express, fails at start-up instead of rejecting every request at run time.
+    """
+
+    max_request_messages: int = 2000  # a request's count is a u16 on the wire: 1..65535
+    max_datagram_bytes: int = 1400  # must hold a header and any fixed-size message; at most a UDP payload
     requester_requests: tuple[float, float] = (50.0, 20.0)
     requester_messages: tuple[float, float] = (100_000.0, 20_000.0)
     requester_bytes: tuple[float, float] = (10_000_000.0, 2_000_000.0)
@@ -73,6 +110,24 @@ class ServerLimits:
     too_far_retry_ns: int = 10_000_000
     max_requesters: int = 10_000
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_request_messages <= 0xFFFF:
+            raise ValueError(f"max_request_messages {self.max_request_messages} outside 1..65535 (a u16 on the wire)")
+        if not _MIN_DATAGRAM_BYTES <= self.max_datagram_bytes <= MAX_DATAGRAM_BYTES:
+            raise ValueError(f"max_datagram_bytes {self.max_datagram_bytes} outside {_MIN_DATAGRAM_BYTES}..{MAX_DATAGRAM_BYTES} "
+                             "(a header and one message, up to a UDP payload)")
+        for name, min_burst in (("requester_requests", 1), ("requester_messages", 1), ("global_requests", 1),
+                                ("global_messages", 1), ("requester_bytes", _MIN_DATAGRAM_BYTES),
+                                ("global_bytes", _MIN_DATAGRAM_BYTES)):
+            if not _bucket_ok(getattr(self, name), min_burst):
+                raise ValueError(f"{name} {getattr(self, name)!r}: (rate/s, burst) must not be negative, and a limited "
+                                 f"bucket's burst must hold at least {min_burst}")
+        for name in ("dedupe_window_ns", "too_far_retry_ns"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} {getattr(self, name)} must not be negative")
+        if self.max_requesters < 1:
+            raise ValueError(f"max_requesters {self.max_requesters} must be at least 1")
+
 
 @dataclass
 class _Requester:
@@ -80,6 +135,12 @@ class _Requester:
     messages: TokenBucket
     bytes: TokenBucket
     served: list[tuple[int, int, int]] = field(default_factory=list)  # (first, last, when)
+    quiet_until_ns: int = 0  # told "rate limited, retry after": no answer at all before this
+
+
+def requester_key(addr: object) -> object:
+    """The host of an `(ip, port)` address (rule 4); any other hashable is its own key (tests)."""
+    return addr[0] if isinstance(addr, tuple) and addr else addr
 
 
 class RequestServer:
@@ -94,39 +155,47 @@ class RequestServer:
         self.g_requests = TokenBucket(*lim.global_requests, now_ns)
         self.g_messages = TokenBucket(*lim.global_messages, now_ns)
         self.g_bytes = TokenBucket(*lim.global_bytes, now_ns)
-        self.writer = DatagramWriter(CODECS, lim.max_datagram_bytes)
 
-    def _requester(self, addr: object, now_ns: int) -> _Requester:
-        r = self.requesters.get(addr)
+    def _requester(self, key: object, now_ns: int) -> _Requester:
+        r = self.requesters.get(key)
         if r is None:
             lim = self.limits
             r = _Requester(TokenBucket(*lim.requester_requests, now_ns), TokenBucket(*lim.requester_messages, now_ns),
                            TokenBucket(*lim.requester_bytes, now_ns))
-            self.requesters[addr] = r
+            self.requesters[key] = r
             if len(self.requesters) > lim.max_requesters:
                 self.requesters.popitem(last=False)
                 self.counters.values[SERVER_COUNTERS.requesters_evicted] += 1
         else:
-            self.requesters.move_to_end(addr)
+            self.requesters.move_to_end(key)
         return r
 
     def on_request(self, data: bytes | memoryview, addr: object, now_ns: int) -> list[bytes]:
         """The datagrams to send back to `addr` (possibly none)."""
         c = self.counters.values
         c[SERVER_COUNTERS.requests] += 1
-        r = self._requester(addr, now_ns)
+        r = self._requester(requester_key(addr), now_ns)
         try:
-            session, seq, count = decode_request(data)
+            session, seq, count = decode_request(data)  # pure and cheap: read first, so every reject can echo it
         except DecodeError:
+            session, seq, count = None, 0, 0
+        # rule 1: a request token from the requester and the global bucket, before anything else
+        waits = (r.requests.wait_ns(1, now_ns), self.g_requests.wait_ns(1, now_ns))
+        if waits != (0, 0):
+            if now_ns < r.quiet_until_ns:
+                c[SERVER_COUNTERS.suppressed] += 1  # already told when to come back
+                return []
+            retry = max(waits) if min(waits) >= 0 else _REFUSED_RETRY_NS
+            r.quiet_until_ns = now_ns + retry
+            return self._reject(r, "rate_limited", seq, count, retry, now_ns)
+        r.requests.take(1, now_ns)
+        self.g_requests.take(1, now_ns)
+        if session is None:
             return self._reject(r, "malformed", 0, 0, 0, now_ns)
         if session != self.session:
             return self._reject(r, "wrong_session", seq, count, 0, now_ns)
         if not 1 <= count <= self.limits.max_request_messages:
             return self._reject(r, "count_out_of_range", seq, count, 0, now_ns)
-        # cheapest limit first, so that a flood costs the server almost nothing per request
-        wait = max(r.requests.wait_ns(1, now_ns), self.g_requests.wait_ns(1, now_ns))
-        if wait != 0:
-            return self._reject(r, "rate_limited", seq, count, wait if wait > 0 else 1_000_000_000, now_ns)
         j = self.journal
         if seq < j.first_sequence:
             return self._reject(r, "too_old", seq, count, 0, now_ns)
@@ -134,56 +203,92 @@ class RequestServer:
             return self._reject(r, "too_far_ahead", seq, count, self.limits.too_far_retry_ns, now_ns)
         last = min(seq + count, j.next_sequence) - 1
         # dedupe: drop what this requester was sent inside the window
+        first = seq
         window = self.limits.dedupe_window_ns
-        r.served = [s for s in r.served if now_ns - s[2] < window]
+        r.served = [x for x in r.served if now_ns - x[2] < window]
         for first_s, last_s, _ in r.served:
-            if first_s <= seq <= last_s:
-                seq = last_s + 1
-        if seq > last:
+            if first_s <= first <= last_s:
+                first = last_s + 1
+        if first > last:
             c[SERVER_COUNTERS.deduplicated] += 1
             return []
-        n = last - seq + 1
-        avg = j.nbytes / len(j) if len(j) else 0  # estimate before fetching anything
-        est_bytes = int(n * (avg + 2)) + HEADER_SIZE * (1 + n // 20)
-        waits = [r.messages.wait_ns(n, now_ns), r.bytes.wait_ns(est_bytes, now_ns),
-                 self.g_messages.wait_ns(n, now_ns), self.g_bytes.wait_ns(est_bytes, now_ns)]
-        if any(w != 0 for w in waits):
-            retry = max(waits) if all(w >= 0 for w in waits) else 1_000_000_000
-            r.requests.take(1, now_ns)  # a refused request still spends the requester's request token
-            return self._reject(r, "rate_limited", seq, count, retry, now_ns)
-        for bucket, amount in ((r.requests, 1), (r.messages, n), (self.g_requests, 1), (self.g_messages, n)):
-            bucket.take(amount, now_ns)
-        blocks = j.get(seq, n)
-        out = self._split(session, seq, blocks)
-        sent = sum(len(d) for d in out)
-        r.bytes.take(min(sent, r.bytes.tokens), now_ns)
-        self.g_bytes.take(min(sent, self.g_bytes.tokens), now_ns)
-        r.served.append((seq, last, now_ns))
+        n = last - first + 1
+        # rule 3: clip to the messages the buckets hold ...
+        m_buckets = (r.messages, self.g_messages)
+        n_ok = int(min(b.available(now_ns) for b in m_buckets))
+        if n_ok < 1:
+            return self._reject(r, "rate_limited", seq, count, self._wait(m_buckets, n, now_ns), now_ns)
+        blocks = j.get(first, min(n, n_ok))
+        # ... then to the bytes, counted on the datagrams themselves
+        b_buckets = (r.bytes, self.g_bytes)
+        groups, sent = self._plan(blocks, min(b.available(now_ns) for b in b_buckets))
+        if not groups:
+            whole = self._plan(blocks, math.inf)[1]
+            return self._reject(r, "rate_limited", seq, count, self._wait(b_buckets, whole + _REJECT_BYTES, now_ns), now_ns)
+        out = self._encode(session, first, groups)
+        k = sum(map(len, groups))
+        for bucket, amount in ((r.messages, k), (self.g_messages, k), (r.bytes, sent), (self.g_bytes, sent)):
+            bucket.take(amount, now_ns)  # never refused: amount <= what the bucket held just now
+        r.served.append((first, first + k - 1, now_ns))
+        if k < n:
+            c[SERVER_COUNTERS.clipped] += 1
         c[SERVER_COUNTERS.served] += 1
-        c[SERVER_COUNTERS.messages_sent] += n
+        c[SERVER_COUNTERS.messages_sent] += k
         c[SERVER_COUNTERS.bytes_sent] += sent
         return out
 
-    def _split(self, session: bytes, seq: int, blocks: list[bytes]) -> list[bytes]:
-        w = self.writer
-        w.reset()
-        out: list[bytes] = []
-        first = seq
+    @staticmethod
+    def _wait(buckets: tuple[TokenBucket, ...], amount: float, now_ns: int) -> int:
+        """When all `buckets` will hold `amount` (or their burst, if `amount` is more: an answer is clipped to it)."""
+        waits = [b.wait_ns(min(amount, b.burst), now_ns) for b in buckets]
+        return max(waits) if min(waits) >= 0 else _REFUSED_RETRY_NS
+
+    def _plan(self, blocks: list[bytes], budget: float) -> tuple[list[list[bytes]], int]:
+        """(datagrams' blocks, their bytes as sent): `blocks` packed as `on_request` sends them, stopping before
+        the first message whose bytes (its length prefix, and a header if it opens a datagram) exceed `budget`."""
+        max_bytes = self.limits.max_datagram_bytes
+        groups: list[list[bytes]] = []
+        group: list[bytes] = []
+        size = 0  # of the open datagram
+        total = 0  # of the closed ones
         for block in blocks:
-            if not w.add_block(block):
-                out.append(bytes(w.finish(session, first)))
-                first += w.count
-                w.reset()
-                w.add_block(block)
-        if w.count:
-            out.append(bytes(w.finish(session, first)))
+            add = 2 + len(block)
+            if group and size + add <= max_bytes and len(group) < MAX_MESSAGES_PER_PACKET:
+                if total + size + add > budget:
+                    break
+                group.append(block)
+                size += add
+                continue
+            if total + size + HEADER_SIZE + add > budget:
+                break
+            if group:
+                groups.append(group)
+                total += size
+            group, size = [block], HEADER_SIZE + add  # a block too big for max_datagram_bytes goes alone, never dropped
+        if group:
+            groups.append(group)
+            total += size
+        return groups, total
+
+    def _encode(self, session: bytes, first: int, groups: list[list[bytes]]) -> list[bytes]:
+        out: list[bytes] = []
+        max_bytes = self.limits.max_datagram_bytes
+        for g in groups:
+            datagram = encode_datagram(session, first, g)
+            if len(datagram) > max_bytes:
+                self.counters.values[SERVER_COUNTERS.oversize_blocks] += 1
+            out.append(datagram)
+            first += len(g)
         return out
 
     def _reject(self, r: _Requester, reason: str, seq: int, count: int, retry_after_ns: int, now_ns: int) -> list[bytes]:
+        """A `J` reject echoing the request's own `seq` and `count`, paid from the byte buckets like data."""
         c = self.counters.values
-        if not r.bytes.take(_REJECT_BYTES, now_ns) or not self.g_bytes.take(_REJECT_BYTES, now_ns):
+        if r.bytes.available(now_ns) < _REJECT_BYTES or self.g_bytes.available(now_ns) < _REJECT_BYTES:
             c[SERVER_COUNTERS.suppressed] += 1  # answering would exceed the requester's (or the global) bytes
             return []
+        r.bytes.take(_REJECT_BYTES, now_ns)
+        self.g_bytes.take(_REJECT_BYTES, now_ns)
         c[getattr(SERVER_COUNTERS, f"rejected_{reason}")] += 1
         c[SERVER_COUNTERS.bytes_sent] += _REJECT_BYTES
         msg = (b"J", now_ns, REJECT_REASONS[reason], seq, min(count, 0xFFFF), retry_after_ns,
