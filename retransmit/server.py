@@ -24,7 +24,8 @@ Rules:
    `(ip, port)`), not a source port: a host's 64 ports share one set of buckets. Answers
    still go to the full address, which the shell does.
 5. The requester table is bounded (least recently seen forgotten first), so a flood of
-   spoofed addresses costs memory only up to the bound.
+   spoofed addresses costs memory only up to the bound. The price: a host forgotten and
+   seen again starts with full buckets; the global buckets still bound the total.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ class RequestServer:
         first = seq
         window = self.limits.dedupe_window_ns
         r.served = [x for x in r.served if now_ns - x[2] < window]
-        for first_s, last_s, _ in r.served:
+        for first_s, last_s, _ in sorted(r.served):  # by first sequence, so ranges sent in any order all count
             if first_s <= first <= last_s:
                 first = last_s + 1
         if first > last:
@@ -215,10 +216,10 @@ class RequestServer:
         n = last - first + 1
         # rule 3: clip to the messages the buckets hold ...
         m_buckets = (r.messages, self.g_messages)
-        n_ok = int(min(b.available(now_ns) for b in m_buckets))
+        n_ok = min(n, min(b.available(now_ns) for b in m_buckets))  # infinite when both are unlimited
         if n_ok < 1:
             return self._reject(r, "rate_limited", seq, count, self._wait(m_buckets, n, now_ns), now_ns)
-        blocks = j.get(first, min(n, n_ok))
+        blocks = j.get(first, int(n_ok))
         # ... then to the bytes, counted on the datagrams themselves
         b_buckets = (r.bytes, self.g_bytes)
         groups, sent = self._plan(blocks, min(b.available(now_ns) for b in b_buckets))

@@ -172,6 +172,25 @@ def test_rejects_echo_the_original_request_after_a_partial_dedupe(clock) -> None
     assert (reject["requested_sequence_number"], reject["requested_message_count"]) == (100, 1000)
 
 
+def test_unlimited_buckets_serve_whole_answers(clock) -> None:
+    """Rate 0 means unlimited: no bucket clips or refuses anything (and nothing overflows on an infinite budget)."""
+    none = (0.0, 0.0)
+    srv = server(requester_requests=none, requester_messages=none, requester_bytes=none, global_requests=none,
+                 global_messages=none, global_bytes=none, dedupe_window_ns=0)
+    for _ in range(100):
+        out = srv.on_request(encode_request(S, 1, 2000), (HOST, 1), clock.now_ns)
+        assert sum(decode_datagram(d, CODECS)[2] for d in out) == 2000
+    assert srv.counters["served"] == 100 and srv.counters["clipped"] == 0
+
+
+def test_ranges_sent_in_any_order_all_count_for_the_dedupe(clock) -> None:
+    srv = server()
+    srv.on_request(encode_request(S, 50, 11), (HOST, 1), clock.now_ns)  # 50..60
+    srv.on_request(encode_request(S, 10, 40), (HOST, 1), clock.now_ns)  # 10..49
+    (d,) = [decode_datagram(x, CODECS) for x in srv.on_request(encode_request(S, 10, 60), (HOST, 1), clock.now_ns)]
+    assert (d[1], d[2]) == (61, 9)  # only 61..69 was never sent
+
+
 @pytest.mark.parametrize("limits,message", [
     (dict(max_request_messages=65536), "max_request_messages"),
     (dict(max_request_messages=0), "max_request_messages"),
