@@ -7,9 +7,11 @@ streams by one forged or misdirected datagram. So a claim that the stream cannot
 held here, delivers nothing and opens no gap, until a later datagram continues it:
 - data `[first, end)` is continued by data starting at `end`, or by a heartbeat announcing `end`
   (the plant heartbeats after its data); a byte copy of held data continues nothing;
-- a heartbeat announcing `n` is continued by data starting at `n`, or by the same announcement
-  again on the same feed some time later (an idle plant repeats its heartbeat every interval on
-  each feed; one forged datagram copied to both feeds, or sent twice at once, does not). Anything held is bounded in datagrams and bytes,
+- a heartbeat announcing `n` is continued by data starting at `n`; before any stream is believed
+  (a handler started while the plant is idle), also by the same announcement again on the same feed
+  some time later (an idle plant repeats its heartbeat every interval on each feed; one forged
+  datagram copied to both feeds, or sent twice at once, does not). Once a stream runs, a heartbeat
+  far beyond it is believed only when data continues it: a repeated forgery must not open a gap. Anything held is bounded in datagrams and bytes,
 oldest forgotten first, and expires after a while; every claim that leaves without being believed
 is counted by the caller.
 """
@@ -90,17 +92,18 @@ class Claims:
             self.order.clear()
 
     def continued(self, session: bytes, first: int, end: int, feed: int, data: bytes, now_ns: int,
-                  repeat_after_ns: int) -> Claim | None:
+                  repeat_after_ns: int | None) -> Claim | None:
         """The held claim that a datagram of `session` carrying `[first, end)` (a heartbeat: first == end)
         continues, if any; see the module rules. A heartbeat repeats one held on its feed only when it comes
-        `repeat_after_ns` or more later (the plant's next heartbeat, not a copy sent in the same breath)."""
+        `repeat_after_ns` or more later (the plant's next heartbeat, not a copy sent in the same breath);
+        None: repeated heartbeats corroborate nothing (once a stream runs, only its data can carry it far)."""
         for c in self.by_end.get((session, first), ()):
             if first != end:
                 if c.data != data:
                     return c  # data starting where a claim ends (data or heartbeat); a copy corroborates nothing
             elif not c.heartbeat:
                 return c  # a heartbeat announcing where held data ends
-            elif c.feed == feed and now_ns - c.arrival_ns >= repeat_after_ns:
+            elif repeat_after_ns is not None and c.feed == feed and now_ns - c.arrival_ns >= repeat_after_ns:
                 return c  # the same announcement again on its feed, an interval later
         return None
 

@@ -417,10 +417,18 @@ class HandlerCore:
         no gap; believed, with the claim it continues, once a later datagram continues it."""
         data = data if type(data) is bytes else bytes(data)
         session = bytes(session)
-        end = seq if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) else seq + count
+        if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
+            end = seq
+        else:
+            end = seq + count
+            try:
+                decode_messages(data, count, self.table)  # only well-formed datagrams are worth holding
+            except DecodeError as exc:
+                return self._malformed(fi, exc)
         claims = self.claims
         expired = claims.expire(now_ns - 2 * self.policy.stale_after_ns)
-        prev = claims.continued(session, seq, end, fi, data, now_ns, self.policy.gap_wait_max_ns)
+        repeat_after_ns = self.policy.gap_wait_max_ns if self.expected is None else None
+        prev = claims.continued(session, seq, end, fi, data, now_ns, repeat_after_ns)
         if prev is None:
             self.feed_counters[fi].values[FEED_COUNTERS.unconfirmed] += 1
             expired += claims.add(Claim(fi, session, seq, end, count, data, now_ns))
@@ -432,7 +440,8 @@ class HandlerCore:
         if session != self.session or self.expected is None:
             self._adopt(session, now_ns)
         self.session_seen_ns = now_ns
-        actions = self._admit(prev.feed, prev.first, prev.count, prev.data, now_ns)
+        # each at its own arrival time: A/B timing and gap detection are as if it had been believed at once
+        actions = self._admit(prev.feed, prev.first, prev.count, prev.data, prev.arrival_ns)
         actions = actions + self._admit(fi, seq, count, data, now_ns)
         return actions + self._admit_held(now_ns)
 
@@ -445,7 +454,7 @@ class HandlerCore:
             if cl.first > self.horizon + self.ahead_window:
                 break
             self.claims.take(cl)
-            actions += self._admit(cl.feed, cl.first, cl.count, cl.data, now_ns)
+            actions += self._admit(cl.feed, cl.first, cl.count, cl.data, min(cl.arrival_ns, now_ns))
         return actions
 
     def _unbelieved(self, fi: int, session: bytes, seq: int, count: int, data: Any, now_ns: int) -> list:
@@ -459,36 +468,40 @@ class HandlerCore:
                 self.on_event(SchemaMismatch(FEEDS[fi], bytes(session), self.schema_tag))
             return NO_ACTIONS
         if self.expected is not None:
-            if not (self.ended or now_ns - self.session_seen_ns >= self.policy.stale_after_ns):
-                # two live sessions on one channel (a stray plant, a forged instance): a conflict to report, not a
-                # restart to follow. Held, so that if ours has really gone (kill -9) nothing of the new one is lost.
-                c[FEED_COUNTERS.old_session if instance < self.session_instance else FEED_COUNTERS.other_session] += 1
-                if (session not in self.conflicting and session not in self.retired
-                        and len(self.conflicting) < self.policy.max_refused_sessions):
-                    self.conflicting.add(bytes(session))
-                    self.counters.values[STREAM_COUNTERS.session_conflicts] += 1
-                    self.on_event(SessionConflict(FEEDS[fi], self.session, bytes(session)))
-                data = data if type(data) is bytes else bytes(data)
-                end = seq if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) else seq + count
-                dropped = self.claims.add(Claim(fi, bytes(session), seq, end, count, data, now_ns))
-                if dropped:
-                    self.counters.values[STREAM_COUNTERS.claims_dropped] += dropped
-                return NO_ACTIONS
-            # ours ended (its end of session was believed) or went silent past stale_after (a crash): whatever
-            # live session the held datagrams corroborate first is the channel's now
-            self._close_session("session ended before recovery")
-            self.previous_session = self.session
-            self.retired.append(self.session)
-            self._reset_stream(None, now_ns)
-            actions: list = []
-            for cl in self.claims.take_all():
-                actions += self._offer(cl.feed, cl.session, cl.first, cl.count, cl.data, now_ns)
-            return actions + self._offer(fi, session, seq, count, data, now_ns)
-        if seq == 1 and count not in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
-            self._adopt(bytes(session), now_ns)  # the very start of a session needs no corroboration
-            self.session_seen_ns = now_ns
-            return self._admit(fi, seq, count, data, now_ns)
-        return self._hold(fi, session, seq, count, data, now_ns)
+            # two live sessions on one channel (a stray plant, a forged instance): a conflict to report, not a
+            # restart to follow. The other's datagrams are held, so that if ours has really gone (kill -9)
+            # nothing of the new one is lost.
+            over = self.ended or now_ns - self.session_seen_ns >= self.policy.stale_after_ns
+            data = data if type(data) is bytes else bytes(data)
+            session = bytes(session)
+            end = seq if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) else seq + count
+            if over and self.claims.continued(session, seq, end, fi, data, now_ns, self.policy.gap_wait_max_ns):
+                # ours ended (its end of session was believed) or went silent past stale_after (a crash), and
+                # the other's datagrams corroborate each other: it is the channel's session now. Until then
+                # ours stays, state and all, in case it was only cut off for a while.
+                self._close_session("session ended before recovery")
+                self.previous_session = self.session
+                if self.ended:
+                    self.retired.append(self.session)  # its stragglers are no conflict
+                self._reset_stream(None, now_ns)
+                actions: list = []
+                for cl in self.claims.take_all():
+                    actions += self._offer(cl.feed, cl.session, cl.first, cl.count, cl.data, cl.arrival_ns)
+                return actions + self._offer(fi, session, seq, count, data, now_ns)
+            c[FEED_COUNTERS.old_session if instance < self.session_instance else FEED_COUNTERS.other_session] += 1
+            if (not over and session not in self.conflicting and session not in self.retired
+                    and len(self.conflicting) < self.policy.max_refused_sessions):
+                self.conflicting.add(session)
+                self.counters.values[STREAM_COUNTERS.session_conflicts] += 1
+                self.on_event(SessionConflict(FEEDS[fi], self.session, session))
+            dropped = self.claims.add(Claim(fi, session, seq, end, count, data, now_ns))
+            if dropped:
+                self.counters.values[STREAM_COUNTERS.claims_dropped] += dropped
+            return NO_ACTIONS
+        if session in self.retired:
+            c[FEED_COUNTERS.old_session] += 1  # a straggler of a session we moved on from
+            return NO_ACTIONS
+        return self._hold(fi, session, seq, count, data, now_ns)  # even sequence 1: a stray plant starts there too
 
     def _adopt(self, session: bytes, now_ns: int) -> None:
         """`session` is the channel's from now on (its stream starts with the datagram being admitted)."""
@@ -544,6 +557,15 @@ class HandlerCore:
         actions = NO_ACTIONS
         if self.expected is None:
             actions = self._start(seq, now_ns)
+        af = self.announced_from
+        if af is not None and max(af, self.expected) <= seq < self.horizon and not any(s >= seq for s in self.buffer):
+            # the plant's heartbeats only move forward: one announcing less than a range that only a heartbeat
+            # announced says that announcement was not the plant's (or is stale). Withdraw what lies above it;
+            # a real tail loss is announced again by the plant's next heartbeat.
+            self.gaps.remove_range(seq, self.horizon - 1)
+            self.horizon = seq
+            self.announced_from = af if af < seq else None
+            self.counters.values[STREAM_COUNTERS.announced_withdrawn] += 1
         if seq > self.horizon:
             self.gaps.add(self._new_gap(self.horizon, seq - 1, now_ns))  # tail loss, seen thanks to the heartbeat
             if self.announced_from is None:
@@ -685,7 +707,6 @@ class HandlerCore:
         """The buffer is full: give up the oldest gap so buffered messages can drain."""
         self.counters.values[STREAM_COUNTERS.buffer_overflows] += 1
         self.on_event(BufferOverflow(len(self.buffer), self.buffer_bytes))
-        head = self.gaps.head()
         if self.joining:
             # the image has not come: forget the oldest half of the buffer, as a gap the image
             # will probably cover (and recovery will fill if it does not)
@@ -696,10 +717,12 @@ class HandlerCore:
             self.gaps.remove_range(self.expected, upto)
             self._insert_gap(self._new_gap(self.expected, upto, now_ns))
             return
-        if head is None:
-            return
-        self.gaps.abandon(head, "buffer_overflow")
-        self._drain()
+        p = self.policy
+        for g in list(self.gaps):  # the oldest first, until what is held fits again
+            if len(self.buffer) <= p.max_buffer_messages and self.buffer_bytes <= p.max_buffer_bytes:
+                break
+            self.gaps.abandon(g, "buffer_overflow")
+            self._drain()
 
     # ------------------------------------------------------------------ unicast
 
@@ -855,10 +878,16 @@ class HandlerCore:
         deadlines = [self.last_rx_ns[0] + self.policy.stale_after_ns if not self.stale[0] else None,
                      self.last_rx_ns[1] + self.policy.stale_after_ns if not self.stale[1] else None]
         if not self.joining:  # while joining nothing is asked for or given up: the image may cover it
+            # with every request slot taken, a gap whose wait is over waits for an answer or a timeout, not for
+            # its own due time (that would wake the loop at once, again and again)
+            full = len({(g.server, g.sent_first) for g in self.gaps if g.outstanding}) >= self.policy.max_outstanding_requests
             for g in self.gaps:
                 if g.abandoned:
                     continue
-                deadlines.append(g.timeout_ns if g.outstanding else g.due_ns)
+                if g.outstanding:
+                    deadlines.append(g.timeout_ns)
+                elif not full:
+                    deadlines.append(g.due_ns)
                 deadlines.append(g.detected_ns + self.policy.give_up_ns)
         if self.image_due_ns is not None:
             deadlines.append(self.image_due_ns)

@@ -37,6 +37,11 @@ class Published:
     def heartbeat(self) -> bytes:
         return encode_heartbeat(self.session, self.next_sequence)
 
+    def announce(self, i: int) -> bytes:
+        """The heartbeat an idle plant would send after datagram `i`: it continues that datagram."""
+        end = self.first_seq(i + 1) if i + 1 < len(self.datagrams) else self.next_sequence
+        return encode_heartbeat(self.session, end)
+
     def answer(self, nack: SendNack, per: int = 50) -> list[bytes]:
         """What a re-request server sends back for `nack`."""
         blocks = self.journal.get(nack.sequence, nack.count)
@@ -61,6 +66,12 @@ class Recorder:
 
     def events(self, kind: type | tuple = object) -> list[Any]:
         return [x for x in self.log if not isinstance(x, tuple) and isinstance(x, kind)]
+
+
+def open_stream(core: HandlerCore, pub: Published, now_ns: int, feed: str = "A", i: int = 0) -> list:
+    """Datagram `i` on `feed`, then the heartbeat that continues it, so the core believes it and starts its
+    stream there (a first datagram alone is only a claim: linehandler/claims.py)."""
+    return core.on_datagram(feed, pub.datagrams[i], now_ns) + core.on_datagram(feed, pub.announce(i), now_ns)
 
 
 def make_core(rec: Recorder, **kw: Any) -> HandlerCore:

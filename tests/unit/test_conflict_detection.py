@@ -7,7 +7,7 @@ from decoders import CODECS
 from decoders.moldudp64 import encode_datagram, split_blocks
 from linehandler.events import SequenceConflict, SessionStarted
 from linehandler.session import RecoveryPolicy
-from tests.unit.handler_harness import MS, SESSION, Published, Recorder, make_core
+from tests.unit.handler_harness import MS, SESSION, Published, Recorder, make_core, open_stream
 from tickerplant.sequencer import Sequencer
 
 
@@ -73,7 +73,7 @@ def test_conflict_on_a_partly_new_datagram_still_delivers_the_new_part(clock) ->
     pub, rec = Published(12), Recorder()
     bad = altered(12, {2})
     core = make_core(rec)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)  # 1..3
+    open_stream(core, pub, clock.now_ns)  # 1..3
     both = repack(bad.datagrams, 6)  # 1..6 with 2 altered: 1..3 delivered already, 4..6 new
     core.on_datagram("B", both[0], clock.advance(1000))
     assert rec.events(SequenceConflict) == [SequenceConflict("B", SESSION, 2, 2, 1)]
@@ -85,7 +85,7 @@ def test_conflict_with_a_buffered_message(clock) -> None:
     pub, rec = Published(12), Recorder()
     bad = altered(12, {8})
     core = make_core(rec)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)  # 1..3
+    open_stream(core, pub, clock.now_ns)  # 1..3
     core.on_datagram("A", pub.datagrams[2], clock.advance(1000))  # 7..9 buffered behind the gap 4..6
     core.on_datagram("B", bad.datagrams[2], clock.advance(1000))  # 7..9, 8 differs
     core.on_datagram("B", pub.datagrams[1], clock.advance(1000))  # fills the gap

@@ -21,7 +21,7 @@ from linehandler.events import (
     SessionStarted,
 )
 from linehandler.session import RecoveryPolicy
-from tests.unit.handler_harness import MS, SESSION, Published, Recorder, make_core, run_timers
+from tests.unit.handler_harness import MS, SESSION, Published, Recorder, make_core, open_stream, run_timers
 
 
 def reject(seq: int, count: int, reason: str, retry_after_ns: int = 0, session: bytes = SESSION) -> bytes:
@@ -82,7 +82,7 @@ def test_gap_filled_by_the_other_feed_before_the_gap_wait_sends_no_nack(clock) -
     pub, rec = Published(9), Recorder()
     core = make_core(rec, nack_servers=2)
     d0, d1, d2 = pub.datagrams
-    core.on_datagram("A", d0, clock.now_ns)
+    open_stream(core, pub, clock.now_ns)  # d0
     core.on_datagram("A", d2, clock.now_ns)  # d1 lost on A
     assert core.next_timer() <= clock.now_ns + 10 * MS
     assert run_timers(core, clock, clock.now_ns + MS // 2, 100_000) == []  # still inside the minimum gap-wait
@@ -113,7 +113,7 @@ def test_gap_lost_on_both_feeds_is_nacked_after_the_gap_wait_and_filled(clock) -
 def test_tail_gap_found_from_the_heartbeat(clock) -> None:
     pub, rec = Published(6), Recorder()
     core = make_core(rec, nack_servers=1)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)  # the last datagram is lost on both feeds
+    open_stream(core, pub, clock.now_ns)  # the last datagram is lost on both feeds
     core.on_datagram("B", pub.heartbeat(), clock.now_ns)
     actions = run_timers(core, clock, clock.now_ns + 20 * MS)
     assert actions == [SendNack(0, SESSION, 4, 3)]
@@ -139,7 +139,7 @@ def test_a_reject_with_retry_after_is_asked_again_when_the_server_says(clock, re
     server says, not less (no hammering) and not a whole request timeout more."""
     pub, rec = Published(6), Recorder()
     core = make_core(rec, nack_servers=1)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     core.on_datagram("A", pub.heartbeat(), clock.now_ns)
     (nack,) = run_timers(core, clock, clock.now_ns + 20 * MS)
     core.on_unicast(reject(nack.sequence, nack.count, reason, retry_after_ms * MS), 0, clock.now_ns)
@@ -157,7 +157,7 @@ def test_a_reject_with_retry_after_is_asked_again_when_the_server_says(clock, re
 def test_too_old_everywhere_is_an_unrecoverable_gap_and_the_stream_carries_on(clock) -> None:
     pub, rec = Published(9), Recorder()
     core = make_core(rec, nack_servers=2)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     core.on_datagram("A", pub.datagrams[2], clock.now_ns)
     for _ in range(2):
         actions = run_timers(core, clock, clock.now_ns + 20 * MS)
@@ -175,7 +175,7 @@ def test_too_old_everywhere_is_an_unrecoverable_gap_and_the_stream_carries_on(cl
 def test_no_server_means_a_gap_event_after_the_gap_wait(clock) -> None:
     pub, rec = Published(9), Recorder()
     core = make_core(rec)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     core.on_datagram("A", pub.datagrams[2], clock.now_ns)
     run_timers(core, clock, clock.now_ns + 20 * MS)
     assert [(e.first, e.last) for e in rec.events(GapEvent)] == [(4, 6)]
@@ -186,7 +186,7 @@ def test_give_up_after_the_bound_then_resync_from_an_image(clock) -> None:
     pub, rec = Published(9), Recorder()
     policy = RecoveryPolicy(give_up_ns=300 * MS, stale_after_ns=10**12)
     core = make_core(rec, nack_servers=1, image_servers=1, policy=policy)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     core.on_datagram("A", pub.datagrams[2], clock.now_ns)
     actions = run_timers(core, clock, clock.now_ns + 400 * MS)  # NACKs go unanswered
     assert any(isinstance(a, SendNack) for a in actions)
@@ -257,8 +257,8 @@ def test_session_change_is_an_event_and_a_fresh_start(clock) -> None:
         core.on_datagram("A", d, clock.now_ns)
     core.on_datagram("A", encode_end_of_session(SESSION, 7), clock.now_ns)
     core.on_datagram("A", new.datagrams[0], clock.now_ns)
+    core.on_datagram("B", new.datagrams[1], clock.now_ns)  # continues the first: the new session is believed
     core.on_datagram("B", old.datagrams[1], clock.now_ns)  # a straggler of the old session
-    core.on_datagram("B", new.datagrams[1], clock.now_ns)
     kinds = [type(x).__name__ if not isinstance(x, tuple) else x[0] for x in rec.log]
     assert kinds == ["SessionStarted", 1, 2, 3, 4, 5, 6, "SessionEnded", "SessionChanged", "SessionStarted", 1, 2, 3, 4, 5, 6]
     assert rec.events(SessionChanged)[0] == SessionChanged(SESSION, new.session)
@@ -287,7 +287,7 @@ def test_malformed_and_wrong_schema_datagrams_are_counted_and_never_decoded(cloc
 def test_stale_feeds_and_stream(clock) -> None:
     pub, rec = Published(6), Recorder()
     core = make_core(rec, policy=RecoveryPolicy(stale_after_ns=100 * MS))
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     core.on_datagram("B", pub.datagrams[0], clock.now_ns)
     run_timers(core, clock, clock.now_ns + 50 * MS)
     core.on_datagram("A", pub.datagrams[1], clock.now_ns)

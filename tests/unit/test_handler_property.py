@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from linehandler.events import GapEvent, SendNack
 from linehandler.session import RecoveryPolicy
 from tests.conftest import FakeClock
-from tests.unit.handler_harness import MS, Published, Recorder, make_core
+from tests.unit.handler_harness import MS, Published, Recorder, make_core, open_stream
 
 N_DATAGRAMS = 25
 
@@ -44,7 +44,7 @@ def test_any_loss_dup_reorder_with_retransmission_delivers_exactly_the_stream(pa
                     serve(core.on_unicast(dg, a.server, clock.now_ns))
 
     # the first datagram arrives first (a receiver started before the publisher)
-    serve(core.on_datagram("A", pub.datagrams[0], clock.now_ns))
+    serve(open_stream(core, pub, clock.now_ns))
     for feed, i in pattern:
         serve(core.on_datagram(feed, pub.datagrams[i], clock.advance(50_000)))
         t = core.next_timer()

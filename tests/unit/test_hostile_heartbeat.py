@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from decoders.moldudp64 import encode_end_of_session, encode_heartbeat
-from tests.unit.handler_harness import MS, Published, Recorder, make_core, step_and_answer
+from tests.unit.handler_harness import MS, Published, Recorder, make_core, open_stream, step_and_answer
 
 
 def test_a_heartbeat_with_trailing_bytes_is_refused_before_its_sequence_is_believed(clock) -> None:
     pub, rec = Published(9), Recorder()
     core = make_core(rec, nack_servers=1)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     for forged in (encode_heartbeat(pub.session, 1_000_000) + b"\x00\x01", encode_end_of_session(pub.session, 1_000_000) + b"\x00"):
         assert core.on_datagram("B", forged, clock.now_ns) == []
     assert core.feed_counters[1]["malformed"] == 2
@@ -45,7 +45,7 @@ def test_a_far_ahead_heartbeat_is_withdrawn_when_live_data_lands_inside_its_rang
 
     pub, rec = Published(30), Recorder()
     core = make_core(rec, nack_servers=1)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     core.on_datagram("B", encode_heartbeat(pub.session, 900), clock.now_ns)
     assert core.gaps.missing() == 900 - 4
     for d in pub.datagrams[1:]:
@@ -62,7 +62,7 @@ def test_a_real_tail_gap_withdrawn_by_a_late_datagram_comes_back_with_the_next_h
     heartbeat announces it again and it is recovered: one heartbeat interval later, nothing lost."""
     pub, rec = Published(15), Recorder()
     core = make_core(rec, nack_servers=1)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     core.on_datagram("A", pub.datagrams[1], clock.now_ns)
     core.on_datagram("A", pub.heartbeat(), clock.now_ns)  # next = 16: 7..15 missing
     core.on_datagram("B", pub.datagrams[2], clock.now_ns)  # 7..9, late: 10..15 withdrawn

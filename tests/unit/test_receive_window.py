@@ -19,7 +19,7 @@ from linehandler.events import (
     SessionConflict,
 )
 from linehandler.session import RecoveryPolicy
-from tests.unit.handler_harness import MS, SESSION, Published, Recorder, make_core, run_timers, step_and_answer
+from tests.unit.handler_harness import MS, SESSION, Published, Recorder, make_core, open_stream, run_timers, step_and_answer
 
 FORGED_INSTANCE = make_session(SCHEMA_FINGERPRINT, 36**6 - 1)  # ZZZZZZ: newer than any real instance
 
@@ -43,7 +43,7 @@ def test_a_sequence_0_heartbeat_opens_no_gap_and_asks_for_nothing(clock) -> None
     pub, rec = Published(30), Recorder()
     core = make_core(rec, nack_servers=1)
     actions = core.on_datagram("A", encode_heartbeat(SESSION, 0), clock.now_ns)
-    actions += core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    actions += open_stream(core, pub, clock.now_ns)
     actions += core.on_datagram("B", encode_heartbeat(SESSION, 0), clock.now_ns)
     actions += run_timers(core, clock, clock.now_ns + 50 * MS)
     assert not actions and not core.gaps
@@ -69,13 +69,14 @@ def test_data_a_billion_ahead_is_held_never_delivered_and_costs_the_real_stream_
         core.on_datagram("A", d, clock.now_ns)
         sent += step_and_answer(core, pub, clock, 2)
     assert _sequences(rec) == list(range(1, 61)) and not rec.events(GapEvent) and not sent
-    assert core.feed_counters[0]["unconfirmed"] == 1 and core.feed_counters[1]["unconfirmed"] == 1
+    # A: the forged datagram, and the stream's first datagram (held until the second continued it)
+    assert core.feed_counters[0]["unconfirmed"] == 2 and core.feed_counters[1]["unconfirmed"] == 1
 
 
 def test_a_far_ahead_heartbeat_is_held_and_opens_no_gap(clock) -> None:
     pub, rec = Published(30), Recorder()
     core = make_core(rec, nack_servers=1)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     for feed in "AB":
         core.on_datagram(feed, encode_heartbeat(SESSION, 10**9), clock.now_ns)
     assert not core.gaps and core.horizon == 4
@@ -90,11 +91,11 @@ def test_a_real_stream_far_ahead_after_an_outage_is_believed_once_it_continues(c
     next one (any feed), then the outage is a gap like any other and is recovered."""
     pub, rec = Published(6000, per=1), Recorder()
     core = make_core(rec, nack_servers=1, policy=RecoveryPolicy(stale_after_ns=10**13, min_ahead_messages=1000))
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     core.on_datagram("A", pub.datagrams[3000], clock.now_ns)  # sequence 3001: 2999 beyond the horizon
     assert not core.gaps and _sequences(rec) == [1]
     core.on_datagram("B", pub.datagrams[3001], clock.now_ns)  # continues it
-    assert core.gaps.missing() == 2999 and core.counters["claims_corroborated"] == 1
+    assert core.gaps.missing() == 2999 and core.counters["claims_corroborated"] == 2  # the opening, and this
     for d in pub.datagrams[3002:]:
         core.on_datagram("A", d, clock.now_ns)
     step_and_answer(core, pub, clock, 200)
@@ -260,7 +261,7 @@ def test_other_schemas_are_reported_by_name_a_bounded_number_of_times(clock) -> 
 def test_a_retransmission_beyond_the_horizon_widens_nothing(clock) -> None:
     pub, rec = Published(30), Recorder()
     core = make_core(rec, nack_servers=1)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     core.on_unicast(encode_datagram(SESSION, 4, [b"\xff"] * 0 + pub.journal.get(4, 27)[:20]), 0, clock.now_ns)
     assert core.horizon == 4 and not core.gaps and core.counters["unrequested"] == 20
     assert _sequences(rec) == [1, 2, 3]
@@ -269,8 +270,24 @@ def test_a_retransmission_beyond_the_horizon_widens_nothing(clock) -> None:
 def test_no_nack_ever_asks_for_an_empty_or_oversized_range(clock) -> None:
     pub, rec = Published(3000, per=1), Recorder()
     core = make_core(rec, nack_servers=1)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     core.on_datagram("A", pub.datagrams[2999], clock.now_ns)
     core.on_datagram("A", encode_heartbeat(SESSION, 3001), clock.now_ns)
     sent = [a for a in run_timers(core, clock, clock.now_ns + 50 * MS) if isinstance(a, SendNack)]
     assert sent and all(1 <= a.count <= core.policy.max_request_messages for a in sent)
+
+
+def test_a_forged_announcement_inside_the_window_is_withdrawn_by_the_plants_next_heartbeat(clock) -> None:
+    """The plant is idle; a forged heartbeat announces 500 messages more. The plant's own heartbeat, which only
+    moves forward, announces less: the range is withdrawn before anything is given up or reported."""
+    pub, rec = Published(30), Recorder()
+    core = make_core(rec, nack_servers=1, policy=RecoveryPolicy(give_up_ns=5000 * MS, stale_after_ns=10**13))
+    for d in pub.datagrams:
+        core.on_datagram("A", d, clock.now_ns)
+    core.on_datagram("B", encode_heartbeat(SESSION, 531), clock.now_ns)
+    assert core.gaps.missing() == 500
+    clock.advance(1000 * MS)
+    core.on_datagram("A", pub.heartbeat(), clock.now_ns)  # the plant, still idle: next is 31
+    assert not core.gaps and core.horizon == 31 and core.counters["announced_withdrawn"] == 1
+    run_timers(core, clock, clock.now_ns + 10_000 * MS, 10 * MS)
+    assert not rec.events(GapEvent) and _sequences(rec) == list(range(1, 31))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from linehandler.events import SendNack
 from linehandler.session import RecoveryPolicy
-from tests.unit.handler_harness import MS, Published, Recorder, make_core, step_and_answer
+from tests.unit.handler_harness import MS, Published, Recorder, make_core, open_stream, step_and_answer
 
 
 def lose(core, pub: Published, i: int, clock) -> None:
@@ -16,7 +16,7 @@ def test_a_silent_server_gets_no_new_gaps_until_it_answers_again(clock) -> None:
     pub, rec = Published(130, per=3), Recorder()
     policy = RecoveryPolicy(retries_per_server=1, request_timeout_ns=50 * MS, stale_after_ns=10**12, server_holddown_ns=5_000 * MS)
     core = make_core(rec, nack_servers=2, policy=policy)
-    core.on_datagram("A", pub.datagrams[0], clock.now_ns)
+    open_stream(core, pub, clock.now_ns)
     sent: list[SendNack] = []
     # gaps open one after another; whoever is asked first, server 0 never answers
     for i in range(1, 18, 2):
