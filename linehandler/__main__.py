@@ -46,6 +46,8 @@ def validate(config: HandlerConfig) -> None:
             raise ConfigError(f"{name} must be in [0, 1)")
     if config.recovery.gap_wait_min_ms > config.recovery.gap_wait_max_ms:
         raise ConfigError("recovery.gap_wait_min_ms is above recovery.gap_wait_max_ms")
+    if not 1 <= config.recovery.max_request_messages <= 0xFFFF:
+        raise ConfigError("recovery.max_request_messages must be in 1..65535 (a request's count is a 16-bit field)")
 
 
 def cmd_run(argv: list[str]) -> int:

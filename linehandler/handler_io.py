@@ -20,6 +20,7 @@ import logging
 import random
 import selectors
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -29,7 +30,7 @@ from decoders.moldudp64 import encode_request
 from decoders.pcap import PcapWriter
 from decoders.present import message_record
 from mdcommon.image import Image, write_image
-from mdcommon.logs import event
+from mdcommon.logs import CoreErrors, event
 from mdcommon.mcast_recv import open_receiver
 from mdcommon.metrics_io import Metrics
 from mdcommon.status_io import StatusServer
@@ -75,10 +76,16 @@ def _per_channel(path: str, channel: str, channels: int) -> str:
 
 
 def parse_address(text: str) -> tuple[str, int]:
+    """`host:port` with the host resolved to its IPv4 address once, here: retransmissions are accepted only
+    from a configured server's address, and a packet's source is an address, never a name."""
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{text!r} is not host:port")
-    return host, int(port)
+    try:
+        infos = socket.getaddrinfo(host, int(port), socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise ValueError(f"{text!r}: {host!r} does not resolve to an IPv4 address ({exc})") from None
+    return infos[0][4][0], int(port)
 
 
 def policy_from(config: HandlerConfig) -> RecoveryPolicy:
@@ -141,6 +148,7 @@ class Channel:
         self.image_client: ImageClient | None = None
         self.nack_send_errors = 0
         self.unknown_unicast = 0
+        self.core_errors = CoreErrors(log, f"handler core, channel {self.name}")
 
     def close(self) -> None:
         for s in self.socks.values():
@@ -346,7 +354,11 @@ class LineHandler:
             if p and self._drop_rng.random() < p:
                 self.dropped[feed] += 1
                 continue
-            actions = core.on_datagram(feed, view[:n], now)
+            try:
+                actions = core.on_datagram(feed, view[:n], now)
+            except Exception as exc:  # a core bug must not take the daemon down: counted, logged, input dropped
+                ch.core_errors.record(exc, now)
+                continue
             if actions:
                 self._act(ch, actions)
 
@@ -362,14 +374,20 @@ class LineHandler:
             if server is None:
                 ch.unknown_unicast += 1  # not from a server we asked: trust no input
                 continue
-            self._act(ch, ch.core.on_unicast(self.view[:n], server, time.monotonic_ns()))
+            now = time.monotonic_ns()
+            try:
+                actions = ch.core.on_unicast(self.view[:n], server, now)
+            except Exception as exc:  # as in _drain_socket
+                ch.core_errors.record(exc, now)
+                continue
+            self._act(ch, actions)
 
     def _act(self, ch: Channel, actions: list) -> None:
         for a in actions:
             if isinstance(a, SendNack):
                 try:
                     ch.unicast.sendto(encode_request(a.session, a.sequence, a.count), ch.nack_addrs[a.server])
-                except OSError as exc:
+                except (OSError, ValueError, struct.error) as exc:
                     ch.nack_send_errors += 1
                     event(log, "nack_send_failed", logging.WARNING, channel=ch.name, server=ch.nack_addrs[a.server], error=str(exc))
             elif isinstance(a, RequestImage):
@@ -423,7 +441,8 @@ class LineHandler:
     def status(self) -> dict[str, Any]:
         return {
             "daemon": "linehandler",
-            "channels": {ch.name: {**ch.core.status(), "nack_send_errors": ch.nack_send_errors, "unknown_unicast": ch.unknown_unicast}
+            "channels": {ch.name: {**ch.core.status(), "nack_send_errors": ch.nack_send_errors, "unknown_unicast": ch.unknown_unicast,
+                                  "core_errors": ch.core_errors.count}
                          for ch in self.channels},
             "dropped_in_process": self.dropped,
         }

@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Any
 
-__all__ = ["setup_logging", "event"]
+__all__ = ["setup_logging", "event", "CoreErrors"]
 
 _JSON = False
 
@@ -47,3 +47,23 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
     """Log one state change with its figures: `event(log, "feed_stale", feed="A", silent_ms=3000)`."""
     if logger.isEnabledFor(level):
         logger.log(level, name, extra={"fields": fields})
+
+
+class CoreErrors:
+    """Exceptions a core raised on one input, counted, and logged with their traceback at most once a
+    second: a daemon never dies on a datagram (issue 16), and a bug that one keeps hitting does not
+    flood the log. The input is dropped; what the core promised about it is then broken, which is why
+    the count is in every status snapshot and the stateful model tests exist to keep it at zero."""
+
+    def __init__(self, logger: logging.Logger, where: str) -> None:
+        self.logger = logger
+        self.where = where
+        self.count = 0
+        self._last_log_ns = -(10**18)
+
+    def record(self, exc: BaseException, now_ns: int) -> None:
+        self.count += 1
+        if now_ns - self._last_log_ns >= 1_000_000_000:
+            self._last_log_ns = now_ns
+            self.logger.error("core_error", exc_info=exc, extra={"fields": {"where": self.where, "count": self.count,
+                                                                           "error": f"{type(exc).__name__}: {exc}"}})

@@ -22,7 +22,7 @@ from linehandler.counters import FEED_COUNTERS, STREAM_COUNTERS
 from linehandler.events import GapEvent, ImageApplied, SessionChanged, SessionStarted
 from linehandler.handler_io import LineHandler
 from mdcommon.image import Image
-from mdcommon.logs import event
+from mdcommon.logs import CoreErrors, event
 from mdcommon.metrics_io import Metrics
 
 from .config import ServerConfig
@@ -110,6 +110,7 @@ class RetransmitServer:
         self.snapshot_ns = 0
         self.figures = {"snapshots_taken": 0, "image_clients": 0, "images_served": 0, "clients_refused": 0, "slow_readers_closed": 0,
                         "idle_closed": 0, "udp_send_errors": 0, "journal_resets": 0}
+        self.core_errors = CoreErrors(log, "re-request server core")
 
     # -- journal on disk ----------------------------------------------------
 
@@ -176,7 +177,13 @@ class RetransmitServer:
                 data, addr = sock.recvfrom(2048)
             except BlockingIOError:
                 return
-            for datagram in self.server.on_request(data, addr, time.monotonic_ns()):
+            now = time.monotonic_ns()
+            try:
+                answers = self.server.on_request(data, addr, now)
+            except Exception as exc:  # a core bug must not take the server down: counted, logged, request dropped
+                self.core_errors.record(exc, now)
+                continue
+            for datagram in answers:
                 try:
                     sock.sendto(datagram, addr)
                 except OSError as exc:
@@ -309,7 +316,7 @@ class RetransmitServer:
             "mirror": self.handler.status(),
             "journal": {"first_sequence": self.journal.first_sequence, "next_sequence": self.journal.next_sequence,
                         "messages": len(self.journal), "bytes": self.journal.nbytes},
-            "server": self.server.counters.as_dict(),
+            "server": {**self.server.counters.as_dict(), "core_errors": self.core_errors.count},
             "images": dict(self.figures, clients_now=len(self.clients)),
         }
 

@@ -26,7 +26,7 @@ from decoders import CODECS, SCHEMA_FINGERPRINT, make_session
 from decoders.fingerprint import MAX_INSTANCE
 from decoders.present import message_record
 from mdcommon.image import Image
-from mdcommon.logs import event
+from mdcommon.logs import CoreErrors, event
 from mdcommon.mcast_send import SEND_OK, open_sender, send_datagram
 from retransmit.journal import Journal
 from retransmit.server import RequestServer, ServerLimits
@@ -94,6 +94,7 @@ class Plant:
         self.request_server: RequestServer | None = None
         self.request_sock: socket.socket | None = None
         self.request_send_errors = 0
+        self.core_errors = CoreErrors(log, "plant's re-request server core")
         if config.request_address:
             self.request_server = RequestServer(self.journal, ServerLimits(max_datagram_bytes=config.max_datagram_bytes), time.monotonic_ns())
             self.request_server.session = self.session
@@ -202,7 +203,13 @@ class Plant:
             except BlockingIOError:
                 break
             served += 1
-            for datagram in server.on_request(data, addr, time.monotonic_ns()):
+            now = time.monotonic_ns()
+            try:
+                answers = server.on_request(data, addr, now)
+            except Exception as exc:  # a core bug must not take the plant down: counted, logged, request dropped
+                self.core_errors.record(exc, now)
+                continue
+            for datagram in answers:
                 try:
                     sock.sendto(datagram, addr)
                 except OSError:
@@ -250,5 +257,5 @@ class Plant:
             "journal": {"first_sequence": self.journal.first_sequence, "messages": len(self.journal), "bytes": self.journal.nbytes},
             "instruments": len(self.image) if self.image is not None else None,
             "feeds": {name: {"group": f"{addr[0]}:{addr[1]}", **c.as_dict()} for name, _, addr, c in self.feeds},
-            "requests": self.request_server.counters.as_dict() if self.request_server else None,
+            "requests": {**self.request_server.counters.as_dict(), "core_errors": self.core_errors.count} if self.request_server else None,
         }

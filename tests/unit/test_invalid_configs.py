@@ -51,3 +51,21 @@ def test_port_in_use_is_refused(capsys) -> None:
 def test_handler_bad_server_address(capsys) -> None:
     assert handler_main(["run", "--channel-nack-servers", "nohostport"]) == 2
     assert "not host:port" in capsys.readouterr().err
+
+
+def test_a_server_given_by_name_is_resolved_once_so_its_answers_are_recognised(capsys) -> None:
+    """Issue 16 item 9: `localhost:31101` passed validation, then every retransmission was dropped as
+    unknown_unicast (a packet's source is an address, the configured server a name)."""
+    from linehandler.handler_io import parse_address
+
+    assert parse_address("localhost:31101") == ("127.0.0.1", 31101)
+    assert handler_main(["run", "--channel-nack-servers", "no-such-host.invalid:31101"]) == 2
+    assert "does not resolve" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("count", ["0", "65536", "100000"])
+def test_a_request_size_the_wire_cannot_carry_is_refused(count: str, capsys) -> None:
+    """Issue 16 item 15: above 65535 the NACK encoder raised struct.error in the running daemon; 0 gave
+    endless rejects."""
+    assert handler_main(["run", "--recovery-max-request-messages", count]) == 2
+    assert "max_request_messages must be in 1..65535" in capsys.readouterr().err

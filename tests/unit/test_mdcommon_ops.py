@@ -114,3 +114,65 @@ def test_configurations_never_share_nested_tables() -> None:
     a.channel.feed_a.interface = "changed"
     a.channels.append({"name": "x"})
     assert b.channel.feed_a.interface == "lo" and b.channels == []
+
+
+def _serve_one(server: StatusServer, fetch) -> list:
+    got: list = []
+    client = threading.Thread(target=lambda: got.append(fetch()))
+    sel = selectors.DefaultSelector()
+    sel.register(server.sock, selectors.EVENT_READ)
+    client.start()
+    try:
+        for _ in range(100):
+            if sel.select(timeout=0.05):
+                server.on_readable()
+            if not client.is_alive():
+                break
+    finally:
+        client.join(5)
+        sel.close()
+    return got
+
+
+def test_status_socket_refuses_to_replace_a_file_or_a_live_socket_and_is_owner_only(tmp_path: Path) -> None:
+    """Issue 16 item 12: the daemon unlinked whatever was at the configured path and set no mode."""
+    import os
+    import stat
+
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me")
+    with pytest.raises(OSError, match="not a socket"):
+        StatusServer(str(precious), dict)
+    assert precious.read_text() == "keep me"
+    path = str(tmp_path / "s.sock")
+    live = StatusServer(path, dict)
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with pytest.raises(OSError, match="in use"):
+            StatusServer(path, dict)
+    finally:
+        live.sock.close()  # a daemon killed -9: its socket file stays, nobody listens
+    again = StatusServer(path, dict)  # the leftover is replaced
+    again.close()
+
+
+def test_a_large_snapshot_arrives_whole(tmp_path: Path) -> None:
+    """Issue 16 item 12: a partial non-blocking send truncated the JSON."""
+    import time
+
+    big = {f"channel{i}": {"figures": list(range(200))} for i in range(300)}  # about 700 KB: more than a socket buffer
+
+    def slow_reader() -> dict:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(server.path)
+            time.sleep(0.01)  # reads a moment after connecting, as a status tool on a busy host does
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return json.loads(b"".join(chunks))
+
+    server = StatusServer(str(tmp_path / "s.sock"), lambda: big)
+    try:
+        assert _serve_one(server, slow_reader) == [big]
+    finally:
+        server.close()
