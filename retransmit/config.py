@@ -15,7 +15,7 @@ class LimitsConfig:
     """Hard limits, so that no requester can turn the server into a flood."""
 
     max_request_messages: int = opt(2000, "most messages one request may ask for", "messages")
-    requester_requests_per_s: float = opt(50.0, "per requester (address:port): requests", "requests/s")
+    requester_requests_per_s: float = opt(50.0, "per requester (its IP address, whatever its ports): requests", "requests/s")
     requester_messages_per_s: float = opt(100_000.0, "per requester: messages retransmitted", "messages/s")
     requester_bytes_per_s: float = opt(10_000_000.0, "per requester: bytes sent, rejects included", "bytes/s")
     global_requests_per_s: float = opt(2000.0, "all requesters together: requests", "requests/s")

@@ -119,6 +119,7 @@ def test_a_bad_apple_does_not_delay_an_honest_recovery(tmp_path: Path) -> None:
 
         def flood() -> None:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.2", 0))  # another host: requesters are buckets by address, whatever their ports
             s.setblocking(False)
             while not stop.is_set():
                 try:

@@ -60,9 +60,9 @@ def test_forged_datagrams_from_another_host_reach_only_the_unfiltered_channel(tm
     """From 127.0.0.2, to both groups, with the plant's own session: a heartbeat claiming sequence
     1,000,000, then a well-formed quote at a sequence the plant has not reached yet. The channel that
     accepts only 127.0.0.1 never sees either and delivers the plant's stream exactly. The channel that
-    accepts any sender withdraws the heartbeat's range when the plant's next datagram lands inside it
-    (no gap, nothing lost), but the forged quote is the first copy of its sequence: it is delivered,
-    and the plant's real message there is a SequenceConflict. Only the source filter keeps forged data out."""
+    accepts any sender holds the heartbeat unbelieved (no gap, nothing lost), but the forged quote is the first copy of its sequence: it is delivered,
+    and the plant's real message there is a SequenceConflict. Only the source filter keeps forged data out.
+    (The heartbeat is beyond the receive window, so the open channel never believes it at all.)"""
     a, b = unique_feeds()
 
     def channel(name: str, sources: list[str]) -> dict:  # a [[channels]] table, as in a config file
@@ -105,11 +105,19 @@ def test_forged_datagrams_from_another_host_reach_only_the_unfiltered_channel(tm
     assert forged_at, "the forger never learned the session"
     n = len(delivered["filtered"])
     assert n > forged_at[0] and delivered["filtered"] == list(range(1, n + 1))
-    assert delivered["open"] == delivered["filtered"]  # same sequences; one of the open channel's messages is forged
+    assert delivered["open"] == delivered["filtered"]  # same sequences; one of the open channel's messages may be forged
     filtered, opened = (ch.core for ch in handler.channels)
     assert not [e for e in events["filtered"] if isinstance(e, (GapEvent, SequenceConflict))]
     assert filtered.counters["announced_withdrawn"] == 0 and filtered.counters["conflicts"] == 0
     assert not [e for e in events["open"] if isinstance(e, GapEvent)]
-    assert opened.counters["announced_withdrawn"] >= 1
+    # the forged heartbeat is far beyond the receive window: held, never believed (nothing to withdraw)
+    assert opened.counters["announced_withdrawn"] == 0
+    assert opened.feed_counters[0]["unconfirmed"] >= 2 and opened.feed_counters[1]["unconfirmed"] >= 1
     conflicts = [e for e in events["open"] if isinstance(e, SequenceConflict)]
-    assert conflicts and conflicts[0].first == forged_at[0] and opened.counters["conflicts"] >= 1
+    held = opened.feed_counters[0]["unconfirmed"] + opened.feed_counters[1]["unconfirmed"]
+    # the quote, 2,000 ahead, is inside the window once the handler has measured the stream's rate (10,000 at
+    # 5,000 msg/s), beyond it before (the window starts at 1,000): delivered and reported as a conflict, or held
+    if conflicts:
+        assert conflicts[0].first == forged_at[0] and opened.counters["conflicts"] >= 1
+    else:
+        assert held >= 5 and opened.counters["claims_dropped"] + len(opened.claims) >= 2

@@ -46,7 +46,10 @@ def test_a_standby_that_diverged_takes_over_in_a_new_session_never_the_same_one(
     p1.wait()
     after = g.wait_state("p2", "ACTIVE", timeout_s=5)
     assert after["session"] == make_session(SCHEMA_FINGERPRINT, 4243).decode()
-    time.sleep(0.5)
+    # a handler follows the new session once the old one has been silent past stale_after (3 s by default):
+    # until then it cannot tell a crash from a stray second plant (what it holds of the new one meanwhile is
+    # delivered when it switches)
+    time.sleep(3.5)
     end_all(p2)
     assert p2.wait(timeout=20) == 0 and h.wait(timeout=30) == 0
     r = probe_result(h)
