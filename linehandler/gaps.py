@@ -84,33 +84,52 @@ class GapList:
 
     def overlapping(self, first: int, last: int) -> list[Gap]:
         """The gaps that hold any of `first..last`, in order."""
+        return self._overlapping(first, last)[1]
+
+    def _overlapping(self, first: int, last: int) -> tuple[int, list[Gap]]:
         gaps = self.gaps
         i = gaps.bisect_key_right(first)
-        if i > 0 and gaps[i - 1].last >= first:
-            i -= 1
+        if i > 0:
+            prev = gaps[i - 1]
+            if prev.last >= first:
+                i -= 1
+                if prev.last >= last:
+                    return i, [prev]  # the common case: one gap holds the whole range
+        start = i
         out = []
-        for g in gaps.islice(i):
+        n = len(gaps)
+        while i < n:  # by position: islice() would chain every sublist to the end first
+            g = gaps[i]
             if g.first > last:
                 break
             out.append(g)
-        return out
+            i += 1
+        return start, out
 
     def index_of(self, gap: Gap) -> int:
         return self.gaps.bisect_key_left(gap.first)
 
     def after(self, gap: Gap) -> Iterator[Gap]:
-        """The gaps above `gap`, in order."""
-        return self.gaps.islice(self.index_of(gap) + 1)
+        """The gaps above `gap`, in order (lazily: a caller usually stops after a few)."""
+        gaps = self.gaps
+        i = self.index_of(gap) + 1
+        while i < len(gaps):
+            yield gaps[i]
+            i += 1
 
     def remove_range(self, first: int, last: int) -> list[Gap]:
         """Sequences `first..last` arrived: trim, split or drop the gaps they touch.
 
         Returns the gaps that vanished entirely (for recovery figures)."""
-        if first > last or not self.gaps:
+        gaps = self.gaps
+        if first > last or not gaps:
             return []
+        i, hit = self._overlapping(first, last)
+        if not hit:
+            return []
+        del gaps[i : i + len(hit)]  # by position: no search, no field-by-field comparison
         gone: list[Gap] = []
-        for g in self.overlapping(first, last):
-            self.gaps.remove(g)
+        for g in hit:
             if g.flagged:
                 self.flagged -= 1
             if first <= g.first and g.last <= last:
