@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 from decoders import CODECS, SCHEMA_FINGERPRINT, make_session  # noqa: E402
 from decoders.moldudp64 import decode_datagram  # noqa: E402
 from decoders.pcap import PcapWriter, read_udp  # noqa: E402
-from decoders.replay_io import wire_replay  # noqa: E402
 from linehandler.replay import replay  # noqa: E402
+from mdcommon.replay_io import wire_replay  # noqa: E402
 from tickerplant.sequencer import Sequencer  # noqa: E402
 from tickerplant.source import SyntheticMarket  # noqa: E402
 

@@ -12,7 +12,7 @@ machine and the injected loss touches no other process's traffic. Then, in each 
                our handler has a retransmission server; delivered, lost, p99
   NORM         ZeroMQ's norm:// at full speed (full runs only): throughput and loss
   replay       a capture of our A/B datagrams replayed onto lo by `tcpreplay --topspeed` and by our
-               `python -m decoders replay --fast`: packets/s and the fraction a receiver got (tcpreplay
+               `python -m tickerplant replay --fast`: packets/s and the fraction a receiver got (tcpreplay
                needs route_localnet=1 and accept_local=1 on lo, set inside the namespace only)
 
 There is no tc netem on this kernel; nftables is the loss injector.
@@ -160,7 +160,7 @@ def replay(out: Samples, datagrams: int) -> None:
                 t += 100_000
         w.close()
         n = w.packets
-        rows = {"ours": [sys.executable, "-m", "decoders", "replay", "--fast", str(cap)]}
+        rows = {"ours": [sys.executable, "-m", "tickerplant", "replay", "--fast", str(cap)]}
         if shutil.which("tcpreplay"):
             rows["tcpreplay"] = ["tcpreplay", "--intf1=lo", "--topspeed", str(cap)]
         else:

@@ -2,7 +2,6 @@
 
     python -m decoders [decode] [FILE ...] [--format auto|hex|raw] [--max-bytes N]
     python -m decoders pcap CAPTURE [--summary] [--group G:P] [--session S] [--instrument N] [--type quote]
-    python -m decoders replay CAPTURE [--map G:P=IFACE[:G:P]] [--speed X | --fast]
 
 Input: hex lines (one datagram per line, spaces allowed, `#` comments) or raw files
 (one datagram per file); `-` or no FILE reads standard input. Output: one JSON object
@@ -141,32 +140,13 @@ def cmd_pcap(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from .pcap import PcapError
-    from .replay_io import parse_mapping, wire_replay
-
-    try:
-        mapping = dict(parse_mapping(m) for m in args.map or [])
-    except ValueError as exc:
-        print(f"python -m decoders replay: {exc}", file=sys.stderr)
-        return 2
-    speed = 0.0 if args.fast else args.speed
-    try:
-        r = wire_replay(args.capture, mapping, speed, args.ttl, None if args.only_mapped else "lo")
-    except (PcapError, OSError) as exc:
-        print(f"python -m decoders replay: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps({"sent": r.sent, "skipped_unmapped": r.skipped_unmapped, "send_errors": r.send_errors, "seconds": round(r.seconds, 3),
-                      "datagrams_per_s": round(r.sent / r.seconds) if r.seconds else None,
-                      "lateness_us": {"p50": round(r.percentile_us(0.5), 1), "p99": round(r.percentile_us(0.99), 1),
-                                      "max": round(max(r.lateness_us, default=0.0), 1)} if r.lateness_us else None,
-                      "capture": r.capture}))
-    return 0 if not r.send_errors else 1
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("decode", "pcap", "replay"):
+    if argv[:1] == ["replay"]:
+        # sending is not the wire layer's business (it would import the common layer above it)
+        print("python -m decoders replay moved: use python -m tickerplant replay (same arguments)", file=sys.stderr)
+        return 2
+    if not argv or argv[0] not in ("decode", "pcap"):
         argv.insert(0, "decode")
     ap = argparse.ArgumentParser(prog="python -m decoders", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -185,18 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     pc.add_argument("--session", help="only this session")
     pc.add_argument("--instrument", type=int, help="only messages of this instrument id")
     pc.add_argument("--type", action="append", help="only this message type, e.g. quote (repeatable)")
-    rp = sub.add_parser("replay", help="re-send a capture's datagrams to multicast at their original pace")
-    rp.add_argument("capture", help="pcap or pcapng file")
-    rp.add_argument("--map", action="append", help="GROUP:PORT=IFACE[:GROUP:PORT] (repeatable); unmapped groups go to the same group on lo")
-    rp.add_argument("--only-mapped", action="store_true", help="skip destinations that have no --map")
-    rp.add_argument("--speed", type=float, default=1.0, help="pace multiplier (default 1.0 = original pace)")
-    rp.add_argument("--fast", action="store_true", help="as fast as possible, ignoring the capture's timestamps")
-    rp.add_argument("--ttl", type=int, default=0, help="multicast TTL [hops] (default 0: this host only)")
     args = ap.parse_args(argv)
     if args.command == "pcap":
         return cmd_pcap(args)
-    if args.command == "replay":
-        return cmd_replay(args)
 
     def inputs() -> Iterator[tuple[str, bytes]]:
         for path in args.files or ["-"]:

@@ -49,7 +49,7 @@ from decoders.moldudp64 import (
     split_blocks,
 )
 from mdcommon.image import Image
-from retransmit.ratelimit import TokenBucket
+from mdcommon.ratelimit import TokenBucket
 
 from .claims import Claim, Claims
 from .counters import FEED_COUNTERS, STREAM_COUNTERS

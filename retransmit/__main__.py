@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["serve"]:
         return cmd_serve(argv[1:])
     if argv[:1] == ["status"]:
-        from linehandler.__main__ import cmd_status
+        from mdcommon.status_view import cmd_status
 
-        return cmd_status(argv[1:])
+        return cmd_status(argv[1:], "python -m retransmit status")
     print(__doc__)
     return 0 if argv in ([], ["-h"], ["--help"]) else 2
 

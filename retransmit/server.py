@@ -38,9 +38,9 @@ from decoders import CODECS, DecodeError
 from decoders.moldudp64 import HEADER_SIZE, MAX_DATAGRAM_BYTES, decode_request, encode_datagram
 from decoders.schema.framing import MAX_MESSAGES_PER_PACKET
 from mdcommon.counters import Counter, CounterSet
+from mdcommon.ratelimit import TokenBucket
 
 from .journal import Journal
-from .ratelimit import TokenBucket
 
 __all__ = ["RequestServer", "ServerLimits", "SERVER_COUNTERS", "REJECT_REASONS"]
 

@@ -1,6 +1,7 @@
 """`python -m tickerplant`: publish one channel on feeds A and B.
 
     python -m tickerplant [--config plant.toml] [flags that override the file]
+    python -m tickerplant replay CAPTURE [--map G:P=IFACE[:G:P]] [--speed X | --fast]   # a capture back onto the wire
     python -m tickerplant --print-config       # the effective configuration as TOML
 
 Runs until SIGTERM/SIGINT (or `--duration-s`): then flushes, publishes the
@@ -84,10 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["doctor"]:
         return doctor(argv[1:])
-    if argv[:1] == ["status"]:
-        from linehandler.__main__ import cmd_status
+    if argv[:1] == ["replay"]:
+        from mdcommon.replay_io import main as replay_main
 
-        return cmd_status(argv[1:])
+        return replay_main(argv[1:])
+    if argv[:1] == ["status"]:
+        from mdcommon.status_view import cmd_status
+
+        return cmd_status(argv[1:], "python -m tickerplant status")
     config = cfg.daemon_config("python -m tickerplant", __doc__, PlantConfig, sys.argv[1:] if argv is None else argv, validate)
     if isinstance(config, int):
         return config

@@ -79,7 +79,7 @@ def test_our_capture_is_read_by_tshark_scapy_and_replay(tmp_path: Path) -> None:
 def test_wire_replay_reaches_a_live_handler_with_the_same_result(tmp_path: Path) -> None:
     import threading
 
-    from decoders.replay_io import ReplayTarget, wire_replay
+    from mdcommon.replay_io import ReplayTarget, wire_replay
 
     a, b = unique_feeds()
     cap = tmp_path / "ours.pcap"

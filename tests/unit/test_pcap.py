@@ -207,7 +207,7 @@ def test_wire_replay_routes_each_destination_and_counts_what_it_cannot_send(tmp_
     and a send the kernel refuses (port 0 here) is counted while the replay goes on."""
     import socket
 
-    from decoders.replay_io import ReplayTarget, wire_replay
+    from mdcommon.replay_io import ReplayTarget, wire_replay
 
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))

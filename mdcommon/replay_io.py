@@ -9,16 +9,18 @@ and reported, so a user knows how faithful the replay was.
 
 from __future__ import annotations
 
+import argparse
+import json
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from decoders.pcap import PcapError, ReadCounters, read_udp
 from mdcommon.mcast_send import open_sender
 
-from .pcap import ReadCounters, read_udp
-
-__all__ = ["ReplayTarget", "WireReplayReport", "wire_replay", "parse_mapping"]
+__all__ = ["ReplayTarget", "WireReplayReport", "wire_replay", "parse_mapping", "main"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,32 @@ def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], 
     report.seconds = time.monotonic() - t0
     report.capture = counters.__dict__.copy()
     return report
+
+
+def main(argv: list[str], prog: str = "python -m tickerplant replay") -> int:
+    """The `replay` command line: re-send a capture's datagrams to multicast at their original pace."""
+    rp = argparse.ArgumentParser(prog=prog, description="re-send a capture's datagrams to multicast at their original pace")
+    rp.add_argument("capture", help="pcap or pcapng file")
+    rp.add_argument("--map", action="append", help="GROUP:PORT=IFACE[:GROUP:PORT] (repeatable); unmapped groups go to the same group on lo")
+    rp.add_argument("--only-mapped", action="store_true", help="skip destinations that have no --map")
+    rp.add_argument("--speed", type=float, default=1.0, help="pace multiplier (default 1.0 = original pace)")
+    rp.add_argument("--fast", action="store_true", help="as fast as possible, ignoring the capture's timestamps")
+    rp.add_argument("--ttl", type=int, default=0, help="multicast TTL [hops] (default 0: this host only)")
+    args = rp.parse_args(argv)
+    try:
+        mapping = dict(parse_mapping(m) for m in args.map or [])
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    speed = 0.0 if args.fast else args.speed
+    try:
+        r = wire_replay(args.capture, mapping, speed, args.ttl, None if args.only_mapped else "lo")
+    except (PcapError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"sent": r.sent, "skipped_unmapped": r.skipped_unmapped, "send_errors": r.send_errors, "seconds": round(r.seconds, 3),
+                      "datagrams_per_s": round(r.sent / r.seconds) if r.seconds else None,
+                      "lateness_us": {"p50": round(r.percentile_us(0.5), 1), "p99": round(r.percentile_us(0.99), 1),
+                                      "max": round(max(r.lateness_us, default=0.0), 1)} if r.lateness_us else None,
+                      "capture": r.capture}))
+    return 0 if not r.send_errors else 1

@@ -1,0 +1,70 @@
+"""The packages import downward only (shared/DESIGN.md §4), function-level imports included:
+
+    tools      bench/, examples/, tools/, wireshark/ (the generator)
+    daemons    tickerplant/  ->  retransmit/  ->  linehandler/    (the plant serves re-requests with the
+               server's core; the server's mirror is a line handler); none imports another's __main__
+    common     mdcommon/     imports only the wire
+    wire       decoders/     imports nothing of ours
+
+An `ast` walk, so a newcomer's drawing of the system stays true: a new upward import fails here with the
+file and line that made it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OURS = ("decoders", "mdcommon", "linehandler", "retransmit", "tickerplant", "wireshark", "tools", "bench", "examples")
+ALLOWED = {
+    "decoders": set(),
+    "mdcommon": {"decoders"},
+    "linehandler": {"decoders", "mdcommon"},
+    "retransmit": {"decoders", "mdcommon", "linehandler"},
+    "tickerplant": {"decoders", "mdcommon", "retransmit"},
+    "wireshark": {"decoders"},
+    "tools": {"decoders", "mdcommon", "linehandler", "retransmit", "tickerplant"},
+}
+
+
+def _imports(package: str) -> list[tuple[str, int, str]]:
+    """(file, line, imported module) for every absolute import of one of our packages inside `package`."""
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found += [(str(path.relative_to(ROOT)), node.lineno, n) for n in names if n.split(".")[0] in OURS]
+    return found
+
+
+def test_every_package_imports_only_the_layers_below_it() -> None:
+    wrong = [f"{f}:{line} imports {mod}" for pkg, allowed in ALLOWED.items() for f, line, mod in _imports(pkg)
+             if mod.split(".")[0] not in allowed | {pkg}]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_package_imports_another_ones_command_line() -> None:
+    wrong = [f"{f}:{line} imports {mod}" for pkg in ALLOWED for f, line, mod in _imports(pkg)
+             if mod.endswith(".__main__") and mod.split(".")[0] != pkg]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_allowed_edges_form_no_cycle() -> None:
+    seen: dict[str, int] = {}
+
+    def visit(p: str) -> None:
+        assert seen.get(p) != 1, f"cycle through {p}"
+        if seen.get(p) == 2:
+            return
+        seen[p] = 1
+        for q in ALLOWED[p]:
+            visit(q)
+        seen[p] = 2
+
+    for p in ALLOWED:
+        visit(p)

@@ -1,0 +1,1 @@
+"""Repository tools that sit above every package (they read all three daemons): not installed with the project."""
