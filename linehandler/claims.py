@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
+
+from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT
 
 __all__ = ["Claim", "Claims"]
 
@@ -38,6 +41,12 @@ class Claim:
     @property
     def heartbeat(self) -> bool:
         return self.first == self.end
+
+    @classmethod
+    def of(cls, feed: int, session: Any, first: int, count: int, data: Any, arrival_ns: int) -> Claim:
+        """A claim from a datagram's header fields, its bytes copied (they may be a view of a receive buffer)."""
+        end = first if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) else first + count
+        return cls(feed, bytes(session), first, end, count, data if type(data) is bytes else bytes(data), arrival_ns)
 
 
 class Claims:
@@ -127,9 +136,3 @@ class Claims:
                 self.take(c)
                 n += 1
         return n
-
-    def oldest_ns(self) -> int | None:
-        for c in self.order:
-            if c.live:
-                return c.arrival_ns
-        return None

@@ -82,11 +82,8 @@ class GapList:
         if gap.flagged:
             self.flagged += 1
 
-    def overlapping(self, first: int, last: int) -> list[Gap]:
-        """The gaps that hold any of `first..last`, in order."""
-        return self._overlapping(first, last)[1]
-
     def _overlapping(self, first: int, last: int) -> tuple[int, list[Gap]]:
+        """The position of the first gap that holds any of `first..last`, and those gaps in order."""
         gaps = self.gaps
         i = gaps.bisect_key_right(first)
         if i > 0:

@@ -415,34 +415,30 @@ class HandlerCore:
     def _hold(self, fi: int, session: bytes, seq: int, count: int, data: Any, now_ns: int) -> list:
         """A claim the stream does not corroborate yet: held aside (bounded), delivering nothing and opening
         no gap; believed, with the claim it continues, once a later datagram continues it."""
-        data = data if type(data) is bytes else bytes(data)
-        session = bytes(session)
-        if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
-            end = seq
-        else:
-            end = seq + count
+        claim = Claim.of(fi, session, seq, count, data, now_ns)
+        if not claim.heartbeat:
             try:
-                decode_messages(data, count, self.table)  # only well-formed datagrams are worth holding
+                decode_messages(claim.data, count, self.table)  # only well-formed datagrams are worth holding
             except DecodeError as exc:
                 return self._malformed(fi, exc)
         claims = self.claims
         expired = claims.expire(now_ns - 2 * self.policy.stale_after_ns)
         repeat_after_ns = self.policy.gap_wait_max_ns if self.expected is None else None
-        prev = claims.continued(session, seq, end, fi, data, now_ns, repeat_after_ns)
+        prev = claims.continued(claim.session, seq, claim.end, fi, claim.data, now_ns, repeat_after_ns)
         if prev is None:
             self.feed_counters[fi].values[FEED_COUNTERS.unconfirmed] += 1
-            expired += claims.add(Claim(fi, session, seq, end, count, data, now_ns))
+            expired += claims.add(claim)
             if expired:
                 self.counters.values[STREAM_COUNTERS.claims_dropped] += expired
             return NO_ACTIONS
         claims.take(prev)
         self.counters.values[STREAM_COUNTERS.claims_corroborated] += 1
-        if session != self.session or self.expected is None:
-            self._adopt(session, now_ns)
+        if claim.session != self.session or self.expected is None:
+            self._adopt(claim.session, now_ns)
         self.session_seen_ns = now_ns
         # each at its own arrival time: A/B timing and gap detection are as if it had been believed at once
         actions = self._admit(prev.feed, prev.first, prev.count, prev.data, prev.arrival_ns)
-        actions = actions + self._admit(fi, seq, count, data, now_ns)
+        actions = actions + self._admit(fi, seq, count, claim.data, now_ns)
         return actions + self._admit_held(now_ns)
 
     def _admit_held(self, now_ns: int) -> list:
@@ -472,10 +468,9 @@ class HandlerCore:
             # restart to follow. The other's datagrams are held, so that if ours has really gone (kill -9)
             # nothing of the new one is lost.
             over = self.ended or now_ns - self.session_seen_ns >= self.policy.stale_after_ns
-            data = data if type(data) is bytes else bytes(data)
-            session = bytes(session)
-            end = seq if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) else seq + count
-            if over and self.claims.continued(session, seq, end, fi, data, now_ns, self.policy.gap_wait_max_ns):
+            claim = Claim.of(fi, session, seq, count, data, now_ns)
+            session = claim.session
+            if over and self.claims.continued(session, seq, claim.end, fi, claim.data, now_ns, self.policy.gap_wait_max_ns):
                 # ours ended (its end of session was believed) or went silent past stale_after (a crash), and
                 # the other's datagrams corroborate each other: it is the channel's session now. Until then
                 # ours stays, state and all, in case it was only cut off for a while.
@@ -487,14 +482,14 @@ class HandlerCore:
                 actions: list = []
                 for cl in self.claims.take_all():
                     actions += self._offer(cl.feed, cl.session, cl.first, cl.count, cl.data, cl.arrival_ns)
-                return actions + self._offer(fi, session, seq, count, data, now_ns)
+                return actions + self._offer(fi, session, seq, count, claim.data, now_ns)
             c[FEED_COUNTERS.old_session if instance < self.session_instance else FEED_COUNTERS.other_session] += 1
             if (not over and session not in self.conflicting and session not in self.retired
                     and len(self.conflicting) < self.policy.max_refused_sessions):
                 self.conflicting.add(session)
                 self.counters.values[STREAM_COUNTERS.session_conflicts] += 1
                 self.on_event(SessionConflict(FEEDS[fi], self.session, session))
-            dropped = self.claims.add(Claim(fi, session, seq, end, count, data, now_ns))
+            dropped = self.claims.add(claim)
             if dropped:
                 self.counters.values[STREAM_COUNTERS.claims_dropped] += dropped
             return NO_ACTIONS
@@ -874,13 +869,17 @@ class HandlerCore:
 
     # ------------------------------------------------------------------ timers
 
+    def _in_flight(self) -> int:
+        """Requests outstanding: one per (server, first sequence asked), however many gaps it covers."""
+        return len({(g.server, g.sent_first) for g in self.gaps if g.outstanding})
+
     def next_timer(self) -> int | None:
         deadlines = [self.last_rx_ns[0] + self.policy.stale_after_ns if not self.stale[0] else None,
                      self.last_rx_ns[1] + self.policy.stale_after_ns if not self.stale[1] else None]
         if not self.joining:  # while joining nothing is asked for or given up: the image may cover it
             # with every request slot taken, a gap whose wait is over waits for an answer or a timeout, not for
             # its own due time (that would wake the loop at once, again and again)
-            full = len({(g.server, g.sent_first) for g in self.gaps if g.outstanding}) >= self.policy.max_outstanding_requests
+            full = self._in_flight() >= self.policy.max_outstanding_requests
             for g in self.gaps:
                 if g.abandoned:
                     continue
@@ -904,7 +903,7 @@ class HandlerCore:
                 self._update_quality(f"feed {FEEDS[fi]} silent")
         if self.image_due_ns is not None and now_ns >= self.image_due_ns:
             actions += self._image_actions(now_ns)
-        in_flight = len({(g.server, g.sent_first) for g in self.gaps if g.outstanding})
+        in_flight = self._in_flight()
         # One request per gap while requests are plenty: the budget can ask for every gap waiting now and is
         # at least half full (gaps have not been coming faster than it refills). Otherwise requests are what
         # is scarce: one may reach across up to coalesce_held_messages held messages to the next gaps, and
@@ -1080,7 +1079,7 @@ class HandlerCore:
             "quality": self.quality,
             "buffered": len(self.buffer),
             "gaps_open": len(self.gaps),
-            "nacks_in_flight": len({(g.server, g.sent_first) for g in self.gaps if g.outstanding}),
+            "nacks_in_flight": self._in_flight(),
             "missing": self.gaps.missing(),
             "joining": self.joining,
             "instruments": len(self.image),

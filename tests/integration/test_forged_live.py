@@ -46,6 +46,17 @@ def _handler(a: tuple[str, int], b: tuple[str, int], **channel: object) -> tuple
     return LineHandler(config, lambda ch, seq, msg: delivered.append(seq), lambda ch, ev: events.append(ev)), delivered, events
 
 
+def _run_beside(handler: LineHandler, work, duration_s: float) -> None:
+    """Run the handler while `work` (a stray plant, a forger) runs in a thread beside it."""
+    thread = threading.Thread(target=work)
+    thread.start()
+    try:
+        handler.run(duration_s=duration_s)
+    finally:
+        thread.join()
+        handler.close()
+
+
 def test_a_stray_plant_on_the_same_groups_costs_the_handler_nothing_and_is_reported(tmp_path: Path) -> None:
     a, b = unique_feeds()
     handler, delivered, events = _handler(a, b)
@@ -57,13 +68,7 @@ def test_a_stray_plant_on_the_same_groups_costs_the_handler_nothing_and_is_repor
                        "--session-instance", "2000")
         stray.wait(timeout=20)
 
-    thread = threading.Thread(target=stray_later)
-    thread.start()
-    try:
-        handler.run(duration_s=20)
-    finally:
-        thread.join()
-        handler.close()
+    _run_beside(handler, stray_later, 20)
     assert real.wait(timeout=15) == 0
     last = max(published(tmp_path / "real.jsonl"))
     assert len(published(tmp_path / "stray.jsonl")) > 1000  # the stray really published on our groups
@@ -108,13 +113,9 @@ def test_one_forged_datagram_altered_four_ways_costs_a_default_deployment_nothin
             for group in (a, b):
                 forger.sendto(f, group)
 
-    thread = threading.Thread(target=forge)
-    thread.start()
     try:
-        handler.run(duration_s=25)
+        _run_beside(handler, forge, 25)
     finally:
-        thread.join()
-        handler.close()
         spy.close()
         forger.close()
         server.terminate()

@@ -56,15 +56,15 @@ def test_capped_receive_buffer_says_how_to_raise_it() -> None:
     assert warning is not None and "sysctl -w net.core.rmem_max=4194304" in warning
 
 
-def test_status_socket_serves_a_json_snapshot(tmp_path: Path) -> None:
-    server = StatusServer(str(tmp_path / "s.sock"), lambda: {"feeds": {"A": {"datagrams": 3}}})
-    got: list[dict] = []
-    client = threading.Thread(target=lambda: got.append(fetch_status(server.path)))
+def _serve_one(server: StatusServer, fetch) -> list:
+    """Run `fetch` in a thread while the daemon's loop serves whoever connects; what it returned."""
+    got: list = []
+    client = threading.Thread(target=lambda: got.append(fetch()))
     sel = selectors.DefaultSelector()
     sel.register(server.sock, selectors.EVENT_READ)
     client.start()
     try:
-        for _ in range(100):  # the daemon's loop: serve whoever connects
+        for _ in range(100):
             if sel.select(timeout=0.05):
                 server.on_readable()
             if not client.is_alive():
@@ -72,6 +72,14 @@ def test_status_socket_serves_a_json_snapshot(tmp_path: Path) -> None:
     finally:
         client.join(5)
         sel.close()
+    return got
+
+
+def test_status_socket_serves_a_json_snapshot(tmp_path: Path) -> None:
+    server = StatusServer(str(tmp_path / "s.sock"), lambda: {"feeds": {"A": {"datagrams": 3}}})
+    try:
+        got = _serve_one(server, lambda: fetch_status(server.path))
+    finally:
         server.close()
     assert got == [{"feeds": {"A": {"datagrams": 3}}}]
 
@@ -114,24 +122,6 @@ def test_configurations_never_share_nested_tables() -> None:
     a.channel.feed_a.interface = "changed"
     a.channels.append({"name": "x"})
     assert b.channel.feed_a.interface == "lo" and b.channels == []
-
-
-def _serve_one(server: StatusServer, fetch) -> list:
-    got: list = []
-    client = threading.Thread(target=lambda: got.append(fetch()))
-    sel = selectors.DefaultSelector()
-    sel.register(server.sock, selectors.EVENT_READ)
-    client.start()
-    try:
-        for _ in range(100):
-            if sel.select(timeout=0.05):
-                server.on_readable()
-            if not client.is_alive():
-                break
-    finally:
-        client.join(5)
-        sel.close()
-    return got
 
 
 def test_status_socket_refuses_to_replace_a_file_or_a_live_socket_and_is_owner_only(tmp_path: Path) -> None:

@@ -12,21 +12,18 @@ CI runs a fixed (derandomized) set of examples that keeps this file to seconds;
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from decoders import CODECS, SCHEMA_FINGERPRINT, EncodeError, make_session
 from decoders.moldudp64 import END_OF_SESSION_COUNT, HEADER_SIZE, HEARTBEAT_COUNT, decode_datagram, split_blocks
 from retransmit.journal import Journal
+from tests.model.profiles import model_settings
 from tickerplant.sequencer import Sequencer, SessionEnded
 
 S = make_session(SCHEMA_FINGERPRINT, 9)
 MS = 1_000_000
-LONG = os.environ.get("MD_MODEL_LONG") == "1"
 
 GOOD = st.one_of(
     st.builds(lambda i: (b"Q", i, i % 50, 100 + i, 1, 101 + i, 2), st.integers(0, 10**6)),
@@ -42,6 +39,7 @@ BAD_MESSAGES = [
     (b"I", 1, 2, "A", -2, ((1, 2, 3),) * 200),  # never fits in a datagram
 ]
 BAD = st.sampled_from(BAD_MESSAGES)
+
 
 
 class SequencerModel(RuleBasedStateMachine):
@@ -143,11 +141,5 @@ class SequencerModel(RuleBasedStateMachine):
         assert len(self.journal) == len(self.sent) and self.journal.get(1, len(self.sent)) == self.sent
 
 
-SequencerModel.TestCase.settings = settings(
-    max_examples=2000 if LONG else 400,
-    stateful_step_count=100 if LONG else 40,
-    derandomize=not LONG,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+SequencerModel.TestCase.settings = model_settings(ci_examples=400, ci_steps=40)
 TestSequencerModel = SequencerModel.TestCase

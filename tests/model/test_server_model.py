@@ -16,9 +16,6 @@ CI runs a fixed (derandomized) set of examples that keeps this file to seconds;
 
 from __future__ import annotations
 
-import os
-
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -26,6 +23,7 @@ from decoders import CODECS, SCHEMA_FINGERPRINT, DecodeError, make_session
 from decoders.moldudp64 import HEADER_SIZE, decode_datagram, decode_request, encode_request, split_blocks
 from retransmit.journal import Journal
 from retransmit.server import RequestServer, ServerLimits
+from tests.model.profiles import model_settings
 
 S = make_session(SCHEMA_FINGERPRINT, 3)
 OTHER = make_session(SCHEMA_FINGERPRINT, 4)
@@ -34,7 +32,6 @@ PORTS = [1000, 1001, 1002]
 MAX_FIELDS = 60
 MAX_BLOCK = 32 + 11 * MAX_FIELDS  # the largest message appended: an image with every field
 ONE_MESSAGE = HEADER_SIZE + 2 + MAX_BLOCK
-LONG = os.environ.get("MD_MODEL_LONG") == "1"
 
 LIMITS = dict(
     max_request_messages=500,
@@ -63,6 +60,7 @@ def asked_of(data: bytes) -> tuple[int, int] | None:
         return decode_request(data)[1:]
     except DecodeError:
         return None
+
 
 
 class Window:
@@ -200,11 +198,5 @@ class ServerModel(RuleBasedStateMachine):
         assert answered == counters["requests"]  # every request accounted for exactly once
 
 
-ServerModel.TestCase.settings = settings(
-    max_examples=2000 if LONG else 300,
-    stateful_step_count=100 if LONG else 50,
-    derandomize=not LONG,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+ServerModel.TestCase.settings = model_settings(ci_examples=300, ci_steps=50)
 TestServerModel = ServerModel.TestCase
