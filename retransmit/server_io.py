@@ -317,7 +317,9 @@ class RetransmitServer:
             "journal": {"first_sequence": self.journal.first_sequence, "next_sequence": self.journal.next_sequence,
                         "messages": len(self.journal), "bytes": self.journal.nbytes},
             "server": {**self.server.counters.as_dict(), "core_errors": self.core_errors.count},
-            "images": dict(self.figures, clients_now=len(self.clients)),
+            "images": dict(self.figures, clients_now=len(self.clients),
+                           snapshot_bytes=sum(map(len, self.snapshot.chunks)) if self.snapshot is not None else 0,
+                           snapshot_done=self.snapshot is not None and self.snapshot.done),
         }
 
     def run(self, duration_s: float | None = None) -> None:

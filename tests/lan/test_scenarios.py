@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -344,13 +345,23 @@ def test_12_malformed_datagrams_on_both_groups_are_counted_and_the_stream_stays_
     servers(cluster)
     hs = [cluster.handler(h) for h in ("h1", "h2")]
     filtered = cluster.handler("h3", sources=("plant",))
-    plant = cluster.plant(rate=RATE, duration_s=5)
-    sent = {}
+    # The plant runs until both injectors are done: they start together (each imports scapy, which takes
+    # seconds on a busy machine) and learn the live session from their feed, so it must still be live then.
+    plant = cluster.plant(rate=RATE)
+    plant.wait_status()
+    injectors = {}
     for feed in ("A", "B"):
         group, port = FEEDS[feed]
-        out = lan.run("inject", [sys.executable, "-m", "tests.lan.inject", "--interface", NICS[feed], "--group", group, "--port",
-                                 str(port), "--repeat", "20", "--seed", str(ord(feed))], cwd=ROOT)
+        injectors[feed] = lan.popen("inject", [sys.executable, "-m", "tests.lan.inject", "--interface", NICS[feed], "--group", group,
+                                               "--port", str(port), "--repeat", "20", "--seed", str(ord(feed))],
+                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sent = {}
+    for feed, p in injectors.items():
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, f"injector on {feed}: {err}"
         sent[feed] = json.loads(out.strip().splitlines()[-1])
+    time.sleep(1.0)  # the stream goes on after the last hostile datagram
+    plant.stop()
     finish(plant, *hs, filtered)
     for h in [*hs, filtered]:
         (v,), hr = check([plant.record], h.record, who=h.name)
