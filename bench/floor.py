@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mdcommon.mcast_send import open_sender  # noqa: E402
+from mdcommon.mcast_send_io import open_sender  # noqa: E402
 
 
 def compile_floor(out: Path) -> Path:
@@ -45,7 +45,7 @@ def c_floor(exe: Path, group: str, port: int, size: int, seconds: float) -> tupl
 PY_RECEIVER = r"""
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from mdcommon.mcast_recv import open_receiver
+from mdcommon.mcast_recv_io import open_receiver
 s, _ = open_receiver("lo", sys.argv[2], int(sys.argv[3]), 8 << 20)
 s.setblocking(True)
 s.settimeout(0.2)

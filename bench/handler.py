@@ -31,7 +31,7 @@ from decoders import CODECS, SCHEMA_FINGERPRINT, make_session  # noqa: E402
 from linehandler.config import ChannelConfig, FeedConfig, HandlerConfig  # noqa: E402
 from linehandler.handler_io import LineHandler  # noqa: E402
 from linehandler.session import HandlerCore  # noqa: E402
-from mdcommon.mcast_recv import open_receiver  # noqa: E402
+from mdcommon.mcast_recv_io import open_receiver  # noqa: E402
 from tickerplant.sequencer import Sequencer  # noqa: E402
 from tickerplant.source import SyntheticMarket  # noqa: E402
 

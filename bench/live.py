@@ -1,6 +1,6 @@
 """Live figures on loopback: latency against throughput, recovery, initial images, and scaling.
 
-Every run here is real processes: `python -m tickerplant`, `python -m retransmit serve` and one
+Every run here is real processes: `python -m tickerplant`, `python -m retransmit run` and one
 or more handlers (bench/handler_proc.py, the daemon's `LineHandler` loop with a counting
 callback), on fresh groups. Sections (each repeated `--repeats` times; the report shows the median
 and the min and max):
@@ -92,13 +92,13 @@ def free_port(kind: int) -> int:
 
 
 class Server:
-    """`python -m retransmit serve` mirroring a feed pair; NACKs on a UDP port, images on a TCP port."""
+    """`python -m retransmit run` mirroring a feed pair; NACKs on a UDP port, images on a TCP port."""
 
     def __init__(self, a, b, repair: str = "") -> None:
         self.udp, self.tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
         extra = ["--repair-servers", repair] if repair else []
         self.status = f"/tmp/md-bench-live-{os.getpid()}-{self.udp}.sock"
-        self.p = subprocess.Popen([PY, "-m", "retransmit", "serve", *feed_flags(a, b), "--request-port", str(self.udp),
+        self.p = subprocess.Popen([PY, "-m", "retransmit", "run", *feed_flags(a, b), "--request-port", str(self.udp),
                                    "--image-port", str(self.tcp), "--stats-interval-s", "0", "--status-socket", self.status,
                                    "--image-reuse-ms", "0", "--log-level", "error", *extra], cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mdcommon.mcast_send import open_sender  # noqa: E402
+from mdcommon.mcast_send_io import open_sender  # noqa: E402
 from tickerplant.config import FeedConfig, PlantConfig  # noqa: E402
 from tickerplant.plant_io import Plant  # noqa: E402
 from tickerplant.source import SyntheticMarket  # noqa: E402
@@ -31,7 +31,7 @@ from tickerplant.source import SyntheticMarket  # noqa: E402
 RECEIVER = r"""
 import selectors, sys, time
 sys.path.insert(0, sys.argv[1])
-from mdcommon.mcast_recv import open_receiver
+from mdcommon.mcast_recv_io import open_receiver
 socks = [open_receiver("lo", sys.argv[2], int(sys.argv[3]), 8 << 20)[0], open_receiver("lo", sys.argv[4], int(sys.argv[5]), 8 << 20)[0]]
 sel = selectors.DefaultSelector()
 for s in socks: sel.register(s, selectors.EVENT_READ)

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     status = Path(f"/tmp/md-bench-rtx-{port}.sock")
     feed = ["--feed-a-group", a[0], "--feed-a-port", str(a[1]), "--feed-b-group", b[0], "--feed-b-port", str(b[1])]
-    server = subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed, "--request-port", str(udp), "--image-port", str(tcp),
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed, "--request-port", str(udp), "--image-port", str(tcp),
                                "--stats-interval-s", "0", "--status-socket", str(status), "--image-reuse-ms", "2000"],
                               cwd=ROOT, stderr=subprocess.DEVNULL)
     time.sleep(1.0)

@@ -38,8 +38,8 @@ from decoders import CODECS, SCHEMA_FINGERPRINT, make_session
 from linehandler.config import ChannelConfig, FeedConfig, HandlerConfig, RecoveryConfig
 from linehandler.handler_io import LineHandler
 from mdcommon.logs import setup_logging
-from mdcommon.mcast_recv import open_receiver
-from mdcommon.mcast_send import open_sender
+from mdcommon.mcast_recv_io import open_receiver
+from mdcommon.mcast_send_io import open_sender
 from tickerplant.config import FeedConfig as PlantFeed
 from tickerplant.config import PlantConfig
 from tickerplant.plant_io import Plant

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mdcommon.mcast_recv import open_receiver  # noqa: E402
+from mdcommon.mcast_recv_io import open_receiver  # noqa: E402
 from mdcommon.status_io import fetch_status  # noqa: E402
 
 

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--stats-interval-s", "0"]
     procs: dict[str, subprocess.Popen] = {}
     try:
-        procs["rtx"] = start("rtx", ["retransmit", "serve", "--status-socket", str(sock["rtx"]), *common], work)
+        procs["rtx"] = start("rtx", ["retransmit", "run", "--status-socket", str(sock["rtx"]), *common], work)
         procs["h1"] = start("h1", ["linehandler", "run", "--status-socket", str(sock["h1"]), "--channel-nack-servers", "127.0.0.1:31101",
                                    *common], work)
         time.sleep(1.0)

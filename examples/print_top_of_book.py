@@ -2,7 +2,7 @@
 
     python examples/print_top_of_book.py [--symbols SYM000001,SYM000002] [--seconds 10]
 
-Run a plant first (`python -m tickerplant`); add `--image-server 127.0.0.1:31102` when a
+Run a plant first (`python -m tickerplant run`); add `--image-server 127.0.0.1:31102` when a
 retransmission server runs, to start from an initial image instead of the live stream.
 """
 

@@ -22,8 +22,8 @@ import time
 from mdcommon import config as cfg
 from mdcommon.daemon_io import run_until_signalled
 from mdcommon.logs import setup_logging
-from mdcommon.status_view import cmd_status
-from mdcommon.validate import ConfigError, check_feed
+from mdcommon.status_view_io import cmd_status
+from mdcommon.validate_io import ConfigError, check_feed
 
 from .config import HandlerConfig
 from .handler_io import LineHandler, parse_address
@@ -60,7 +60,16 @@ def cmd_run(argv: list[str]) -> int:
 
 def cmd_doctor(argv: list[str]) -> int:
     """Check every feed of the configuration; exit 1 if anything would stop data arriving."""
-    from mdcommon.doctor_io import FAIL, check_firewall, check_interface_state, check_receive, check_rmem, check_rp_filter, render
+    from mdcommon.doctor_io import (
+        FAIL,
+        check_firewall,
+        check_interface_state,
+        check_receive,
+        check_rmem,
+        check_rp_filter,
+        check_source_routes,
+        render,
+    )
 
     timeout_s = 3.0
     if "--timeout-s" in argv:
@@ -82,6 +91,7 @@ def cmd_doctor(argv: list[str]) -> int:
             if any(f.level == FAIL for f in state):
                 continue
             findings += check_rp_filter(feed.interface, name)
+            findings += check_source_routes(feed.interface, feed.sources, name)
             findings += check_firewall(feed.group, feed.port, name)
             feeds[name] = (feed.interface, feed.group, feed.port)
     findings += check_receive(feeds, config.rcvbuf_bytes, timeout_s)

@@ -31,10 +31,10 @@ from decoders.pcap import PcapWriter
 from decoders.present import message_record
 from mdcommon.image import Image, write_image
 from mdcommon.logs import CoreErrors, event
-from mdcommon.mcast_recv import open_receiver
+from mdcommon.mcast_recv_io import open_receiver
 from mdcommon.metrics_io import Metrics
 from mdcommon.status_io import StatusServer
-from mdcommon.validate import check_rcvbuf
+from mdcommon.validate_io import check_rcvbuf
 
 from .config import ChannelConfig, HandlerConfig
 from .counters import FEED_COUNTERS, STREAM_COUNTERS

@@ -95,15 +95,20 @@ def load(cls: type[T], path: str | Path | None) -> T:
     return obj
 
 
-def _walk(cls: type, prefix: str = "") -> list[tuple[str, dataclasses.Field, Any, Any]]:
-    """(dotted name, field, type hint, default) for every leaf option."""
+def _walk(cls: type, prefix: str = "", inst: Any = None) -> list[tuple[str, dataclasses.Field, Any, Any]]:
+    """(dotted name, field, type hint, effective default) for every leaf option.
+
+    Defaults are read from an instance, table by table, so a table whose default differs
+    from its class's (feed B is `FeedConfig(group="239.194.2.1", port=31002)`) shows what
+    the daemon really uses.
+    """
     out = []
-    inst = cls()
+    inst = cls() if inst is None else inst
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         default = getattr(inst, f.name)
         if dataclasses.is_dataclass(default):
-            out += _walk(type(default), f"{prefix}{f.name}.")
+            out += _walk(type(default), f"{prefix}{f.name}.", default)
         else:
             out.append((f"{prefix}{f.name}", f, hints[f.name], default))
     return out
@@ -202,7 +207,7 @@ def daemon_config(prog: str, doc: str | None, cls: type[T], argv: list[str], val
             sys.stdout.write(to_toml(config))
             return 0
         validate(config)
-    except ValueError as exc:  # ConfigFileError and mdcommon.validate.ConfigError are ValueErrors
+    except ValueError as exc:  # ConfigFileError and mdcommon.validate_io.ConfigError are ValueErrors
         print(f"{prog}: configuration error: {exc}", file=sys.stderr)
         return 2
     return config

@@ -5,7 +5,9 @@ checked for the causes users of multicast systems lose the most time on: the int
 (missing, down), reverse-path filtering, a receive buffer capped by `net.core.rmem_max`,
 a firewall rule dropping the group, the join itself (on the right interface, with
 IP_MULTICAST_ALL off), and finally whether datagrams arrive, of our schema, within a
-timeout. Publishers are checked for interface, TTL and loopback.
+timeout. Publishers are checked for interface, address, TTL and loopback. Links,
+addresses and routes are read from the kernel over rtnetlink (`pyroute2`), the same
+view `ip link`, `ip addr` and `ip route get` give.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyroute2 import IPRoute
+
 from decoders import SCHEMA_TAG
 from decoders.moldudp64 import HEADER_SIZE
 
-from .mcast_recv import IP_MULTICAST_ALL, open_receiver
-from .validate import interfaces, rmem_max
+from .mcast_recv_io import IP_MULTICAST_ALL, open_receiver
+from .validate_io import interfaces, rmem_max
 
-__all__ = ["Finding", "check_interface_state", "check_rp_filter", "check_rmem", "check_firewall", "check_receive", "check_sender",
+__all__ = ["Finding", "check_interface_state", "check_rp_filter", "check_source_routes", "check_rmem", "check_firewall", "check_receive", "check_sender",
            "render"]
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -46,25 +50,83 @@ def _sysfs(path: str) -> str | None:
         return None
 
 
+def _link(ipr: IPRoute, name: str):
+    """The rtnetlink link message of `name`, or None."""
+    index = ipr.link_lookup(ifname=name)
+    return ipr.get_links(index[0])[0] if index else None
+
+
+def _ipv4_addresses(ipr: IPRoute, index: int) -> list[str]:
+    return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(family=socket.AF_INET, index=index)]
+
+
 def check_interface_state(name: str, what: str) -> list[Finding]:
-    flags = _sysfs(f"/sys/class/net/{name}/flags")
-    if flags is None:
-        return [Finding(FAIL, f"{what} interface", f"{name!r} does not exist; interfaces here: {', '.join(interfaces())}",
-                        f"set {what}.interface to one of them")]
-    value = int(flags, 16)
+    """The interface exists, is up (administratively and with carrier), takes multicast, and has an IPv4 address."""
+    with IPRoute() as ipr:
+        link = _link(ipr, name)
+        if link is None:
+            return [Finding(FAIL, f"{what} interface", f"{name!r} does not exist; interfaces here: {', '.join(interfaces())}",
+                            f"set {what}.interface to one of them")]
+        flags, operstate = link["flags"], link.get_attr("IFLA_OPERSTATE")
+        addresses = _ipv4_addresses(ipr, link["index"])
     out = []
-    if not value & IFF_UP:
+    if not flags & IFF_UP:
         out.append(Finding(FAIL, f"{what} interface", f"{name} is down", f"ip link set {name} up"))
+    elif operstate == "DOWN":
+        out.append(Finding(FAIL, f"{what} interface", f"{name} is up but has no carrier (operstate DOWN): no cable or no peer",
+                           f"check the cable and the switch port of {name}; ip link show {name}"))
     else:
-        out.append(Finding(OK, f"{what} interface", f"{name} exists and is up"))
-    if name != "lo" and not value & IFF_MULTICAST:
+        out.append(Finding(OK, f"{what} interface", f"{name} exists and is up (operstate {operstate}), "
+                           f"IPv4 {', '.join(addresses) or 'none'}"))
+    if name != "lo" and not flags & IFF_MULTICAST:
         out.append(Finding(WARN, f"{what} interface", f"{name} has no MULTICAST flag", f"ip link set {name} multicast on"))
     return out
 
 
-def check_rp_filter(name: str, what: str) -> list[Finding]:
+def check_source_routes(name: str, sources: list[str] | tuple[str, ...], what: str) -> list[Finding]:
+    """Each accepted sender must be routed back through the interface its feed arrives on.
+
+    With strict reverse-path filtering (rp_filter=1) the kernel drops a datagram whose source
+    it would not route out of the receiving interface, silently: the commonest reason a feed
+    that `tcpdump` shows never reaches the socket.
+    """
+    if not sources:
+        return []
+    out = []
+    strict = _rp_filter(name)
+    with IPRoute() as ipr:
+        link = _link(ipr, name)
+        if link is None:
+            return []
+        for source in sources:
+            try:
+                route = ipr.route("get", dst=source)[0]
+            except Exception as exc:  # pyroute2 raises NetlinkError for an unroutable address
+                out.append(Finding(WARN, f"{what} route", f"no route back to sender {source}: {exc}",
+                                   f"ip route add {source}/32 dev {name}"))
+                continue
+            oif = route.get_attr("RTA_OIF")
+            via = (ipr.get_links(oif)[0].get_attr("IFLA_IFNAME") if oif else "?")
+            if oif == link["index"]:
+                out.append(Finding(OK, f"{what} route", f"sender {source} is routed back through {name}"))
+            elif strict != 1:
+                out.append(Finding(OK, f"{what} route", f"sender {source} is routed back through {via}, not {name}; "
+                                   f"rp_filter={strict} on {name} accepts it"))
+            else:
+                out.append(Finding(WARN, f"{what} route", f"sender {source} is routed back through {via}, not {name}: with "
+                                   f"rp_filter=1 its datagrams are dropped silently",
+                                   f"ip route add {source}/32 dev {name}   # or: sysctl -w net.ipv4.conf.{name}.rp_filter=2"))
+    return out
+
+
+def _rp_filter(name: str) -> int:
+    """The effective reverse-path filter mode on `name`: the larger of `all` and the interface's own."""
     values = [_sysfs(f"/proc/sys/net/ipv4/conf/{n}/rp_filter") for n in ("all", name)]
-    effective = max(int(v) for v in values if v is not None) if any(v is not None for v in values) else 0
+    return max((int(v) for v in values if v is not None), default=0)
+
+
+def check_rp_filter(name: str, what: str) -> list[Finding]:
+    effective = _rp_filter(name)
     if effective == 1:
         return [Finding(WARN, f"{what} rp_filter", f"strict reverse-path filtering on {name}: multicast from a source not routed "
                         f"back through {name} is dropped silently",
@@ -171,16 +233,9 @@ def check_sender(feeds: dict[str, tuple[str, str, int, int]]) -> list[Finding]:
 
 
 def _has_ipv4(iface: str) -> bool:
-    """Whether `iface` has an IPv4 address (SIOCGIFADDR)."""
-    import fcntl
-    import struct as _struct
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            fcntl.ioctl(s.fileno(), 0x8915, _struct.pack("256s", iface.encode()[:15]))
-            return True
-        except OSError:
-            return False
+    with IPRoute() as ipr:
+        link = _link(ipr, iface)
+        return link is not None and bool(_ipv4_addresses(ipr, link["index"]))
 
 
 def render(findings: list[Finding]) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from decoders.pcap import PcapError, ReadCounters, read_udp
-from mdcommon.mcast_send import open_sender
+from mdcommon.mcast_send_io import open_sender
 
 __all__ = ["ReplayTarget", "WireReplayReport", "wire_replay", "parse_mapping", "main"]
 

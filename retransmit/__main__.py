@@ -1,8 +1,10 @@
-"""`python -m retransmit serve`: mirror a channel's feeds, answer NACKs, serve initial images.
+"""`python -m retransmit`: mirror a channel's feeds, answer NACKs, serve initial images.
 
-    python -m retransmit serve [--config server.toml] [flags that override the file]
-    python -m retransmit serve --print-config
+    python -m retransmit run [--config server.toml] [flags that override the file]
+    python -m retransmit run --print-config
     python -m retransmit status --socket PATH [--once] [--json]
+
+`serve` is another name for `run` (earlier releases' verb).
 
 Several can run on several hosts; give handlers the list (`nack_servers`,
 `image_servers`), and give each server its peers (`repair_servers`,
@@ -17,7 +19,7 @@ from linehandler.handler_io import parse_address
 from mdcommon import config as cfg
 from mdcommon.daemon_io import run_until_signalled
 from mdcommon.logs import setup_logging
-from mdcommon.validate import ConfigError, check_feed, check_port, check_unicast_port_free
+from mdcommon.validate_io import ConfigError, check_feed, check_port, check_unicast_port_free
 
 from .config import ServerConfig
 from .server_io import RetransmitServer
@@ -43,8 +45,8 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError("limits.max_request_messages must be 1..65535")
 
 
-def cmd_serve(argv: list[str]) -> int:
-    config = cfg.daemon_config("python -m retransmit serve", __doc__, ServerConfig, argv, validate)
+def cmd_run(argv: list[str]) -> int:
+    config = cfg.daemon_config("python -m retransmit run", __doc__, ServerConfig, argv, validate)
     if isinstance(config, int):
         return config
     setup_logging(config.log_level, config.log_json)
@@ -53,14 +55,17 @@ def cmd_serve(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["serve"]:
-        return cmd_serve(argv[1:])
-    if argv[:1] == ["status"]:
-        from mdcommon.status_view import cmd_status
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    if argv[0] in ("run", "serve"):
+        return cmd_run(argv[1:])
+    if argv[0] == "status":
+        from mdcommon.status_view_io import cmd_status
 
         return cmd_status(argv[1:], "python -m retransmit status")
-    print(__doc__)
-    return 0 if argv in ([], ["-h"], ["--help"]) else 2
+    print(f"retransmit: unknown command {argv[0]!r} (run, status)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ class LimitsConfig:
 
 @dataclass
 class ServerConfig:
-    """`python -m retransmit serve` configuration (TOML file, then flags)."""
+    """`python -m retransmit run` configuration (TOML file, then flags)."""
 
     channel: str = opt("ch1", "channel name, used in logs and status")
     feed_a: FeedConfig = opt(FeedConfig(), "feed A to mirror")

@@ -1,8 +1,13 @@
-"""`python -m tickerplant`: publish one channel on feeds A and B.
+"""`python -m tickerplant`: publish one channel on feeds A and B, or look at a running plant.
 
-    python -m tickerplant [--config plant.toml] [flags that override the file]
+    python -m tickerplant run [--config plant.toml] [flags that override the file]
+    python -m tickerplant run --print-config   # the effective configuration as TOML
+    python -m tickerplant status --socket PATH [--once] [--json]
+    python -m tickerplant doctor [--config plant.toml]
     python -m tickerplant replay CAPTURE [--map G:P=IFACE[:G:P]] [--speed X | --fast]   # a capture back onto the wire
-    python -m tickerplant --print-config       # the effective configuration as TOML
+
+The verbs are those of `python -m linehandler` and `python -m retransmit`; `run` may be
+left out (`python -m tickerplant --config plant.toml`), as in earlier releases.
 
 Runs until SIGTERM/SIGINT (or `--duration-s`): then flushes, publishes the
 end-of-session event, repeats end-of-session packets for the linger, prints the final
@@ -20,7 +25,7 @@ import time
 
 from mdcommon import config as cfg
 from mdcommon.logs import event, setup_logging
-from mdcommon.validate import ConfigError, check_feed, check_port, check_unicast_port_free
+from mdcommon.validate_io import ConfigError, check_feed, check_interface_address, check_port, check_unicast_port_free
 
 from .config import PlantConfig
 from .plant_io import Plant
@@ -34,6 +39,7 @@ log = logging.getLogger("tickerplant")
 def validate(config: PlantConfig) -> None:
     for name, feed in (("feed_a", config.feed_a), ("feed_b", config.feed_b)):
         check_feed(feed.interface, feed.group, feed.port, name)
+        check_interface_address(feed.interface, feed.source_address, f"{name}.source_address")
         if not 0 <= feed.ttl <= 255:
             raise ConfigError(f"{name}.ttl {feed.ttl} outside 0..255")
     if (config.feed_a.group, config.feed_a.port) == (config.feed_b.group, config.feed_b.port) and config.feed_a.interface == config.feed_b.interface:
@@ -81,8 +87,16 @@ def doctor(argv: list[str]) -> int:
     return 1 if any(f.level == FAIL for f in findings) else 0
 
 
+VERBS = ("run", "status", "doctor", "replay")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        argv = argv[1:]
+    elif argv and not argv[0].startswith("-") and argv[0] not in VERBS:
+        print(f"tickerplant: unknown command {argv[0]!r} ({', '.join(VERBS)})", file=sys.stderr)
+        return 2
     if argv[:1] == ["doctor"]:
         return doctor(argv[1:])
     if argv[:1] == ["replay"]:
@@ -90,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return replay_main(argv[1:])
     if argv[:1] == ["status"]:
-        from mdcommon.status_view import cmd_status
+        from mdcommon.status_view_io import cmd_status
 
         return cmd_status(argv[1:], "python -m tickerplant status")
-    config = cfg.daemon_config("python -m tickerplant", __doc__, PlantConfig, sys.argv[1:] if argv is None else argv, validate)
+    config = cfg.daemon_config("python -m tickerplant run", __doc__, PlantConfig, argv, validate)
     if isinstance(config, int):
         return config
     setup_logging(config.log_level, config.log_json)

@@ -27,7 +27,7 @@ from decoders.fingerprint import MAX_INSTANCE
 from decoders.present import message_record
 from mdcommon.image import Image
 from mdcommon.logs import CoreErrors, event
-from mdcommon.mcast_send import SEND_OK, open_sender, send_datagram
+from mdcommon.mcast_send_io import SEND_OK, open_sender, send_datagram
 from retransmit.journal import Journal
 from retransmit.server import RequestServer, ServerLimits
 

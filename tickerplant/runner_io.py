@@ -26,7 +26,7 @@ from typing import Any
 from decoders import CODECS, SCHEMA_FINGERPRINT, SCHEMA_TAG, DecodeError, make_session
 from decoders.moldudp64 import END_OF_SESSION_COUNT, HEADER, HEARTBEAT_COUNT, decode_header, decode_messages, encode_heartbeat
 from mdcommon.logs import event
-from mdcommon.mcast_recv import open_receiver
+from mdcommon.mcast_recv_io import open_receiver
 from mdcommon.status_io import StatusServer
 
 from .config import PlantConfig

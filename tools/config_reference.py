@@ -19,9 +19,9 @@ from tickerplant.config import PlantConfig
 __all__ = ["render", "main"]
 
 DAEMONS = [
-    ("python -m tickerplant", PlantConfig),
+    ("python -m tickerplant run", PlantConfig),
     ("python -m linehandler run", HandlerConfig),
-    ("python -m retransmit serve", ServerConfig),
+    ("python -m retransmit run", ServerConfig),
 ]
 
 

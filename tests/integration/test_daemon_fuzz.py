@@ -25,7 +25,7 @@ from decoders.moldudp64 import decode_header, encode_request
 from linehandler.config import ChannelConfig, FeedConfig, HandlerConfig
 from linehandler.events import GapEvent
 from linehandler.handler_io import LineHandler
-from mdcommon.mcast_send import open_sender
+from mdcommon.mcast_send_io import open_sender
 from mdcommon.status_io import fetch_status
 from tests.integration.mcast import collect, receiver, unique_feeds
 from tests.integration.test_end_to_end import feed_flags, free_port, published, wait_for_port
@@ -65,7 +65,7 @@ def test_daemons_take_100k_bad_datagrams_and_requests_and_the_stream_stays_exact
     a, b = unique_feeds()
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     status = tmp_path / "rtx.sock"
-    server = subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp),
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed_flags("", a, b), "--request-port", str(udp),
                                "--image-port", str(tcp), "--stats-interval-s", "0", "--duration-s", "40", "--status-socket", str(status)],
                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
     wait_for_port(tcp)

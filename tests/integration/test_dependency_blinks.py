@@ -37,7 +37,7 @@ def test_servers_down_then_back(tmp_path: Path) -> None:
 
     def start_server_later() -> None:
         time.sleep(2.5)
-        server.append(subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp),
+        server.append(subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed_flags("", a, b), "--request-port", str(udp),
                                         "--image-port", str(tcp), "--stats-interval-s", "0", "--duration-s", "20"],
                                        cwd=ROOT, stderr=subprocess.PIPE, text=True))
 

@@ -64,7 +64,7 @@ def test_late_joiner_under_loss_on_both_feeds_converges_to_the_plant_image(tmp_p
     a, b = unique_feeds()
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     record = tmp_path / "published.jsonl"
-    server = subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp),
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed_flags("", a, b), "--request-port", str(udp),
                                "--image-port", str(tcp), "--stats-interval-s", "0", "--duration-s", "30"],
                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
     wait_for_port(tcp)
@@ -157,7 +157,7 @@ def test_plant_hosted_request_server_repairs_a_mirror(tmp_path: Path) -> None:
                               "--source-burst-seconds", "0", "--stats-interval-s", "0", "--end-of-session-linger-ms", "300",
                               "--request-address", "127.0.0.1", "--request-port", str(plant_udp)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)  # the mirror joins late: messages 1..k come from the plant's journal
-    server = subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp), "--image-port",
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed_flags("", a, b), "--request-port", str(udp), "--image-port",
                                str(tcp), "--repair-servers", f"127.0.0.1:{plant_udp}", "--stats-interval-s", "0", "--status-socket", str(status),
                                "--duration-s", "20"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:

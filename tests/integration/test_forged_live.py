@@ -25,7 +25,7 @@ from decoders.moldudp64 import decode_header, encode_heartbeat
 from linehandler.config import ChannelConfig, FeedConfig, HandlerConfig
 from linehandler.events import GapEvent, SessionChanged, SessionConflict, SessionEnded
 from linehandler.handler_io import LineHandler
-from mdcommon.mcast_send import open_sender
+from mdcommon.mcast_send_io import open_sender
 from tests.integration.mcast import collect, receiver, unique_feeds
 from tests.integration.test_end_to_end import feed_flags, free_port, published, wait_for_port
 
@@ -87,7 +87,7 @@ def test_a_stray_plant_on_the_same_groups_costs_the_handler_nothing_and_is_repor
 def test_one_forged_datagram_altered_four_ways_costs_a_default_deployment_nothing(tmp_path: Path) -> None:
     a, b = unique_feeds()
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    server = subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp),
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed_flags("", a, b), "--request-port", str(udp),
                                "--image-port", str(tcp), "--stats-interval-s", "0", "--duration-s", "30"],
                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
     wait_for_port(tcp)

@@ -38,7 +38,7 @@ def test_status_and_metrics_agree_for_every_daemon(tmp_path: Path) -> None:
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     ports = {n: free_port(socket.SOCK_STREAM) for n in ("plant", "handler", "rtx")}
     socks = {n: tmp_path / f"{n}.sock" for n in ports}
-    rtx = subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp), "--image-port", str(tcp),
+    rtx = subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed_flags("", a, b), "--request-port", str(udp), "--image-port", str(tcp),
                             "--stats-interval-s", "0", "--status-socket", str(socks["rtx"]), "--metrics-port", str(ports["rtx"]), "--duration-s", "30"],
                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
     handler = subprocess.Popen([sys.executable, "-m", "linehandler", "run", *feed_flags("channel-", a, b), "--stats-interval-s", "0",

@@ -29,7 +29,7 @@ def start_stack(tmp_path: Path, instruments: int, rate: int, extra: list[str]):
     a, b = unique_feeds()
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     status = tmp_path / "rtx.sock"
-    server = subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp), "--image-port",
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed_flags("", a, b), "--request-port", str(udp), "--image-port",
                                str(tcp), "--stats-interval-s", "0", "--status-socket", str(status), "--duration-s", "40", *extra],
                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
     wait_for_port(tcp)
@@ -181,7 +181,7 @@ def test_a_restarted_server_keeps_its_history(tmp_path: Path) -> None:
     journal_file = tmp_path / "journal.bin"
     status = tmp_path / "rtx.sock"
     # what was published while the server was down is repaired from the plant's journal, as in production
-    cmd = [sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp), "--image-port", str(tcp),
+    cmd = [sys.executable, "-m", "retransmit", "run", *feed_flags("", a, b), "--request-port", str(udp), "--image-port", str(tcp),
            "--stats-interval-s", "0", "--status-socket", str(status), "--journal-file", str(journal_file), "--duration-s", "30",
            "--repair-servers", f"127.0.0.1:{plant_udp}"]
     first = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)

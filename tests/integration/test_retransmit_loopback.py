@@ -51,7 +51,7 @@ def test_nack_and_image_over_the_wire_match_what_the_plant_published(tmp_path: P
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     record = tmp_path / "published.jsonl"
     status = tmp_path / "rtx.sock"
-    server = subprocess.Popen([sys.executable, "-m", "retransmit", "serve", *feed_flags("", a, b), "--request-port", str(udp),
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed_flags("", a, b), "--request-port", str(udp),
                                "--image-port", str(tcp), "--stats-interval-s", "0", "--status-socket", str(status), "--duration-s", "30"],
                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
     wait_for_port(tcp)

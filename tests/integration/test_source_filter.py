@@ -21,9 +21,9 @@ from decoders.moldudp64 import decode_header, encode_datagram, encode_heartbeat
 from linehandler.config import HandlerConfig
 from linehandler.events import GapEvent, SequenceConflict
 from linehandler.handler_io import LineHandler
-from mdcommon.mcast_recv import open_receiver
-from mdcommon.mcast_send import open_sender
-from mdcommon.validate import ConfigError, check_feed
+from mdcommon.mcast_recv_io import open_receiver
+from mdcommon.mcast_send_io import open_sender
+from mdcommon.validate_io import ConfigError, check_feed
 from tests.integration.mcast import collect, unique_feeds
 from tests.integration.test_end_to_end import feed_flags, free_port
 from tests.unit.handler_harness import quote

@@ -17,7 +17,7 @@ import sys
 import time
 
 from decoders.moldudp64 import decode_header, encode_request
-from mdcommon.mcast_recv import open_receiver
+from mdcommon.mcast_recv_io import open_receiver
 
 
 def learn_session(interface: str, group: str, port: int) -> tuple[socket.socket, bytes, int]:

@@ -149,7 +149,7 @@ class Cluster:
             setattr(c.limits, k, v)
         for k, v in overrides.items():
             setattr(c, k, v)
-        d = self._start(host, host, ["retransmit", "serve"], c, [])
+        d = self._start(host, host, ["retransmit", "run"], c, [])
         d.wait_status()
         self.lan.wait_tcp_port(host, IMAGE_PORT)
         return d

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from mdcommon.doctor_io import check_receive, check_rmem, check_sender
-from mdcommon.mcast_send import open_sender
-from mdcommon.validate import rmem_max
+from mdcommon.doctor_io import check_receive, check_rmem, check_sender, check_source_routes
+from mdcommon.mcast_send_io import open_sender
+from mdcommon.validate_io import rmem_max
+from tests.conftest import need_root, need_tool
 from tests.integration.mcast import unique_feeds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +68,34 @@ def test_doctor_command_with_a_running_plant() -> None:
         plant.wait(timeout=10)
     assert r.returncode == 0, r.stdout
     assert r.stdout.count("OK ") >= 9 and "FAIL" not in r.stdout
+
+
+def test_route_back_to_each_accepted_sender() -> None:
+    ok = check_source_routes("lo", ["127.0.0.1"], "ch1.feed_a")
+    assert [f.level for f in ok] == ["OK"] and "routed back through lo" in ok[0].detail
+    assert check_source_routes("lo", [], "ch1.feed_a") == []
+
+
+DOCTOR_IN_NETNS = """
+import json, sys
+from mdcommon.doctor_io import check_interface_state, check_source_routes
+print(json.dumps([f.__dict__ for f in check_interface_state("lo", "a") + check_source_routes("lo", ["192.0.2.7"], "a")]))
+"""
+
+
+def test_a_down_interface_and_an_unroutable_sender_in_a_fresh_namespace() -> None:
+    """A new network namespace has only `lo`, down, and no route anywhere: what a freshly cabled host looks like."""
+    need_root()
+    need_tool("ip")
+    ns = f"mdd-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"], check=True)
+        r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", DOCTOR_IN_NETNS], cwd=ROOT, capture_output=True,
+                           text=True, timeout=30)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)
+    assert found[0]["level"] == "FAIL" and found[0]["detail"] == "lo is down" and found[0]["fix"] == "ip link set lo up"
+    assert found[1]["level"] == "WARN" and "no route back to sender 192.0.2.7" in found[1]["detail"]

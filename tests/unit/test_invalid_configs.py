@@ -18,7 +18,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,toml,flags,message", CASES, ids=[c[0] for c in CASES])
-@pytest.mark.parametrize("run", [lambda a: plant_main(a), lambda a: handler_main(["run", *a]), lambda a: rtx_main(["serve", *a])],
+@pytest.mark.parametrize("run", [lambda a: plant_main(a), lambda a: handler_main(["run", *a]), lambda a: rtx_main(["run", *a])],
                          ids=["plant", "handler", "rtx"])
 def test_bad_files(run, name: str, toml: str, flags: list[str], message: str, tmp_path: Path, capsys) -> None:
     f = tmp_path / "bad.toml"
@@ -27,7 +27,7 @@ def test_bad_files(run, name: str, toml: str, flags: list[str], message: str, tm
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("run,prefix", [(lambda a: handler_main(["run", *a]), "--channel-feed-a"), (lambda a: rtx_main(["serve", *a]), "--feed-a")],
+@pytest.mark.parametrize("run,prefix", [(lambda a: handler_main(["run", *a]), "--channel-feed-a"), (lambda a: rtx_main(["run", *a]), "--feed-a")],
                          ids=["handler", "rtx"])
 def test_bad_feeds(run, prefix: str, capsys) -> None:
     assert run([f"{prefix}-interface", "nosuch0"]) == 2
@@ -40,7 +40,7 @@ def test_port_in_use_is_refused(capsys) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
     try:
-        assert rtx_main(["serve", "--request-port", str(s.getsockname()[1])]) == 2
+        assert rtx_main(["run", "--request-port", str(s.getsockname()[1])]) == 2
         assert "cannot be bound" in capsys.readouterr().err
         assert plant_main(["--request-address", "127.0.0.1", "--request-port", str(s.getsockname()[1])]) == 2
         assert "cannot be bound" in capsys.readouterr().err
@@ -69,3 +69,8 @@ def test_a_request_size_the_wire_cannot_carry_is_refused(count: str, capsys) -> 
     endless rejects."""
     assert handler_main(["run", "--recovery-max-request-messages", count]) == 2
     assert "max_request_messages must be in 1..65535" in capsys.readouterr().err
+
+
+def test_a_plant_sending_from_an_address_its_nic_lacks_is_refused(capsys) -> None:
+    assert plant_main(["--feed-b-source-address", "192.0.2.7"]) == 2
+    assert "feed_b.source_address 192.0.2.7 is not an address of lo" in capsys.readouterr().err

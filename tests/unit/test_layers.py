@@ -68,3 +68,33 @@ def test_the_allowed_edges_form_no_cycle() -> None:
 
     for p in ALLOWED:
         visit(p)
+
+
+def _third_party_imports(packages: tuple[str, ...]) -> set[str]:
+    """Top-level module names imported anywhere in `packages` that are not ours."""
+    found = set()
+    for package in packages:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    found |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+    return found - set(OURS)
+
+
+def test_every_declared_runtime_dependency_is_imported_by_the_packages() -> None:
+    """A runtime dependency nobody imports is weight on every install; one used only by tests belongs in the test extra."""
+    import re
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    def norm(name: str) -> str:  # PEP 503: prometheus_client and prometheus-client are one distribution
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    declared = {norm(re.split(r"[<>=!~ ;\[]", d)[0]) for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    shipped = ("decoders", "mdcommon", "linehandler", "retransmit", "tickerplant", "wireshark")
+    by_module = packages_distributions()
+    imported = {norm(dist) for module in _third_party_imports(shipped) for dist in by_module.get(module, [])}
+    unused = sorted(declared - imported)
+    assert not unused, f"declared in [project] dependencies but imported by no package: {unused} (use them or move them to an extra)"

@@ -14,9 +14,10 @@ import pytest
 
 from mdcommon.logs import event, setup_logging
 from mdcommon.status_io import StatusServer, fetch_status
-from mdcommon.validate import (
+from mdcommon.validate_io import (
     ConfigError,
     check_interface,
+    check_interface_address,
     check_multicast_group,
     check_port,
     check_rcvbuf,
@@ -25,9 +26,18 @@ from mdcommon.validate import (
 
 
 def test_unknown_interface_lists_the_ones_that_exist() -> None:
-    assert check_interface("lo") == socket.if_nametoindex("lo")
+    check_interface("lo")
     with pytest.raises(ConfigError, match=r"'nosuch0' does not exist.*lo"):
         check_interface("nosuch0")
+
+
+def test_a_sender_address_must_belong_to_its_interface() -> None:
+    check_interface_address("lo", "127.0.0.1", "feed_a.source_address")
+    check_interface_address("lo", "", "feed_a.source_address")  # empty: the kernel picks
+    with pytest.raises(ConfigError, match=r"feed_a.source_address 192.0.2.7 is not an address of lo \(its IPv4 addresses: 127.0.0.1\)"):
+        check_interface_address("lo", "192.0.2.7", "feed_a.source_address")
+    with pytest.raises(ConfigError, match="not an IPv4 address"):
+        check_interface_address("lo", "plant-a", "feed_a.source_address")
 
 
 def test_group_and_port_checks() -> None:

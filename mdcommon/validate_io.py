@@ -2,7 +2,9 @@
 
 Where users of multicast systems lose the most time: a wrong interface name, a group
 that is not multicast, a port already taken, a receive buffer silently capped by
-`net.core.rmem_max`. Each check raises `ConfigError` with the fix in its text.
+`net.core.rmem_max`, a sender bound to an address its NIC does not have. Each check
+raises `ConfigError` with the fix in its text. The host is read through `netifaces`
+(interfaces and their addresses) and by binding (ports), so this is an I/O module.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import ipaddress
 import socket
 from pathlib import Path
 
-__all__ = ["ConfigError", "check_feed", "check_interface", "check_multicast_group", "check_port", "check_unicast_port_free", "rmem_max", "check_rcvbuf"]
+import netifaces
+
+__all__ = ["ConfigError", "check_feed", "check_interface", "check_interface_address", "check_multicast_group", "check_port",
+           "check_unicast_port_free", "interface_addresses", "rmem_max", "check_rcvbuf"]
 
 
 class ConfigError(ValueError):
@@ -19,15 +24,35 @@ class ConfigError(ValueError):
 
 
 def interfaces() -> list[str]:
-    return sorted(name for _, name in socket.if_nameindex())
+    return sorted(netifaces.interfaces())
 
 
-def check_interface(name: str, what: str = "interface") -> int:
-    """The ifindex of `name`, or ConfigError listing the interfaces that exist."""
+def interface_addresses(name: str) -> list[str]:
+    """The IPv4 addresses of interface `name` (none if it has none or does not exist)."""
     try:
-        return socket.if_nametoindex(name)
-    except OSError:
-        raise ConfigError(f"{what} {name!r} does not exist on this host; interfaces here: {', '.join(interfaces())}") from None
+        return [a["addr"] for a in netifaces.ifaddresses(name).get(netifaces.AF_INET, []) if "addr" in a]
+    except ValueError:
+        return []
+
+
+def check_interface(name: str, what: str = "interface") -> None:
+    """ConfigError listing the interfaces that exist, if `name` is not one of them."""
+    if name not in netifaces.interfaces():
+        raise ConfigError(f"{what} {name!r} does not exist on this host; interfaces here: {', '.join(interfaces())}")
+
+
+def check_interface_address(interface: str, address: str, what: str) -> None:
+    """A sender bound to `address` must own it on `interface`, or its datagrams leave another NIC or not at all."""
+    if not address:
+        return
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        raise ConfigError(f"{what} {address!r} is not an IPv4 address") from None
+    owned = interface_addresses(interface)
+    if address not in owned:
+        raise ConfigError(f"{what} {address} is not an address of {interface} (its IPv4 addresses: {', '.join(owned) or 'none'}); "
+                          f"use one of them, or leave it empty to let the kernel pick")
 
 
 def check_multicast_group(group: str, what: str = "group") -> str:
