@@ -10,6 +10,8 @@ from .errors import DecodeError, DecodeErrorKind, EncodeError
 from .fastcodec import CodecTable, MessageCodec, build_codec, build_table
 from .fingerprint import fingerprint, make_session, parse_session, schema_tag, session_schema_tag
 from .schema import MESSAGES
+from .schema.control import RejectReason
+from .schema.messages import Aggressor, EventCode
 
 __all__ = [
     "CODECS",
@@ -36,6 +38,10 @@ __all__ = [
     "RECORD_IMAGE",
     "END_OF_IMAGE",
     "RETRANSMISSION_REJECT",
+    "REJECT_REASONS",
+    "EVENT_CODES",
+    "AGGRESSORS",
+    "enum_values",
 ]
 
 CODECS: CodecTable = build_table(MESSAGES)
@@ -50,3 +56,13 @@ FIELD_UPDATE = CODECS.by_name["field_update"].type_byte
 RECORD_IMAGE = CODECS.by_name["record_image"].type_byte
 END_OF_IMAGE = CODECS.by_name["end_of_image"].type_byte
 RETRANSMISSION_REJECT = CODECS.by_name["retransmission_reject"].type_byte
+
+
+def enum_values(enum) -> dict[str, int]:
+    """name -> wire value of a construct `Enum` of the schema, so code names a value instead of restating it."""
+    return {str(name): value for name, value in enum.encmapping.items()}
+
+
+REJECT_REASONS = enum_values(RejectReason)  # why a re-request server refused (decoders/schema/control.py)
+EVENT_CODES = enum_values(EventCode)  # system events: start_of_session, end_of_session
+AGGRESSORS = enum_values(Aggressor)  # a trade's aggressor side

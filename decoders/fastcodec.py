@@ -328,6 +328,10 @@ class MessageCodec:
                 out[self.tail.name] = items
         return out
 
+    def slots(self, *names: str) -> tuple[int, ...]:
+        """The tuple positions of fields `names`, so readers name a field instead of counting to it."""
+        return tuple(self.index[n] for n in names)
+
     def from_dict(self, d: dict[str, Any]) -> Message:
         """Inverse of `to_dict` (enum names or ints accepted; missing consts filled in)."""
         values: list[Any] = [_absorb(leaf.node, _get(d, leaf.name)) for leaf in self.leaves]

@@ -36,9 +36,19 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
-from decoders import CODECS, SCHEMA_TAG, CodecTable, DecodeError, DecodeErrorKind, parse_session
+from decoders import (
+    CODECS,
+    REJECT_REASONS,
+    RETRANSMISSION_REJECT,
+    SCHEMA_TAG,
+    CodecTable,
+    DecodeError,
+    DecodeErrorKind,
+    parse_session,
+)
 from decoders.moldudp64 import (
     END_OF_SESSION_COUNT,
     HEADER_SIZE,
@@ -83,8 +93,9 @@ _FEED_INDEX = {"A": 0, "B": 1, "R": 2}
 NO_ACTIONS: list = []
 LEAD_LAG_EDGES_NS = (-10_000_000, -1_000_000, -100_000, -10_000, 0, 10_000, 100_000, 1_000_000, 10_000_000)
 BUFFERED_MESSAGE_BYTES = 48  # what one buffered message is reckoned to cost, for max_buffer_bytes (tuple + ints)
-_REJECT = b"J"
-_REASON_RATE_LIMITED, _REASON_TOO_OLD, _REASON_TOO_FAR = ord("L"), ord("O"), ord("A")
+_REJECT_FIELDS = itemgetter(*CODECS.by_name["retransmission_reject"].slots(
+    "reason", "requested_sequence_number", "retry_after_ns", "first_available_sequence_number"))
+_RATE_LIMITED, _TOO_OLD, _TOO_FAR_AHEAD = (REJECT_REASONS[n] for n in ("rate_limited", "too_old", "too_far_ahead"))
 
 
 @dataclass
@@ -739,7 +750,7 @@ class HandlerCore:
                 return self._malformed(2, exc)
             self.server_down_until[server] = 0  # it answers
             for m in msgs:
-                if m[0] == _REJECT:
+                if m[0] == RETRANSMISSION_REJECT:
                     self._on_reject(server, m, now_ns)
             return NO_ACTIONS
         if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) or self.expected is None:
@@ -773,22 +784,22 @@ class HandlerCore:
         return actions
 
     def _on_reject(self, server: int, m: tuple, now_ns: int) -> None:
-        _, _, reason, req_seq, req_count, retry_after_ns, first_available, _next = m
+        reason, req_seq, retry_after_ns, first_available = _REJECT_FIELDS(m)
         self.counters.values[STREAM_COUNTERS.rejects] += 1
         for g in list(self.gaps.gaps.irange_key(req_seq, req_seq + self.policy.max_request_messages)):
             if not (g.outstanding and g.server == server and g.sent_first == req_seq):
                 continue
             g.outstanding = False
-            if reason == _REASON_RATE_LIMITED:
+            if reason == _RATE_LIMITED:
                 g.due_ns = now_ns + max(retry_after_ns, 1)
-            elif reason == _REASON_TOO_OLD:
+            elif reason == _TOO_OLD:
                 g.too_old_servers |= 1 << server
                 if g.too_old_servers == (1 << self.nack_servers) - 1:
                     self._give_up(g, f"too_old: first available {first_available}", now_ns)
                 else:
                     self._next_server(g, now_ns)
                     g.due_ns = now_ns
-            elif reason == _REASON_TOO_FAR:
+            elif reason == _TOO_FAR_AHEAD:
                 # the server has not mirrored that far yet (it is behind us, or repairing): ask again when it
                 # says, elsewhere if there is another server; a whole request timeout here cost 200 ms per gap
                 g.due_ns = now_ns + max(retry_after_ns, self.policy.gap_wait_min_ns)

@@ -12,9 +12,14 @@ import errno
 import socket
 import time
 
-from decoders import CODECS, DecodeError, soup
+from decoders import CODECS, END_OF_IMAGE, DecodeError, soup
 
 __all__ = ["ImageClient"]
+
+(_MESSAGE,) = soup.SOUP.by_name["sequenced_data"].slots("message")
+(_REJECT_CODE,) = soup.SOUP.by_name["login_rejected"].slots("reject_reason_code")
+(_ACCEPTED_SESSION,) = soup.SOUP.by_name["login_accepted"].slots("session")
+(_IMAGE_SEQUENCE,) = CODECS.by_name["end_of_image"].slots("sequence_number")
 
 
 class ImageClient:
@@ -56,18 +61,18 @@ class ImageClient:
         for packet in self.framer.feed(data):
             name, fields = soup.decode_packet(packet)
             if name == "sequenced_data":
-                msg = CODECS.decode(fields[2])
-                if msg[0] == b"G":
+                msg = CODECS.decode(fields[_MESSAGE])
+                if msg[0] == END_OF_IMAGE:
                     self.done = True
-                    actions += core.on_image_end(msg[2], now_ns)
+                    actions += core.on_image_end(msg[_IMAGE_SEQUENCE], now_ns)
                     return actions
                 core.on_image_message(msg)
                 self.records += 1
             elif name == "login_rejected":
-                raise ConnectionRefusedError(f"image login rejected: {chr(fields[2])}")
+                raise ConnectionRefusedError(f"image login rejected: {chr(fields[_REJECT_CODE])}")
             elif name == "login_accepted":
-                if bytes(fields[2]) != self.session:
-                    raise ConnectionError(f"image server is on session {bytes(fields[2])!r}, not {self.session!r}")
+                if bytes(fields[_ACCEPTED_SESSION]) != self.session:
+                    raise ConnectionError(f"image server is on session {bytes(fields[_ACCEPTED_SESSION])!r}, not {self.session!r}")
             elif name in ("end_of_session",):
                 raise ConnectionError("image server ended the session before the end of the image")
             elif name in ("server_heartbeat", "debug", "unsequenced_data"):

@@ -10,7 +10,7 @@ late joiners cost one encoding and no memory per client beyond a read position.
 
 from __future__ import annotations
 
-from decoders import CODECS, DecodeError, build_codec, soup
+from decoders import CODECS, END_OF_IMAGE, DecodeError, build_codec, soup
 from decoders.schema.framing import SoupHeader
 from mdcommon.image import Image
 
@@ -60,7 +60,7 @@ class ImageSnapshot:
             parts.append(body)
         self.position = stop
         if stop == len(ids):
-            parts.append(soup.sequenced_data(CODECS.encode((b"G", ts, self.sequence, self.instruments))))
+            parts.append(soup.sequenced_data(CODECS.encode((END_OF_IMAGE, ts, self.sequence, self.instruments))))
             self.done = True
             self.image.thaw()
         self.chunks.append(b"".join(parts))

@@ -42,17 +42,10 @@ from mdcommon.ratelimit import TokenBucket
 
 from .journal import Journal
 
-__all__ = ["RequestServer", "ServerLimits", "SERVER_COUNTERS", "REJECT_REASONS"]
+__all__ = ["RequestServer", "ServerLimits", "SERVER_COUNTERS"]
 
-REJECT_REASONS = {
-    "too_old": ord("O"),
-    "too_far_ahead": ord("A"),
-    "rate_limited": ord("L"),
-    "wrong_session": ord("W"),
-    "malformed": ord("M"),
-    "count_out_of_range": ord("C"),
-}
-_REJECT_BYTES = HEADER_SIZE + 2 + CODECS.by_name["retransmission_reject"].size
+_REJECT_CODEC = CODECS.by_name["retransmission_reject"]  # its reasons are the schema's (decoders/schema/control.py)
+_REJECT_BYTES = HEADER_SIZE + 2 + _REJECT_CODEC.size
 # the smallest datagram limit that still carries any fixed-size message of the schema alone
 _MIN_DATAGRAM_BYTES = HEADER_SIZE + 2 + max(c.size for c in CODECS.by_name.values() if c.size)
 _REFUSED_RETRY_NS = 1_000_000_000  # retry-after when a limit can never be met (a bucket's burst is too small)
@@ -292,6 +285,8 @@ class RequestServer:
         self.g_bytes.take(_REJECT_BYTES, now_ns)
         c[getattr(SERVER_COUNTERS, f"rejected_{reason}")] += 1
         c[SERVER_COUNTERS.bytes_sent] += _REJECT_BYTES
-        msg = (b"J", now_ns, REJECT_REASONS[reason], seq, min(count, 0xFFFF), retry_after_ns,
-               self.journal.first_sequence, self.journal.next_sequence)
-        return [encode_datagram(self.session or b" " * 10, 0, [CODECS.encode(msg)])]
+        msg = _REJECT_CODEC.from_dict({"timestamp_ns": now_ns, "reason": reason, "requested_sequence_number": seq,
+                                       "requested_message_count": min(count, 0xFFFF), "retry_after_ns": retry_after_ns,
+                                       "first_available_sequence_number": self.journal.first_sequence,
+                                       "next_sequence_number": self.journal.next_sequence})
+        return [encode_datagram(self.session or b" " * 10, 0, [_REJECT_CODEC.encode(msg)])]

@@ -20,14 +20,14 @@ No clock, socket or thread here: callers pass `now_ns`, and act on the returned 
 
 from __future__ import annotations
 
-from decoders import SCHEMA_FINGERPRINT, CodecTable
+from decoders import EVENT_CODES, SCHEMA_FINGERPRINT, SYSTEM_EVENT, CodecTable
 from decoders.moldudp64 import HEADER_SIZE, DatagramWriter, encode_end_of_session, encode_heartbeat
 from retransmit.journal import Journal
 
 __all__ = ["Sequencer", "SessionEnded", "EVENT_START_OF_SESSION", "EVENT_END_OF_SESSION"]
 
-EVENT_START_OF_SESSION = ord("S")
-EVENT_END_OF_SESSION = ord("E")
+EVENT_START_OF_SESSION = EVENT_CODES["start_of_session"]
+EVENT_END_OF_SESSION = EVENT_CODES["end_of_session"]
 
 
 class SessionEnded(RuntimeError):
@@ -75,11 +75,11 @@ class Sequencer:
 
     @staticmethod
     def start_of_session_event(timestamp_ns: int) -> tuple:
-        return (b"S", timestamp_ns, EVENT_START_OF_SESSION, SCHEMA_FINGERPRINT)
+        return (SYSTEM_EVENT, timestamp_ns, EVENT_START_OF_SESSION, SCHEMA_FINGERPRINT)
 
     @staticmethod
     def end_of_session_event(timestamp_ns: int) -> tuple:
-        return (b"S", timestamp_ns, EVENT_END_OF_SESSION, SCHEMA_FINGERPRINT)
+        return (SYSTEM_EVENT, timestamp_ns, EVENT_END_OF_SESSION, SCHEMA_FINGERPRINT)
 
     def publish(self, msg: tuple, now_ns: int, out: list[bytes]) -> None:
         """Number and pack one message; full datagrams are appended to `out`."""

@@ -21,12 +21,12 @@ import random
 from collections.abc import Iterator
 from typing import IO, Any
 
-from decoders import CODECS, CodecTable
+from decoders import AGGRESSORS, CODECS, CodecTable
 from decoders.schema.fields import FIELDS_BY_NAME, VALUE_INTEGER, VALUE_PRICE
 
 __all__ = ["SyntheticMarket", "RateSchedule", "SyntheticFeed", "FileFeed", "read_json_lines", "message_from_json"]
 
-_AGGRESSORS = (ord("B"), ord("S"))
+_AGGRESSORS = (AGGRESSORS["buy"], AGGRESSORS["sell"])
 _VWAP = FIELDS_BY_NAME["vwap"].field_id
 _OPEN_INTEREST = FIELDS_BY_NAME["open_interest"].field_id
 _HALTED = FIELDS_BY_NAME["halted"].field_id
