@@ -1,0 +1,334 @@
+"""Stream and arbitration: believed datagrams become messages delivered exactly once, in order.
+
+Part of `HandlerCore` (session.py holds the state these methods share). Arbitration is by
+sequence number, per message: the first copy wins, from A, B or a retransmission (R), and
+any later copy is a counted duplicate. A datagram wholly below `expected` is not decoded
+but compared byte for byte with the one that delivered its first sequence (a bounded ring
+of recent datagrams); only if they differ are the messages compared one by one, and a
+difference is a `SequenceConflict` (two publishers disagree), the first copy staying
+delivered. What arrives ahead of a gap waits in a bounded buffer; a gap is skipped only
+with a `GapEvent` before the next message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from decoders import DecodeError
+from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_messages, split_blocks
+
+from .counters import FEED_COUNTERS, STREAM_COUNTERS
+from .events import BufferOverflow, GapEvent, Recovered, SequenceConflict, SessionEnded
+
+__all__ = ["StreamMixin", "FEEDS", "FEED_INDEX", "NO_ACTIONS", "LEAD_LAG_EDGES_NS", "BUFFERED_MESSAGE_BYTES"]
+
+FEEDS = ("A", "B", "R")  # R: unicast retransmissions; a feed index is a position here
+FEED_INDEX = {"A": 0, "B": 1, "R": 2}
+NO_ACTIONS: list = []
+LEAD_LAG_EDGES_NS = (-10_000_000, -1_000_000, -100_000, -10_000, 0, 10_000, 100_000, 1_000_000, 10_000_000)
+BUFFERED_MESSAGE_BYTES = 48  # what one buffered message is reckoned to cost, for max_buffer_bytes (tuple + ints)
+
+
+class StreamMixin:
+    """Admitting believed datagrams, merging out-of-order ones, draining the buffer, comparing copies."""
+
+    def _admit(self, feed: int, seq: int, count: int, data: Any, now_ns: int) -> list:
+        """A datagram of the current session that is believed: within the window, or corroborated."""
+        counts = self.feed_counters[feed].values
+        if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
+            return self._heartbeat(feed, seq, count, now_ns)
+        end = seq + count
+        if self.ended and end > self.end_sequence:
+            # data past the end of session: that end was not the plant's (the plant sends nothing after it)
+            self.ended = False
+            self.counters.values[STREAM_COUNTERS.end_withdrawn] += 1
+        counts[FEED_COUNTERS.messages] += count
+        feed_was_at = -1
+        if feed < 2:
+            feed_was_at = self.feed_next[feed]
+            if seq > feed_was_at and feed_was_at:
+                counts[FEED_COUNTERS.missed] += seq - feed_was_at
+            if end > feed_was_at:
+                self.feed_next[feed] = end
+        first_copy = self.recent.get(seq)  # (feed, arrival ns, bytes) of the first datagram that started at seq
+        if first_copy is not None and first_copy[0] != feed and feed < 2 and first_copy[0] < 2:
+            self._lead_lag(first_copy[0], now_ns - first_copy[1])
+        expected = self.expected
+        if expected is not None and end <= expected:
+            counts[FEED_COUNTERS.duplicates] += count  # wholly delivered already: compared, not decoded
+            if first_copy is not None and first_copy[2] == (data if type(data) is bytes else bytes(data)):
+                return NO_ACTIONS
+            return self._check_delivered(feed, seq, data)
+        try:
+            msgs = decode_messages(data, count, self.table)  # the header was accepted above
+        except DecodeError as exc:
+            counts[FEED_COUNTERS.messages] -= count
+            if feed_was_at >= 0 and self.feed_next[feed] == end:  # a malformed body moves none of this feed's figures
+                if seq > feed_was_at and feed_was_at:
+                    counts[FEED_COUNTERS.missed] -= seq - feed_was_at
+                self.feed_next[feed] = feed_was_at
+            return self._malformed(feed, exc)
+        if seq == expected and not self.buffer and not self.gaps and not self.joining:
+            # the common case: the next datagram, in order, nothing pending
+            deliver = self.on_message
+            if self.keep_image:
+                apply = self.image.apply
+                for m in msgs:
+                    deliver(seq, m)
+                    apply(m)
+                    seq += 1
+            else:
+                for m in msgs:
+                    deliver(seq, m)
+                    seq += 1
+            if self.resync is not None:
+                self._remember(end - count, msgs)
+            if first_copy is None:
+                self._remember_datagram(feed, expected, count, data, now_ns)
+            counts[FEED_COUNTERS.first_arrivals] += count
+            self.counters.values[STREAM_COUNTERS.delivered] += count
+            self.expected = self.horizon = end
+            return NO_ACTIONS
+        return self._merge(feed, seq, msgs, now_ns, data, now_ns if first_copy is None else None)
+
+    def _heartbeat(self, feed: int, seq: int, count: int, now_ns: int) -> list:
+        counts = self.feed_counters[feed].values
+        counts[FEED_COUNTERS.heartbeats] += 1
+        actions = NO_ACTIONS
+        if self.expected is None:
+            actions = self._start(seq, now_ns)
+        announced = self.announced_from
+        if announced is not None and max(announced, self.expected) <= seq < self.horizon and not any(s >= seq for s in self.buffer):
+            # the plant's heartbeats only move forward: one announcing less than a range that only a heartbeat
+            # announced says that announcement was not the plant's (or is stale). Withdraw what lies above it;
+            # a real tail loss is announced again by the plant's next heartbeat.
+            self.gaps.remove_range(seq, self.horizon - 1)
+            self.horizon = seq
+            self.announced_from = announced if announced < seq else None
+            self.counters.values[STREAM_COUNTERS.announced_withdrawn] += 1
+        if seq > self.horizon:
+            self.gaps.add(self._new_gap(self.horizon, seq - 1, now_ns))  # tail loss, seen thanks to the heartbeat
+            if self.announced_from is None:
+                self.announced_from = self.horizon
+            self.horizon = seq
+        if feed < 2 and seq > self.feed_next[feed]:
+            if self.feed_next[feed]:
+                counts[FEED_COUNTERS.missed] += seq - self.feed_next[feed]
+            self.feed_next[feed] = seq
+        if count == END_OF_SESSION_COUNT and not self.ended:
+            self.ended = True
+            self.end_sequence = seq
+            self.on_event(SessionEnded(self.session, seq))
+        return actions
+
+    def _merge(self, feed: int, seq: int, msgs: list, now_ns: int, data: Any = None, remember: int | None = None) -> list:
+        """Anything but the in-order case: start, overlap, early arrival, fill of a gap."""
+        actions = NO_ACTIONS
+        if self.expected is None:
+            actions = self._start(seq, now_ns)
+        counts = self.feed_counters[feed].values
+        count = len(msgs)
+        end = seq + count
+        announced = self.announced_from
+        if announced is not None:
+            if end >= self.horizon:
+                self.announced_from = None  # data reached what the heartbeat announced: it holds
+            elif feed < 2 and seq >= announced:
+                # live data inside a range only a heartbeat announced: the plant sends its heartbeats after its
+                # data, so this heartbeat was reordered ahead of it or came from another sender. Believe the data:
+                # the range above it is no longer a gap (the plant's next heartbeat or datagram re-announces it).
+                self.gaps.remove_range(end, self.horizon - 1)
+                self.horizon = end
+                self.announced_from = None
+                self.counters.values[STREAM_COUNTERS.announced_withdrawn] += 1
+        if seq > self.horizon:
+            self.gaps.add(self._new_gap(self.horizon, seq - 1, now_ns))
+        old_horizon = self.horizon
+        if end > self.horizon:
+            self.horizon = end
+        expected = self.expected
+        buffer = self.buffer
+        est = BUFFERED_MESSAGE_BYTES
+        first_new = last_new = None
+        delivered_dups = 0
+        buffered_conflicts: list[int] = []
+        for i, m in enumerate(msgs):
+            s = seq + i
+            if s < expected:
+                counts[FEED_COUNTERS.duplicates] += 1
+                delivered_dups += 1
+                continue
+            if s in buffer:
+                counts[FEED_COUNTERS.duplicates] += 1
+                if buffer[s] != m:
+                    buffered_conflicts.append(s)
+                continue
+            buffer[s] = m
+            self.buffer_bytes += est
+            counts[FEED_COUNTERS.first_arrivals] += 1
+            if first_new is None:
+                first_new = s
+            last_new = s
+        if delivered_dups and data is not None:
+            try:
+                self._compare(feed, seq, split_blocks(data)[3][:delivered_dups])
+            except DecodeError as exc:
+                self.last_decode_error = exc  # decoded fine above; cannot happen, but never silently
+        if buffered_conflicts:
+            self._conflict(feed, buffered_conflicts)
+        if first_new is not None and data is not None and remember is not None:  # never overwrite a first copy
+            self._remember_datagram(feed, seq, count, data, remember)
+        if first_new is not None and first_new < old_horizon:
+            for g in self.gaps.remove_range(first_new, min(last_new, old_horizon - 1)):
+                if g.attempts:
+                    self.counters.values[STREAM_COUNTERS.gaps_recovered_by_nack] += 1
+                    self.on_event(Recovered(g.first, g.last, g.server, now_ns - g.detected_ns))
+                else:
+                    self.counters.values[STREAM_COUNTERS.gaps_filled_by_other_feed] += 1
+        if not self.joining:
+            self._drain()
+        if len(buffer) > self.policy.max_buffer_messages or self.buffer_bytes > self.policy.max_buffer_bytes:
+            self._overflow(now_ns)
+        self._update_quality("gap")
+        return actions
+
+    def _deliver(self, s: int, m: tuple) -> None:
+        self.on_message(s, m)
+        self.counters.values[STREAM_COUNTERS.delivered] += 1
+        if self.keep_image:
+            self.image.apply(m)
+        if self.resync is not None:
+            self._remember(s, (m,))
+
+    def _remember(self, first: int, msgs: list | tuple) -> None:
+        """Keep what is delivered while an image is fetched, to bring the image up to date."""
+        history = self.resync
+        for i, m in enumerate(msgs):
+            history.append((first + i, m))
+        if len(history) > self.policy.max_resync_history:
+            self.resync = None  # too much history to replay onto an image: start over with a new fetch
+            self.image_due_ns = 0
+
+    def _drain(self) -> None:
+        """Deliver from the buffer in order; skip abandoned gaps at the head, loudly."""
+        buffer = self.buffer
+        expected = self.expected
+        while True:
+            m = buffer.pop(expected, None)
+            if m is not None:
+                self.buffer_bytes -= BUFFERED_MESSAGE_BYTES
+                self._deliver(expected, m)
+                expected += 1
+                continue
+            head = self.gaps.head()
+            if head is not None and head.first == expected and head.abandoned:
+                self.gaps.remove_range(head.first, head.last)
+                self._report_gap(head.first, head.last, head.abandoned)
+                expected = head.last + 1
+                continue
+            break
+        self.expected = expected
+
+    def _report_gap(self, first: int, last: int, reason: str) -> None:
+        self.counters.values[STREAM_COUNTERS.messages_lost] += last - first + 1
+        self.counters.values[STREAM_COUNTERS.gaps_unrecoverable] += 1
+        self.gap_generation += 1
+        self.on_event(GapEvent(first, last, reason))
+
+    def _overflow(self, now_ns: int) -> None:
+        """The buffer is full: give up the oldest gap so buffered messages can drain."""
+        self.counters.values[STREAM_COUNTERS.buffer_overflows] += 1
+        self.on_event(BufferOverflow(len(self.buffer), self.buffer_bytes))
+        if self.joining:
+            # the image has not come: forget the oldest half of the buffer, as a gap the image
+            # will probably cover (and recovery will fill if it does not)
+            upto = sorted(self.buffer)[len(self.buffer) // 2]
+            for s in [s for s in self.buffer if s <= upto]:
+                del self.buffer[s]
+                self.buffer_bytes -= BUFFERED_MESSAGE_BYTES
+            self.gaps.remove_range(self.expected, upto)
+            self.gaps.add(self._new_gap(self.expected, upto, now_ns))
+            return
+        p = self.policy
+        for g in list(self.gaps):  # the oldest first, until what is held fits again
+            if len(self.buffer) <= p.max_buffer_messages and self.buffer_bytes <= p.max_buffer_bytes:
+                break
+            self.gaps.abandon(g, "buffer_overflow")
+            self._drain()
+
+    def _close_session(self, reason: str) -> None:
+        """The session is over: deliver what is buffered, and report every gap left, in order."""
+        if self.expected is None or self.joining:
+            return
+        for g in self.gaps:
+            self.gaps.abandon(g, reason)
+        self._drain()
+
+    def _remember_datagram(self, feed: int, seq: int, count: int, data: Any, now_ns: int) -> None:
+        self.recent[seq] = (feed, now_ns, data if type(data) is bytes else bytes(data))
+        order = self.recent_order
+        order.append(seq)
+        if len(order) > self.recent_limit:
+            self.recent.pop(order.popleft(), None)
+        if count > self.recent_max_count:
+            self.recent_max_count = count
+
+    def _check_delivered(self, feed: int, seq: int, data: Any) -> list:
+        """A wholly delivered datagram that is not a byte copy of the one that delivered its first
+        sequence: compare its messages one by one with the first copies."""
+        try:
+            blocks = split_blocks(data)[3]
+        except DecodeError as exc:
+            return self._malformed(feed, exc)
+        self._compare(feed, seq, blocks)
+        return NO_ACTIONS
+
+    def _first_copy(self, s: int) -> tuple[int, list[bytes]] | None:
+        """(first sequence, message blocks) of the ring datagram holding `s`, if still kept."""
+        recent = self.recent
+        for f in range(s, max(0, s - self.recent_max_count), -1):
+            d = recent.get(f)
+            if d is not None:
+                blocks = split_blocks(d[2])[3]
+                return (f, blocks) if f + len(blocks) > s else None
+        return None
+
+    def _compare(self, feed: int, seq: int, blocks: list[bytes]) -> None:
+        """Compare the raw messages from `seq` on with the first copies delivered."""
+        bad: list[int] = []
+        unchecked = 0
+        copy: tuple[int, list[bytes]] | None = None
+        for i, b in enumerate(blocks):
+            s = seq + i
+            if copy is None or not copy[0] <= s < copy[0] + len(copy[1]):
+                copy = self._first_copy(s)
+                if copy is None:
+                    unchecked += 1
+                    continue
+            if copy[1][s - copy[0]] != b:
+                bad.append(s)
+        if unchecked:
+            self.counters.values[STREAM_COUNTERS.duplicates_unchecked] += unchecked
+        if bad:
+            self._conflict(feed, bad)
+
+    def _conflict(self, feed: int, seqs: list[int]) -> None:
+        self.feed_counters[feed].values[FEED_COUNTERS.conflicts] += len(seqs)
+        self.counters.values[STREAM_COUNTERS.conflicts] += len(seqs)
+        self.on_event(SequenceConflict(FEEDS[feed], self.session, seqs[0], seqs[-1], len(seqs)))
+
+    def _lead_lag(self, first_feed: int, delta_ns: int) -> None:
+        a_minus_b = -delta_ns if first_feed == 0 else delta_ns  # negative: A arrived first
+        i = 0
+        for edge in LEAD_LAG_EDGES_NS:
+            if a_minus_b < edge:
+                break
+            i += 1
+        self.lead_lag[i] += 1
+
+    def _malformed(self, feed: int, exc: DecodeError) -> list:
+        counts = self.feed_counters[feed].values
+        counts[FEED_COUNTERS.malformed] += 1
+        self.counters.values[STREAM_COUNTERS.malformed_datagrams] += 1
+        self.last_decode_error = exc
+        return NO_ACTIONS
