@@ -4,7 +4,7 @@ A message is a plain tuple in declaration order (padding left out): for a quote,
 `(b"Q", timestamp_ns, instrument_id, bid_price, bid_size, ask_price, ask_size)`.
 Enums stay raw integers and prices raw fixed-point integers; `to_dict` turns a tuple
 into the same shape construct's `parse` gives, for printing and tests. Tuples, not
-namedtuples or dicts, because allocation per message is the main cost (DESIGN §6);
+namedtuples or dicts, because allocation per message is the main cost (docs/architecture.md, "The hot path");
 use `codec.index["field"]` (resolved once, at import) to read a field.
 
 What the fast path supports: integers, `Const`, `Enum`, fixed `Bytes`, `PaddedString`,

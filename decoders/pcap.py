@@ -1,6 +1,6 @@
 """Captures: a bulk pcap/pcapng reader of UDP datagrams, and a pcap writer for the daemons.
 
-Reading is `struct` on the whole file (no scapy packet objects: DESIGN §6), and trusts
+Reading is `struct` on the whole file (no scapy packet objects: docs/architecture.md, "The hot path"), and trusts
 nothing: pcap and pcapng in either byte order, µs or ns timestamps (pcap magic, pcapng
 `if_tsresol`), Ethernet with 802.1Q/802.1ad tags, Linux cooked captures (SLL, SLL2, as
 `tcpdump -i any` writes), raw IPv4. What is not a whole IPv4 UDP datagram is skipped and

@@ -35,7 +35,7 @@ class ChannelConfig:
 
 @dataclass
 class RecoveryConfig:
-    """How gaps are waited for, NACKed and given up (DESIGN §3)."""
+    """How gaps are waited for, NACKed and given up (docs/architecture.md, "Recovery: the numbers")."""
 
     gap_wait_min_ms: float = opt(1.0, "shortest wait for the other feed before NACKing", "ms")
     gap_wait_max_ms: float = opt(10.0, "longest wait for the other feed before NACKing (uniform in between)", "ms")

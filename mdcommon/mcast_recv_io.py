@@ -1,4 +1,4 @@
-"""Multicast receiver sockets, one per feed, so feed A is only what arrives on NIC A (DESIGN §6).
+"""Multicast receiver sockets, one per feed, so feed A is only what arrives on NIC A (docs/architecture.md, "Multicast on Linux").
 
 IP_MULTICAST_ALL (option 49, missing from Python's socket module) is switched off,
 because its default of 1 makes a socket bound to a group receive every group any socket

@@ -1,4 +1,4 @@
-"""Multicast sender sockets, one per NIC, so feed A leaves only through NIC A (DESIGN §6).
+"""Multicast sender sockets, one per NIC, so feed A leaves only through NIC A (docs/architecture.md, "Multicast on Linux").
 
 IP_MULTICAST_IF is set by interface index (struct ip_mreqn), so the choice does not
 depend on routes; the socket is non-blocking, so one feed's full queue never delays the

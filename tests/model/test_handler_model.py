@@ -1,5 +1,5 @@
 """The line handler's core driven by every input a LAN can produce, with its promises checked after
-every step (shared/DESIGN.md §5.11).
+every step.
 
 The model is one real plant publishing a stream, two feeds that lose, duplicate, delay and reorder its
 datagrams, a hostile or misconfigured host sending forged datagrams (sequence 0, far ahead, behind,

@@ -1,4 +1,4 @@
-"""The packages import downward only (shared/DESIGN.md §4), function-level imports included:
+"""The packages import downward only (docs/architecture.md, "Layers"), function-level imports included:
 
     tools      bench/, examples/, tools/, wireshark/ (the generator)
     daemons    tickerplant/  ->  retransmit/  ->  linehandler/    (the plant serves re-requests with the
