@@ -1,9 +1,10 @@
 """The generator on a third-party schema: a TotalView-ITCH 5.0 subset, decoded by tshark as construct parses it.
 
-Wireshark 4.0's own nasdaq_itch dissector (Debian 12) can be attached to MoldUDP64 blocks
-(`-d udp.port==N,moldudp64 -d moldudp64.payload,nasdaq_itch`) but knows only the ITCH 2/3/4 layouts: it shows these
-5.0 messages as "TotalView-ITCH 3.0" with shifted, garbled fields. Agreement with it needs a Wireshark with ITCH 5.0
-support, so here construct's parse is the reference.
+Wireshark's own nasdaq_itch dissector (4.0 on Debian 12, and 4.4 alike) can be attached to MoldUDP64 blocks
+(`-d udp.port==N,moldudp64 -d moldudp64.payload,nasdaq_itch`) but knows only the ASCII ITCH 2.0 and 3.0 layouts: it
+shows these 5.0 messages as "TotalView-ITCH 3.0" with shifted, garbled fields. So here construct's parse is the
+reference for the dissector; the schema itself is checked against an independent ITCH 5.0 parser, itchfeed, in
+tests/unit/test_itch_example.py.
 """
 
 from __future__ import annotations
