@@ -1,5 +1,5 @@
 """The main job on one machine: a ticker plant, a retransmission server and two line handlers
-on loopback, with a live table of their figures read from their status sockets.
+on loopback, on one live screen of their figures read from their status sockets.
 
     python examples/demo.py [--seconds 20] [--rate 20000] [--loss 0.05]
 
@@ -22,7 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rich.console import Console, Group  # noqa: E402
+from rich.live import Live  # noqa: E402
+from rich.text import Text  # noqa: E402
+
 from mdcommon.status_io import fetch_status  # noqa: E402
+from mdcommon.status_view_io import status_table  # noqa: E402
 
 
 def start(name: str, args: list[str], logdir: Path) -> subprocess.Popen:
@@ -37,33 +42,21 @@ def status(path: Path) -> dict | None:
         return None
 
 
-def table(t: float, plant: dict | None, rtx: dict | None, handlers: dict[str, dict | None], last: dict) -> str:
-    out = [f"--- t={t:5.1f}s " + "-" * 88]
-    if plant:
-        a = plant["feeds"]["A"]
-        rate = (a["messages"] - last.get("plant", 0)) / max(t - last.get("t", 0), 1e-9)
-        last["plant"] = a["messages"]
-        out.append(f"plant  session={plant['session']} published={plant['next_sequence'] - 1:>9,} rate={rate:>9,.0f} msg/s "
-                   f"A/B datagrams={a['datagrams']:,}/{plant['feeds']['B']['datagrams']:,} instruments={plant['instruments']}")
-    if rtx:
-        s, j = rtx["server"], rtx["journal"]
-        out.append(f"rtx    journal={j['first_sequence']:,}..{j['next_sequence'] - 1:,} requests={s['requests']} served={s['served']} "
-                   f"msgs={s['messages_sent']} rejects={sum(v for k, v in s.items() if k.startswith('rejected'))} "
-                   f"images={rtx['images']['images_served']}")
-    out.append(f"{'handler':8}{'quality':12}{'next seq':>10}{'A first':>10}{'B first':>10}{'A miss':>8}{'B miss':>8}"
-               f"{'by B/A':>8}{'NACKs':>7}{'by NACK':>8}{'lost':>6}{'image at':>10}")
-    for name, st in handlers.items():
-        if not st:
-            out.append(f"{name:8}(starting)")
-            continue
-        ch = st["channels"]["ch1"]
-        f, s = ch["feeds"], ch["stream"]
-        image = "-" if not s["images_applied"] else "yes"
-        out.append(f"{name:8}{ch['quality']:12}{ch['expected'] or 0:>10,}{f['A']['first_arrivals']:>10,}{f['B']['first_arrivals']:>10,}"
-                   f"{f['A']['missed']:>8,}{f['B']['missed']:>8,}{s['gaps_filled_by_other_feed']:>8}{s['nacks_sent']:>7}"
-                   f"{s['gaps_recovered_by_nack']:>8}{s['messages_lost']:>6}{image:>10}")
-    last["t"] = t
-    return "\n".join(out)
+LABELS = {"plant": "plant", "rtx": "retransmission server", "h1": "h1: from the start, both feeds clean",
+          "h2": "h2: joins late from an image, drops {loss:.0%} of each feed"}
+
+
+def screen(t: float, seconds: float, work: Path, snaps: dict[str, dict | None], previous: dict[str, dict | None], dt: float,
+           loss: float) -> Group:
+    """One screen: the plant, the server and each handler, as `python -m linehandler status` shows them."""
+    parts: list = [Text.assemble(("ticker plant demo on loopback", "bold"), f"   t = {t:4.1f} s of {seconds:g}   logs in {work}")]
+    for name, snap in snaps.items():
+        label = LABELS[name].format(loss=loss)
+        if snap is None:
+            parts.append(Text(f"{label}: starting", style="dim"))
+        else:
+            parts.append(status_table(snap, previous.get(name), dt, title=label))
+    return Group(*parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,30 +76,47 @@ def main(argv: list[str] | None = None) -> int:
         procs["h1"] = start("h1", ["linehandler", "run", "--status-socket", str(sock["h1"]), "--channel-nack-servers", "127.0.0.1:31101",
                                    *common], work)
         time.sleep(1.0)
-        procs["plant"] = start("plant", ["tickerplant", "--status-socket", str(sock["plant"]), "--source-rate", str(args.rate),
+        procs["plant"] = start("plant", ["tickerplant", "run", "--status-socket", str(sock["plant"]), "--source-rate", str(args.rate),
                                          "--source-instruments", str(args.instruments), "--end-of-session-linger-ms", "500", *common], work)
-        print(f"demo: plant, retransmission server and line handlers on loopback; logs in {work}")
+        console = Console() if sys.stdout.isatty() else Console(width=150)  # a log or a pipe: wide enough for every column
+        live = Live(console=console, refresh_per_second=4, transient=False) if console.is_terminal else None
+        if live is None:
+            print(f"demo: plant, retransmission server and line handlers on loopback; logs in {work}", flush=True)
+        else:
+            live.start()
         t0 = time.monotonic()
-        last: dict = {}
+        previous: dict[str, dict | None] = {}
+        t_previous = 0.0
         h2_started = False
-        while (t := time.monotonic() - t0) < args.seconds:
-            if not h2_started and t > 3:
-                procs["h2"] = start("h2", ["linehandler", "run", "--status-socket", str(sock["h2"]), "--drop-a", str(args.loss),
-                                           "--drop-b", str(args.loss), "--channel-nack-servers", "127.0.0.1:31101",
-                                           "--channel-image-servers", "127.0.0.1:31102", *common], work)
-                h2_started = True
-            handlers = {"h1": status(sock["h1"]), "h2": status(sock["h2"]) if h2_started else None}
-            print(table(t, status(sock["plant"]), status(sock["rtx"]), handlers, last), flush=True)
-            for name, p in procs.items():
-                if p.poll() is not None:
-                    print(f"demo: {name} exited with {p.returncode}; see {work / (name + '.log')}")
-                    return 1
-            time.sleep(2.0)
+        try:
+            while (t := time.monotonic() - t0) < args.seconds:
+                if not h2_started and t > 3:
+                    procs["h2"] = start("h2", ["linehandler", "run", "--status-socket", str(sock["h2"]), "--drop-a", str(args.loss),
+                                               "--drop-b", str(args.loss), "--channel-nack-servers", "127.0.0.1:31101",
+                                               "--channel-image-servers", "127.0.0.1:31102", *common], work)
+                    h2_started = True
+                snaps = {n: status(sock[n]) if n in procs else None for n in ("plant", "rtx", "h1", "h2")}
+                if live is not None:
+                    live.update(screen(t, args.seconds, work, snaps, previous, t - t_previous, args.loss))
+                elif int(t) % 5 == 0:  # not a terminal: a line now and then
+                    h = {n: s["channels"]["ch1"]["stream"]["delivered"] for n, s in snaps.items() if s and n.startswith("h")}
+                    print(f"demo: t={t:4.1f}s delivered " + ", ".join(f"{n} {v:,}" for n, v in h.items()), flush=True)
+                previous, t_previous = snaps, t
+                for name, p in procs.items():
+                    if p.poll() is not None:
+                        raise SystemExit(f"demo: {name} exited with {p.returncode}; see {work / (name + '.log')}")
+                time.sleep(1.0)
+        finally:
+            if live is not None:
+                live.stop()
+        last_plant = status(sock["plant"])  # its figures as it stops (it exits at the end of the session)
         procs["plant"].send_signal(signal.SIGTERM)
         procs["plant"].wait(timeout=15)
         time.sleep(1.0)
-        final = {n: status(sock[n]) for n in ("h1", "h2")}
-        print(table(time.monotonic() - t0, None, status(sock["rtx"]), final, last))
+        final = {n: status(sock[n]) for n in ("rtx", "h1", "h2")}
+        final = {"plant": last_plant, **final}
+        console.print(screen(time.monotonic() - t0, args.seconds, work, final, previous, time.monotonic() - t0 - t_previous, args.loss))
+        final = {n: final[n] for n in ("h1", "h2")}
         ok = True
         for name, st in final.items():
             if st:

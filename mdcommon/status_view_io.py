@@ -52,8 +52,11 @@ def cmd_status(argv: list[str], prog: str = "python -m linehandler status") -> i
             return 1
 
 
-def status_table(snap: dict, previous: dict | None, dt: float):
-    """A rich table of every channel and feed (handler and mirror), or of the plant's feeds; rates from `previous`."""
+def status_table(snap: dict, previous: dict | None, dt: float, title: str | None = None):
+    """A rich table of every channel and feed (handler and mirror), or of the plant's feeds; rates from `previous`.
+
+    `title` names the daemon (the demo's "h2: late join"); the figures in the default title follow it.
+    """
     from rich.table import Table
 
     def rate(path: list[str]) -> str:
@@ -66,7 +69,7 @@ def status_table(snap: dict, previous: dict | None, dt: float):
 
     daemon = snap.get("daemon", "?")
     if daemon == "tickerplant":
-        t = Table(title=f"tickerplant {snap['session']}  next sequence {snap['next_sequence']:,}")
+        t = Table(title=f"{title or 'tickerplant'}  session {snap['session']}  next sequence {snap['next_sequence']:,}", title_justify="left")
         for col in ("feed", "group", "msg/s", "datagrams", "messages", "heartbeats", "send errors"):
             t.add_column(col, justify="right")
         for f, c in snap["feeds"].items():
@@ -75,10 +78,14 @@ def status_table(snap: dict, previous: dict | None, dt: float):
         return t
     handler = snap["mirror"] if daemon == "retransmit" else snap
     base = ["mirror"] if daemon == "retransmit" else []
-    title = daemon + (f"  journal {snap['journal']['first_sequence']:,}..{snap['journal']['next_sequence'] - 1:,}  requests "
-                      f"{snap['server']['requests']:,}" if daemon == "retransmit" else "")
-    t = Table(title=title)
-    for col in ("channel", "feed", "quality", "dgram/s", "first share", "dups", "missed", "gaps", "NACKs", "recovered", "lost", "lead/lag"):
+    figures = ""
+    if daemon == "retransmit":
+        sv = snap["server"]
+        figures = (f"  journal {snap['journal']['first_sequence']:,}..{snap['journal']['next_sequence'] - 1:,}  requests {sv['requests']:,}  "
+                   f"rejects {sum(v for k, v in sv.items() if k.startswith('rejected_')):,}  images served {snap['images']['images_served']}")
+    t = Table(title=(title or daemon) + figures, title_justify="left")
+    for col in ("channel", "feed", "quality", "delivered", "dgram/s", "first share", "dups", "missed", "gaps", "NACKs", "recovered", "lost",
+                "lead/lag"):
         t.add_column(col, justify="right")
     for name, ch in handler["channels"].items():
         s = ch["stream"]
@@ -89,7 +96,7 @@ def status_table(snap: dict, previous: dict | None, dt: float):
         for f in ("A", "B"):
             c = ch["feeds"][f]
             t.add_row(name, f + (" [red](stale)" if c["stale"] else ""), quality if f == "A" else "",
-                      rate(base + ["channels", name, "feeds", f, "datagrams"]), f"{firsts[f] / total:.0%}", f"{c['duplicates']:,}",
+                      f"{s['delivered']:,}" if f == "A" else "", rate(base + ["channels", name, "feeds", f, "datagrams"]), f"{firsts[f] / total:.0%}", f"{c['duplicates']:,}",
                       f"{c['missed']:,}", str(s["gaps_detected"]) if f == "A" else "", str(s["nacks_sent"]) if f == "A" else "",
                       str(s["gaps_recovered_by_nack"]) if f == "A" else "", str(s["messages_lost"]) if f == "A" else "", lead if f == "A" else "")
     return t
