@@ -8,7 +8,8 @@ messages/s, the median of repeated timed runs; ratios are taken within this run.
     python bench/codec.py [--seconds 0.5] [--repeats 5]
 
 Targets (issue 2): fast decode >= 3 M msg/s, fast encode >= 2 M msg/s, fast decode
->= 60x construct's plain parse.
+>= 60x construct's plain parse. Issue 18: the native backend (decoders/_native.c) decodes
+>= 20 M and encodes >= 10 M msg/s. "fast" rows are the struct codecs (MD_BACKEND=python).
 """
 
 from __future__ import annotations
@@ -108,6 +109,17 @@ def main(argv: list[str] | None = None) -> int:
             b["message_length"] = len(b["message_data"])
         packet_compiled.build(dict(session=session, sequence_number=1, message_count=len(blocks), message_blocks=blocks))
 
+    native = CODECS.native
+
+    def python_backend(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            CODECS.native = None
+            try:
+                fn()
+            finally:
+                CODECS.native = native
+        return run
+
     def fast_decode() -> None:
         decode_datagram(view, CODECS)
 
@@ -116,13 +128,18 @@ def main(argv: list[str] | None = None) -> int:
         writer.add_many(msgs)  # the publisher's path: one call packs a run of messages
         writer.finish(session, 1)
 
+    def bare_decode() -> None:  # the C decoder alone, without the header check and the Python wrapper
+        native.decode_messages(view, N_MESSAGES)
+
     rows = [
         ("construct parse", lambda: construct_parse(packet_plain, structs), "decode"),
         ("construct compiled parse", lambda: construct_parse(packet_compiled, cstructs), "decode"),
-        ("fast decode", fast_decode, "decode"),
+        ("fast decode", python_backend(fast_decode), "decode"),
+        *([("native decode", fast_decode, "decode"), ("native decode, bare call", bare_decode, "decode")] if native else []),
         ("construct build", lambda: construct_build(structs), "encode"),
         ("construct compiled build", lambda: construct_build_compiled(cstructs), "encode"),
-        ("fast encode", fast_encode, "encode"),
+        ("fast encode", python_backend(fast_encode), "encode"),
+        *([("native encode", fast_encode, "encode")] if native else []),
     ]
     results = {}
     for name, fn, _ in rows:
@@ -143,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         ("fast encode >= 2 M msg/s", enc >= 2e6, f"{enc / 1e6:.2f} M"),
         ("fast decode >= 60x construct parse", dec / base["decode"] >= 60, f"{dec / base['decode']:.0f}x"),
     ]
+    if native:  # issue 18: the native backend
+        ndec, nenc = statistics.median(results["native decode"]), statistics.median(results["native encode"])
+        checks += [("native decode >= 20 M msg/s", ndec >= 20e6, f"{ndec / 1e6:.2f} M ({ndec / dec:.1f}x the struct codecs)"),
+                   ("native encode >= 10 M msg/s", nenc >= 10e6, f"{nenc / 1e6:.2f} M ({nenc / enc:.1f}x the struct codecs)")]
+    else:
+        print("\nnative backend not active (decoders.BACKEND_REASON: see python -c 'import decoders; print(decoders.BACKEND_REASON)')")
     print()
     for label, ok, fig in checks:
         print(f"{'MET ' if ok else 'MISS'} {label}: {fig}")

@@ -9,11 +9,14 @@ from __future__ import annotations
 from .errors import DecodeError, DecodeErrorKind, EncodeError
 from .fastcodec import CodecTable, MessageCodec, build_codec, build_table
 from .fingerprint import fingerprint, make_session, parse_session, schema_tag, session_schema_tag
+from .native import load as load_native
 from .schema import MESSAGES
 from .schema.control import RejectReason
 from .schema.messages import Aggressor, EventCode
 
 __all__ = [
+    "BACKEND",
+    "BACKEND_REASON",
     "CODECS",
     "SCHEMA_FINGERPRINT",
     "SCHEMA_TAG",
@@ -47,6 +50,8 @@ __all__ = [
 CODECS: CodecTable = build_table(MESSAGES)
 SCHEMA_FINGERPRINT: int = fingerprint(MESSAGES)
 SCHEMA_TAG: bytes = schema_tag(SCHEMA_FINGERPRINT)
+CODECS.native, BACKEND_REASON = load_native(SCHEMA_FINGERPRINT)  # decoders/native.py
+BACKEND: str = "native" if CODECS.native is not None else "python"
 
 SYSTEM_EVENT = CODECS.by_name["system_event"].type_byte
 INSTRUMENT_DIRECTORY = CODECS.by_name["instrument_directory"].type_byte

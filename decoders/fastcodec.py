@@ -391,6 +391,7 @@ class CodecTable:
     """Every message codec of a schema, with the 256-entry dispatch tables the decoders index."""
 
     def __init__(self, messages: dict[str, Any]) -> None:
+        self.native: Any = None  # the generated C backend of this table's schema, when loaded (decoders/native.py)
         self.by_name: dict[str, MessageCodec] = {}
         self.by_type: dict[bytes, MessageCodec] = {}
         self.decoders: list[Callable[[Any, int, int], Message] | None] = [None] * 256

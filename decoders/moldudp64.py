@@ -98,10 +98,15 @@ def decode_messages(data: Any, count: int, table: CodecTable) -> list[tuple]:
         if end != HEADER_SIZE:
             raise DecodeError(DecodeErrorKind.COUNT_MISMATCH, HEADER_SIZE, f"{end - HEADER_SIZE} bytes after a count of {count}")
         return []
+    native = table.native
+    if native is not None:
+        out = native.decode_messages(data, count)
+        if out is not None:
+            return out  # else a defect: the Python path below finds it and raises the precise DecodeError
     sizes = table.sizes
     unpackers = table.unpackers
     decoders = table.decoders
-    out: list[tuple] = []
+    out = []
     append = out.append
     off = HEADER_SIZE
     try:
@@ -250,12 +255,25 @@ class DatagramWriter:
     def add_many(self, msgs: list[tuple] | tuple, start: int = 0, offsets: list[int] | None = None) -> int:
         """Pack `msgs[start:]` until the datagram is full; return the index of the first one
         not packed (len(msgs) if all fit). Each packed block's offset is appended to `offsets`."""
+        native = self.table.native
+        if native is None:
+            return self._add_python(msgs, start, offsets)
+        n = len(msgs)
+        i = start
+        while i < n:  # the C packer takes what it can; the struct codecs pack (or refuse) the one it stopped at
+            i, self.off, self.count, full = native.pack_blocks(self.buf, self.off, self.count, self.max_bytes, msgs, i, offsets)
+            if full or i == n or not self._add_python(msgs[i : i + 1], 0, offsets):
+                return i
+            i += 1
+        return i
+
+    def _add_python(self, msgs: list[tuple] | tuple, start: int, offsets: list[int] | None) -> int:
         packers = self._block_packers
         buf = self.buf
         max_bytes = self.max_bytes
-        off, count = self.off, self.count
         n = len(msgs)
         i = start
+        off, count = self.off, self.count
         try:
             while i < n:
                 msg = msgs[i]

@@ -1,0 +1,462 @@
+"""Generates `decoders/_native.c`: the schema's codecs as a C extension on the CPython API.
+
+    python -m decoders.native_gen            # rewrite decoders/_native.c from the schema
+    python -m decoders.native_gen --check    # exit 1 if the committed file is not current
+
+One schema, one more backend: the C is written from the same `MessageCodec`s (and so the
+same `ir` walk) as the struct codecs and the Wireshark dissector, never by hand, and a test
+checks the committed file is what this generator writes. `pip install` compiles it when a
+compiler is there (setup.py; a failure is a warning, not a failed install), and
+`decoders/native.py` loads it only if its schema fingerprint is this schema's.
+
+What the C does, and nothing more:
+- `decode_messages(data, count)`: every message block of a datagram whose header was
+  already accepted, as the same tuples the struct codecs return. On any defect it returns
+  None and the Python path decodes the datagram again to raise the precise `DecodeError`:
+  errors are never worded twice.
+- `pack_blocks(buf, off, count, max_bytes, max_count, msgs, start, offsets)`: the
+  publisher's `DatagramWriter.add_many` for the fixed-size messages; it stops at the first
+  message it does not handle (a variable one, or a value that does not fit) and the Python
+  path packs that one, raising the precise `EncodeError` if it must.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from . import ir
+from .fastcodec import CodecTable, MessageCodec
+from .schema.framing import MAX_MESSAGES_PER_PACKET
+
+__all__ = ["generate", "main", "TARGET"]
+
+TARGET = Path(__file__).with_name("_native.c")
+_INT_CODES = {"b": ("int8_t", 1, True), "B": ("uint8_t", 1, False), "h": ("int16_t", 2, True), "H": ("uint16_t", 2, False),
+              "i": ("int32_t", 4, True), "I": ("uint32_t", 4, False), "l": ("int32_t", 4, True), "L": ("uint32_t", 4, False), "q": ("int64_t", 8, True), "Q": ("uint64_t", 8, False)}
+_RANGES = {code: ((-(1 << (8 * n - 1)), (1 << (8 * n - 1)) - 1) if signed else (0, (1 << (8 * n)) - 1))
+           for code, (_, n, signed) in _INT_CODES.items()}
+
+
+def _parse_format(fmt: str) -> tuple[str, list[tuple[str, int]]]:
+    """('>', [(code, count)]) of a struct format, 'Ns' and 'Nx' kept as one item."""
+    order, body = fmt[0], fmt[1:]
+    items, num = [], ""
+    for ch in body:
+        if ch.isdigit():
+            num += ch
+            continue
+        items.append((ch, int(num) if num else 1))
+        num = ""
+    return order, items
+
+
+def _c_bytes(value: bytes) -> str:
+    return '"' + "".join(f"\\x{b:02x}" for b in value) + '"'
+
+
+class _Emitter:
+    def __init__(self, table: CodecTable, fingerprint: int) -> None:
+        self.table = table
+        self.fingerprint = fingerprint
+        self.consts: list[bytes] = []  # cached bytes objects: type bytes and other constants
+        self.lines: list[str] = []
+
+    def const_index(self, value: bytes) -> int:
+        if value not in self.consts:
+            self.consts.append(value)
+        return self.consts.index(value)
+
+    # -- reading ------------------------------------------------------------
+
+    @staticmethod
+    def _read(code: str, order: str, at: str) -> str:
+        ctype, size, signed = _INT_CODES[code]
+        if size == 1:
+            return f"({ctype})p[{at}]"
+        fn = {2: "16", 4: "32", 8: "64"}[size]
+        return f"({ctype})rd{'be' if order in '>!' else 'le'}{fn}(p + {at})"
+
+    @staticmethod
+    def _new_int(code: str, expr: str) -> str:
+        if code == "Q":
+            return f"PyLong_FromUnsignedLongLong({expr})"
+        if code == "q":
+            return f"PyLong_FromLongLong({expr})"
+        return f"PyLong_FromLong((long){expr})"
+
+    def _decode_leaves(self, codec: MessageCodec, leaves, fmt: str, base: str, tup: str, slot0: int, out: list[str]) -> int:
+        """C statements filling `tup` from `p + base`; returns the size read."""
+        order, items = _parse_format(fmt)
+        off = 0
+        slot = slot0
+        leaf_iter = iter(leaves)
+        for code, n in items:
+            if code == "x":
+                off += n
+                continue
+            leaf = next(leaf_iter)
+            node = leaf.node
+            at = f"{base} + {off}" if base != "0" else str(off)
+            if code in ("c", "s"):
+                length = 1 if code == "c" else n
+                if isinstance(node, ir.ConstNode):
+                    k = self.const_index(node.value)
+                    if not (slot0 == 0 and base == "0" and off == 0 and node.value == codec.type_byte):  # dispatched on already
+                        out.append(f"    if (memcmp(p + {at}, {_c_bytes(node.value)}, {length}) != 0) goto defect;")
+                    out.append(f"    Py_INCREF(CONSTS[{k}]); PyTuple_SET_ITEM({tup}, {slot}, CONSTS[{k}]);")
+                elif isinstance(node, ir.StringNode):
+                    if node.encoding not in ("ascii", "utf8", "utf-8"):
+                        raise ir.UnsupportedConstruct(node.path, f"native: encoding {node.encoding}")
+                    decoder = "PyUnicode_DecodeASCII" if node.encoding == "ascii" else "PyUnicode_DecodeUTF8"
+                    out.append(f"    {{ Py_ssize_t n = {length}; while (n > 0 && p[{at} + n - 1] == 0) n--;")
+                    out.append(f"      PyObject *s = {decoder}((const char *)p + {at}, n, \"strict\");")
+                    out.append("      if (s == NULL) { PyErr_Clear(); goto defect; }")
+                    out.append(f"      PyTuple_SET_ITEM({tup}, {slot}, s); }}")
+                else:
+                    out.append(f"    PyTuple_SET_ITEM({tup}, {slot}, PyBytes_FromStringAndSize((const char *)p + {at}, {length}));")
+                off += length
+            elif code in _INT_CODES:
+                expr = self._read(code, order, at)
+                if isinstance(node, ir.ConstNode):
+                    out.append(f"    if ({expr} != {node.value}) goto defect;")
+                out.append(f"    PyTuple_SET_ITEM({tup}, {slot}, {self._new_int(code, expr)});")
+                off += _INT_CODES[code][1]
+            else:
+                raise ir.UnsupportedConstruct(codec.name, f"native: struct code {code!r}")
+            slot += 1
+        return off
+
+    def decoder(self, codec: MessageCodec) -> str:
+        name = codec.name
+        n_fixed = len(codec.leaves)
+        size = codec.prefix.size
+        out = [f"static PyObject *dec_{name}(const unsigned char *p, Py_ssize_t len)", "{"]
+        has_tail = codec.tail is not None
+        if not has_tail:
+            out.append(f"    if (len != {size}) return NULL;")
+        elif isinstance(codec.tail, ir.GreedyBytesNode):
+            out.append(f"    if (len < {size}) return NULL;")
+        else:
+            count_size = codec._count.size
+            out.append(f"    if (len < {size + count_size}) return NULL;")
+        out.append(f"    PyObject *t = PyTuple_New({n_fixed + (1 if has_tail else 0)});")
+        out.append("    if (t == NULL) return NULL;")
+        self._decode_leaves(codec, codec.leaves, codec.prefix.format, "0", "t", 0, out)
+        if isinstance(codec.tail, ir.GreedyBytesNode):
+            out.append(f"    PyTuple_SET_ITEM(t, {n_fixed}, PyBytes_FromStringAndSize((const char *)p + {size}, len - {size}));")
+        elif codec.tail is not None:
+            count_code = _parse_format(codec._count.format)[1][0][0]
+            el = codec._element
+            el_n = len(codec._element_leaves)
+            out.append(f"    Py_ssize_t count = (Py_ssize_t){self._read(count_code, codec._count.format[0], str(size))};")
+            out.append(f"    if (len != {size + codec._count.size} + count * {el.size}) goto defect;")
+            out.append("    PyObject *items = PyTuple_New(count);")
+            out.append("    if (items == NULL) goto error;")
+            out.append(f"    PyTuple_SET_ITEM(t, {n_fixed}, items);")
+            out.append("    for (Py_ssize_t k = 0; k < count; k++) {")
+            out.append(f"        Py_ssize_t e = {size + codec._count.size} + k * {el.size};")
+            out.append(f"        PyObject *item = PyTuple_New({el_n});")
+            out.append("        if (item == NULL) goto error;")
+            out.append("        PyTuple_SET_ITEM(items, k, item);")
+            body: list[str] = []
+            self._decode_leaves(codec, codec._element_leaves, el.format, "e", "item", 0, body)
+            out += ["    " + line for line in body]
+            out.append(f"        for (Py_ssize_t j = 0; j < {el_n}; j++) if (PyTuple_GET_ITEM(item, j) == NULL) goto error;")
+            out.append("    }")
+        out.append(f"    for (Py_ssize_t j = 0; j < {n_fixed}; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;")
+        out.append("    return t;")
+        if any("goto defect" in line for line in out):
+            out += ["defect:", "    Py_DECREF(t);", "    return NULL;"]
+        out.append("error:")
+        out.append("    Py_DECREF(t);")
+        out.append("    if (!PyErr_Occurred()) PyErr_NoMemory();")
+        out.append("    return NULL;")
+        out.append("}")
+        return "\n".join(out)
+
+    # -- packing ------------------------------------------------------------
+
+    def packer(self, codec: MessageCodec) -> str:
+        """Length prefix + message for a fixed message with no checks; 1 = done, 0 = let Python do it."""
+        order, items = _parse_format(codec.prefix.format)
+        out = [f"static int pack_{codec.name}(unsigned char *w, PyObject *m)", "{",
+               f"    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != {len(codec.leaves)}) return 0;",
+               f"    wrbe16(w, {codec.size});"]
+        off, slot = 2, 0
+        for code, n in items:
+            if code == "x":
+                out.append(f"    memset(w + {off}, 0, {n});")
+                off += n
+                continue
+            v = f"PyTuple_GET_ITEM(m, {slot})"
+            if code in ("c", "s"):
+                length = 1 if code == "c" else n
+                out.append(f"    {{ PyObject *b = {v}; if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != {length}) return 0;")
+                out.append(f"      memcpy(w + {off}, PyBytes_AS_STRING(b), {length}); }}")
+                off += length
+            else:
+                ctype, size, signed = _INT_CODES[code]
+                lo, hi = _RANGES[code]
+                out.append(f"    {{ PyObject *o = {v}; if (!PyLong_Check(o)) return 0;")
+                if code == "Q":
+                    out.append("      unsigned long long x = PyLong_AsUnsignedLongLong(o);")
+                    out.append("      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }")
+                else:
+                    out.append("      long long x = PyLong_AsLongLong(o);")
+                    out.append("      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }")
+                    if code != "q":
+                        out.append(f"      if (x < {lo}LL || x > {hi}LL) return 0;")
+                if size == 1:
+                    out.append(f"      w[{off}] = (unsigned char)x; }}")
+                else:
+                    out.append(f"      wr{'be' if order in '>!' else 'le'}{size * 8}(w + {off}, ({ctype})x); }}")
+                off += size
+            slot += 1
+        out += ["    return 1;", "}"]
+        return "\n".join(out)
+
+    # -- the module -----------------------------------------------------------
+
+    def render(self) -> str:
+        decoders, packers = [], []
+        dec_table = ["NULL"] * 256
+        pack_table = ["NULL"] * 256
+        sizes = ["0"] * 256
+        for name, codec in self.table.by_name.items():
+            t = codec.type_byte[0]
+            self.const_index(codec.type_byte)
+            decoders.append(self.decoder(codec))
+            dec_table[t] = f"dec_{name}"
+            if codec.type_byte in self.table.block_packers and codec.prefix.format[0] in ">!":
+                packers.append(self.packer(codec))
+                pack_table[t] = f"pack_{name}"
+                sizes[t] = str(codec.size)
+        consts = ",\n    ".join(f"{{{_c_bytes(v)}, {len(v)}}}" for v in self.consts)
+        text = _TEMPLATE
+        for key, value in {
+            "@FINGERPRINT@": f"{self.fingerprint}ULL",
+            "@N_CONSTS@": str(len(self.consts)),
+            "@CONSTS@": consts,
+            "@DECODERS@": "\n\n".join(decoders),
+            "@PACKERS@": "\n\n".join(packers),
+            "@DEC_TABLE@": _table(dec_table),
+            "@PACK_TABLE@": _table(pack_table),
+            "@SIZES@": _table(sizes),
+            "@MAX_COUNT@": str(MAX_MESSAGES_PER_PACKET),
+        }.items():
+            text = text.replace(key, value)
+        return text
+
+
+def _table(entries: list[str]) -> str:
+    return ",\n    ".join(", ".join(entries[i : i + 8]) for i in range(0, 256, 8))
+
+
+_TEMPLATE = r'''/* GENERATED by python -m decoders.native_gen from the construct schema (decoders/schema/).
+ * Do not edit: change the schema and regenerate; tests/unit/test_native.py checks this file is current. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define SCHEMA_FINGERPRINT @FINGERPRINT@
+#define HEADER_SIZE 20
+#define MAX_COUNT @MAX_COUNT@
+
+static inline uint16_t rdbe16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t rdbe32(const unsigned char *p) { return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]; }
+static inline uint64_t rdbe64(const unsigned char *p) { return ((uint64_t)rdbe32(p) << 32) | rdbe32(p + 4); }
+static inline uint16_t rdle16(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t rdle32(const unsigned char *p) { return p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24); }
+static inline uint64_t rdle64(const unsigned char *p) { return rdle32(p) | ((uint64_t)rdle32(p + 4) << 32); }
+static inline void wrbe16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)(v >> 8); p[1] = (unsigned char)v; }
+static inline void wrbe32(unsigned char *p, uint32_t v) { wrbe16(p, (uint16_t)(v >> 16)); wrbe16(p + 2, (uint16_t)v); }
+static inline void wrbe64(unsigned char *p, uint64_t v) { wrbe32(p, (uint32_t)(v >> 32)); wrbe32(p + 4, (uint32_t)v); }
+
+static struct { const char *bytes; Py_ssize_t size; } CONST_DEFS[@N_CONSTS@] = {
+    @CONSTS@
+};
+static PyObject *CONSTS[@N_CONSTS@];
+
+/* Each decoder returns a new tuple, or NULL: with an exception set on a memory error,
+ * without one on a defect of the data (the caller returns None and Python says what). */
+@DECODERS@
+
+typedef PyObject *(*decoder_fn)(const unsigned char *, Py_ssize_t);
+static const decoder_fn DECODERS[256] = {
+    @DEC_TABLE@
+};
+
+@PACKERS@
+
+typedef int (*packer_fn)(unsigned char *, PyObject *);
+static const packer_fn PACKERS[256] = {
+    @PACK_TABLE@
+};
+static const Py_ssize_t PACK_SIZES[256] = {
+    @SIZES@
+};
+
+static PyObject *decode_messages(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t count;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &count))
+        return NULL;
+    const unsigned char *p = (const unsigned char *)view.buf;
+    Py_ssize_t end = view.len, off = HEADER_SIZE;
+    PyObject *list = NULL;
+    if (count < 0 || end < HEADER_SIZE)
+        goto defect;
+    list = PyList_New(count);
+    if (list == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (off + 2 > end)
+            goto defect;
+        Py_ssize_t length = rdbe16(p + off);
+        off += 2;
+        if (length == 0 || off + length > end)
+            goto defect;
+        decoder_fn dec = DECODERS[p[off]];
+        if (dec == NULL)
+            goto defect;
+        PyObject *item = dec(p + off, length);
+        if (item == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            goto defect;
+        }
+        PyList_SET_ITEM(list, i, item);
+        off += length;
+    }
+    if (off != end)
+        goto defect;
+    PyBuffer_Release(&view);
+    return list;
+defect:
+    Py_XDECREF(list);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(list);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+/* pack_blocks(buf, off, count, max_bytes, msgs, start, offsets) -> (next index, off, count, full)
+ * Packs msgs[start:] as length-prefixed blocks into the writable buffer from `off`, until the
+ * datagram is full (full = 1) or a message needs the Python path (full = 0, next < len). */
+static PyObject *pack_blocks(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t off, count, max_bytes, start;
+    PyObject *msgs, *offsets;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "w*nnnOnO", &view, &off, &count, &max_bytes, &msgs, &start, &offsets))
+        return NULL;
+    if (max_bytes > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "max_bytes beyond the buffer");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(msgs, "msgs must be a sequence");
+    if (seq == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    unsigned char *buf = (unsigned char *)view.buf;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), i = start;
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    int full = 0;
+    for (; i < n; i++) {
+        PyObject *m = items[i];
+        if (!PyTuple_Check(m) || PyTuple_GET_SIZE(m) < 1)
+            break;
+        PyObject *type = PyTuple_GET_ITEM(m, 0);
+        if (!PyBytes_CheckExact(type) || PyBytes_GET_SIZE(type) != 1)
+            break;
+        unsigned char t = (unsigned char)PyBytes_AS_STRING(type)[0];
+        packer_fn pack = PACKERS[t];
+        if (pack == NULL)
+            break;
+        Py_ssize_t stop = off + 2 + PACK_SIZES[t];
+        if (stop > max_bytes || count >= MAX_COUNT) {
+            if (count > 0)
+                full = 1;
+            break;  /* an empty datagram it never fits in: Python raises */
+        }
+        if (!pack(buf + off, m))
+            break;
+        if (offsets != Py_None) {
+            PyObject *o = PyLong_FromSsize_t(off);
+            if (o == NULL || PyList_Append(offsets, o) < 0) {
+                Py_XDECREF(o);
+                Py_DECREF(seq);
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+            Py_DECREF(o);
+        }
+        off = stop;
+        count++;
+    }
+    Py_DECREF(seq);
+    PyBuffer_Release(&view);
+    return Py_BuildValue("nnni", i, off, count, full);
+}
+
+static PyMethodDef METHODS[] = {
+    {"decode_messages", decode_messages, METH_VARARGS, "decode_messages(data, count) -> list of tuples, or None on a defect"},
+    {"pack_blocks", pack_blocks, METH_VARARGS, "pack_blocks(buf, off, count, max_bytes, msgs, start, offsets) -> (i, off, count, full)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_native", "The schema's codecs in C (generated)", -1, METHODS,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    for (int i = 0; i < @N_CONSTS@; i++) {
+        CONSTS[i] = PyBytes_FromStringAndSize(CONST_DEFS[i].bytes, CONST_DEFS[i].size);
+        if (CONSTS[i] == NULL)
+            return NULL;
+    }
+    PyObject *m = PyModule_Create(&MODULE);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObject(m, "FINGERPRINT", PyLong_FromUnsignedLongLong(SCHEMA_FINGERPRINT)) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
+'''
+
+
+def generate(table: CodecTable | None = None, fingerprint: int | None = None) -> str:
+    """The C source of the native backend of `table` (default: this schema's)."""
+    if table is None or fingerprint is None:
+        from . import CODECS, SCHEMA_FINGERPRINT
+
+        table, fingerprint = CODECS, SCHEMA_FINGERPRINT
+    return _Emitter(table, fingerprint).render()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    text = generate()
+    if args[:1] == ["--check"]:
+        if not TARGET.exists() or TARGET.read_text() != text:
+            print(f"{TARGET} is not current: run python -m decoders.native_gen", file=sys.stderr)
+            return 1
+        return 0
+    TARGET.write_text(text)
+    print(f"wrote {TARGET}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Builds the optional native backend (decoders/_native.c, generated from the schema by
+`python -m decoders.native_gen`). Without a C compiler the install still succeeds, with a
+warning, and the struct codecs do the work (decoders.BACKEND says which is active)."""
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, no headers: the pure-Python backend remains
+            self.warn(f"the native backend was not built ({exc}); the pure-Python codecs will be used")
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            self.warn(f"the native backend {ext.name} was not built ({exc}); the pure-Python codecs will be used")
+
+
+setup(
+    ext_modules=[Extension("decoders._native", ["decoders/_native.c"], extra_compile_args=["-O2"], optional=True)],
+    cmdclass={"build_ext": OptionalBuildExt},
+)

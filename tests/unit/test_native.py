@@ -1,0 +1,153 @@
+"""The native backend (decoders/_native.c, generated from the schema) against the struct codecs.
+
+The whole unit and model suite runs once on the active backend and once more with
+MD_BACKEND=python (./scripts/test); this file checks the two directly: the same tuples from
+the same datagrams, None exactly where the struct codecs raise, the same packed bytes, and a
+generated file that is current. Under MD_REQUIRE_ALL=1 (CI) the native backend must be built.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import decoders
+from decoders import CODECS, SCHEMA_FINGERPRINT, DecodeError, EncodeError, make_session, native_gen
+from decoders.moldudp64 import HEADER_SIZE, DatagramWriter, decode_messages, encode_datagram
+from decoders.schema import MESSAGES
+from tests.conftest import need
+from tests.schema_strategies import message_dicts
+
+ROOT = Path(__file__).resolve().parents[2]
+SESSION = make_session(SCHEMA_FINGERPRINT, 7)
+NATIVE = CODECS.native
+
+
+def _native() -> object:
+    if os.environ.get("MD_BACKEND") == "python":
+        pytest.skip("MD_BACKEND=python: this pass runs the suite on the struct codecs alone")
+    need(NATIVE is not None, f"the native backend is not built ({decoders.BACKEND_REASON}): pip install -e . with a C compiler")
+    return NATIVE
+
+
+def python_decode(data: bytes, count: int) -> list[tuple]:
+    CODECS.native = None
+    try:
+        return decode_messages(data, count, CODECS)
+    finally:
+        CODECS.native = NATIVE
+
+
+def test_the_committed_c_is_what_the_generator_writes() -> None:
+    assert native_gen.TARGET.read_text() == native_gen.generate(), "run: python -m decoders.native_gen (then pip install -e .)"
+
+
+def test_the_backend_is_named() -> None:
+    assert ("native" if CODECS.native is not None else "python") == decoders.BACKEND
+    if os.environ.get("MD_BACKEND") != "python":
+        _native()
+        assert decoders.BACKEND == "native" and NATIVE.FINGERPRINT == SCHEMA_FINGERPRINT
+
+
+def test_md_backend_python_forces_the_struct_codecs() -> None:
+    out = subprocess.run([sys.executable, "-c", "import decoders; print(decoders.BACKEND, decoders.CODECS.native)"], cwd=ROOT,
+                         env={**os.environ, "MD_BACKEND": "python"}, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["python", "None"]
+
+
+messages = st.sampled_from(sorted(MESSAGES)).flatmap(
+    lambda name: message_dicts(MESSAGES[name], name).map(lambda d, name=name: CODECS.by_name[name].from_dict(d)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(messages, min_size=1, max_size=20))
+def test_the_same_tuples_from_the_same_datagrams(msgs: list[tuple]) -> None:
+    native = _native()
+    data = encode_datagram(SESSION, 1, [CODECS.encode(m) for m in msgs])
+    assert native.decode_messages(data, len(msgs)) == python_decode(data, len(msgs)) == msgs
+    assert native.decode_messages(memoryview(bytearray(data)), len(msgs)) == msgs  # a receive buffer's view
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(messages, min_size=1, max_size=8), st.data())
+def test_none_exactly_where_the_struct_codecs_raise(msgs: list[tuple], data: st.DataObject) -> None:
+    """Bytes flipped, cut or added anywhere, the count wrong: the two backends reach the same verdict."""
+    native = _native()
+    raw = bytearray(encode_datagram(SESSION, 1, [CODECS.encode(m) for m in msgs]))
+    for _ in range(data.draw(st.integers(1, 4))):
+        how = data.draw(st.sampled_from(["flip", "cut", "add"]))
+        if how == "flip" and len(raw) > HEADER_SIZE:
+            i = data.draw(st.integers(HEADER_SIZE, len(raw) - 1))
+            raw[i] = data.draw(st.integers(0, 255))
+        elif how == "cut" and len(raw) > HEADER_SIZE:
+            del raw[data.draw(st.integers(HEADER_SIZE, len(raw) - 1)):]
+        else:
+            raw += data.draw(st.binary(min_size=1, max_size=8))
+    count = len(msgs) + data.draw(st.integers(-1, 1))
+    try:
+        expected = python_decode(bytes(raw), count)
+    except DecodeError:
+        expected = None
+    assert native.decode_messages(bytes(raw), count) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(messages, min_size=1, max_size=60), st.integers(60, 1400))
+def test_the_same_bytes_and_offsets_when_packing(msgs: list[tuple], max_bytes: int) -> None:
+    _native()
+    results = []
+    for native in (NATIVE, None):
+        CODECS.native = native
+        try:
+            w, offsets, packed = DatagramWriter(CODECS, max_bytes), [], []
+            try:
+                while len(packed) < len(msgs):
+                    w.reset()
+                    stop = w.add_many(msgs, len(packed), offsets)
+                    packed += msgs[len(packed):stop]
+                    results.append(bytes(w.finish(SESSION, 1)))
+                    assert stop > 0
+            except EncodeError as exc:
+                results.append(("EncodeError", str(exc)))
+            results.append(tuple(offsets))
+        finally:
+            CODECS.native = NATIVE
+    half = len(results) // 2
+    assert results[:half] == results[half:]
+
+
+@pytest.mark.parametrize("bad", [
+    (b"Q", 1, 2, 3, 4, 5, 2**64),           # ask_size past u64
+    (b"Q", -1, 2, 3, 4, 5, 6),              # timestamp below 0
+    (b"T", 1, 2, 3, 4, 256, 6),             # aggressor past u8
+    (b"Q", 1, 2, 3.5, 4, 5, 6),             # a float price: prices are integers
+    (b"Q", 1, 2, 3, 4, 5),                  # a field short
+])
+def test_a_value_that_does_not_fit_is_the_struct_codecs_error(bad: tuple) -> None:
+    """The C packer stops at it; the struct codecs raise the one EncodeError, both backends alike."""
+    errors = []
+    for native in (NATIVE, None):
+        CODECS.native = native
+        try:
+            with pytest.raises(EncodeError) as exc:
+                DatagramWriter(CODECS, 1400).add_many([(b"Q", 1, 2, 3, 4, 5, 6), bad])
+            errors.append(str(exc.value))
+        finally:
+            CODECS.native = NATIVE
+    assert len(set(errors)) == 1
+
+
+def test_a_build_from_another_schema_is_never_used() -> None:
+    """Version skew: a native module generated from another schema decodes nothing, loudly."""
+    _native()
+    from decoders.native import load
+
+    with pytest.warns(UserWarning, match="generated from another schema"):
+        module, why = load(SCHEMA_FINGERPRINT ^ 1)
+    assert module is None and why == "stale build"
