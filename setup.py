@@ -1,5 +1,5 @@
-"""Builds the optional native backend (decoders/_native.c, generated from the schema by
-`python -m decoders.native_gen`). Without a C compiler the install still succeeds, with a
+"""Builds the optional native parts: the wire backend (decoders/_native.c, generated from the
+schema by `python -m decoders.native_gen`) and batched datagram syscalls (mdcommon/_batch_io.c). Without a C compiler the install still succeeds, with a
 warning, and the struct codecs do the work (decoders.BACKEND says which is active)."""
 
 from setuptools import Extension, setup
@@ -21,6 +21,9 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("decoders._native", ["decoders/_native.c"], extra_compile_args=["-O2"], optional=True)],
+    ext_modules=[
+        Extension("decoders._native", ["decoders/_native.c"], extra_compile_args=["-O2"], optional=True),
+        Extension("mdcommon._batch_io", ["mdcommon/_batch_io.c"], extra_compile_args=["-O2"], optional=True),  # recvmmsg/sendmmsg
+    ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

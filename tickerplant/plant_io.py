@@ -25,6 +25,7 @@ from typing import IO, Any
 from decoders import CODECS, SCHEMA_FINGERPRINT, make_session
 from decoders.fingerprint import MAX_INSTANCE
 from decoders.present import message_record
+from mdcommon.batch_io import BATCH, send_all
 from mdcommon.image import Image
 from mdcommon.logs import CoreErrors, event
 from mdcommon.mcast_send_io import SEND_OK, open_sender, send_datagram
@@ -168,14 +169,22 @@ class Plant:
         if not self.sending:
             self.withheld += datagrams
             return
-        for data in datagrams:
-            count = int.from_bytes(data[18:20], "big")
-            for i, (name, sock, addr, counters) in enumerate(self.feeds):
-                rc = send_datagram(sock, data, addr)
-                v = counters.values
+        meta = [(len(data), int.from_bytes(data[18:20], "big")) for data in datagrams]
+        for i, (name, sock, addr, counters) in enumerate(self.feeds):
+            refused: dict[int, int] = {}  # datagram index -> errno
+            if BATCH is not None:
+                send_all(sock.fileno(), datagrams, addr[0], addr[1], refused.__setitem__)  # sendmmsg
+            else:
+                for k, data in enumerate(datagrams):
+                    rc = send_datagram(sock, data, addr)
+                    if rc != SEND_OK:
+                        refused[k] = rc
+            v = counters.values
+            for k, (size, count) in enumerate(meta):
+                rc = refused.get(k, SEND_OK) if refused else SEND_OK
                 if rc == SEND_OK:
                     v[FEED_COUNTERS.datagrams] += 1
-                    v[FEED_COUNTERS.bytes] += len(data)
+                    v[FEED_COUNTERS.bytes] += size
                     if count == 0:
                         v[FEED_COUNTERS.heartbeats] += 1
                     elif count == 0xFFFF:

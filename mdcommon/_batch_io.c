@@ -1,0 +1,142 @@
+/* Batched datagram syscalls for the daemons' shells: recvmmsg(2) and sendmmsg(2).
+ *
+ * Python's socket module has neither, and one recv_into per datagram costs about twice the
+ * kernel's own time per datagram (docs/architecture.md, "The hot path"). Loaded by
+ * mdcommon/batch_io.py when pip install built it; the per-datagram calls remain otherwise.
+ * Hand-written (it holds no schema knowledge); tests/unit/test_batch_io.py checks it against
+ * the socket module. Linux only.
+ */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define MAX_BATCH 1024
+
+/* recv_batch(fd, buffer, slot, max_count) -> tuple of lengths, datagram i at buffer[i * slot:].
+ * Never blocks. A negative length -n is a datagram longer than the slot, cut to n bytes. */
+static PyObject *recv_batch(PyObject *self, PyObject *args)
+{
+    int fd, max_count;
+    Py_buffer buf;
+    Py_ssize_t slot;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iw*ni", &fd, &buf, &slot, &max_count))
+        return NULL;
+    if (slot <= 0 || max_count <= 0 || max_count > MAX_BATCH || slot > buf.len / max_count) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "recv_batch: need 0 < max_count <= 1024 slots of `slot` bytes within the buffer");
+        return NULL;
+    }
+    struct mmsghdr msgs[MAX_BATCH];
+    struct iovec iov[MAX_BATCH];
+    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)max_count);
+    for (int i = 0; i < max_count; i++) {
+        iov[i].iov_base = (char *)buf.buf + (Py_ssize_t)i * slot;
+        iov[i].iov_len = (size_t)slot;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n;
+    Py_BEGIN_ALLOW_THREADS
+    n = recvmmsg(fd, msgs, (unsigned int)max_count, MSG_DONTWAIT, NULL);
+    Py_END_ALLOW_THREADS
+    int err = errno;
+    PyBuffer_Release(&buf);
+    if (n < 0) {
+        if (err == EAGAIN || err == EWOULDBLOCK)
+            return PyTuple_New(0);
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        long len = (long)msgs[i].msg_len;
+        if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
+            len = -len;
+        PyObject *v = PyLong_FromLong(len);
+        if (v == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, v);
+    }
+    return out;
+}
+
+/* send_batch(fd, datagrams, host, port) -> (sent, errno): sendmmsg of up to 1024 bytes-like
+ * datagrams to host:port. `sent` datagrams left; errno is why the first did not (0: it left, or the
+ * kernel stopped early without saying why, and the caller sends the rest again). */
+static PyObject *send_batch(PyObject *self, PyObject *args)
+{
+    int fd, port;
+    PyObject *datagrams;
+    const char *host;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOsi", &fd, &datagrams, &host, &port))
+        return NULL;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        PyErr_Format(PyExc_ValueError, "send_batch: %s:%d is not an IPv4 address and port", host, port);
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(datagrams, "send_batch: datagrams must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > MAX_BATCH)
+        n = MAX_BATCH;
+    Py_buffer views[MAX_BATCH];
+    struct mmsghdr msgs[MAX_BATCH];
+    struct iovec iov[MAX_BATCH];
+    Py_ssize_t held = 0;
+    for (; held < n; held++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, held), &views[held], PyBUF_SIMPLE) < 0)
+            break;
+        iov[held].iov_base = views[held].buf;
+        iov[held].iov_len = (size_t)views[held].len;
+        memset(&msgs[held], 0, sizeof(struct mmsghdr));
+        msgs[held].msg_hdr.msg_name = &addr;
+        msgs[held].msg_hdr.msg_namelen = sizeof addr;
+        msgs[held].msg_hdr.msg_iov = &iov[held];
+        msgs[held].msg_hdr.msg_iovlen = 1;
+    }
+    PyObject *result = NULL;
+    if (held == n) {
+        int r = n ? sendmmsg(fd, msgs, (unsigned int)n, 0) : 0;
+        int err = r < 0 ? errno : 0;  /* stopped early without an error: the caller sends the rest again */
+        result = Py_BuildValue("ii", r < 0 ? 0 : r, err);
+    }
+    for (Py_ssize_t i = 0; i < held; i++)
+        PyBuffer_Release(&views[i]);
+    Py_DECREF(seq);
+    return result;
+}
+
+static PyMethodDef METHODS[] = {
+    {"recv_batch", recv_batch, METH_VARARGS, "recv_batch(fd, buffer, slot, max_count) -> tuple of lengths (negative: cut)"},
+    {"send_batch", send_batch, METH_VARARGS, "send_batch(fd, datagrams, host, port) -> (sent, errno)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_batch_io", "recvmmsg and sendmmsg for the daemons", -1, METHODS,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__batch_io(void)
+{
+    PyObject *m = PyModule_Create(&MODULE);
+    if (m != NULL && PyModule_AddIntConstant(m, "MAX_BATCH", MAX_BATCH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,46 @@
+"""recvmmsg/sendmmsg for the daemons' shells, when `pip install` built them (mdcommon/_batch_io.c).
+
+    from mdcommon.batch_io import BATCH
+    if BATCH is not None: lengths = BATCH.recv_batch(sock.fileno(), buf, slot, count)
+
+`BATCH` is None without the build, off Linux, or with MD_BACKEND=python (the same switch as
+the wire backend): the shells then receive and send one datagram per call, as before. This
+module holds no socket; the shells that do are `*_io.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+__all__ = ["BATCH", "SEND_SLICE", "send_all"]
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("MD_BACKEND", "").strip().lower() == "python":
+        return None
+    try:
+        from . import _batch_io  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _batch_io
+
+
+BATCH = _load()
+SEND_SLICE = 1024 if BATCH is None else BATCH.MAX_BATCH
+
+
+def send_all(fd: int, datagrams: list, host: str, port: int, on_error) -> int:
+    """Send every datagram with as few sendmmsg calls as the kernel allows; a datagram it refuses is
+    reported as `on_error(index, errno)` and skipped, as a refused sendto would be. Returns how many left."""
+    assert BATCH is not None
+    sent = i = 0
+    n = len(datagrams)
+    while i < n:
+        done, err = BATCH.send_batch(fd, datagrams[i : i + SEND_SLICE], host, port)
+        sent += done
+        i += done
+        if err:
+            on_error(i, err)
+            i += 1
+    return sent

@@ -1,0 +1,89 @@
+"""recvmmsg/sendmmsg (mdcommon/_batch_io.c) against the socket module, on loopback."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+import pytest
+
+from mdcommon.batch_io import BATCH, send_all
+from tests.conftest import need
+
+
+@pytest.fixture
+def batch():
+    if os.environ.get("MD_BACKEND") == "python":
+        pytest.skip("MD_BACKEND=python: the shells use one syscall per datagram")
+    need(BATCH is not None, "mdcommon/_batch_io.c is not built: pip install -e . with a C compiler")
+    return BATCH
+
+
+@pytest.fixture
+def pair():
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    yield rx, tx
+    rx.close()
+    tx.close()
+
+
+def test_recv_batch_reads_what_recv_would_in_order(batch, pair) -> None:
+    rx, tx = pair
+    sent = [bytes([i]) * (1 + i * 37) for i in range(40)]
+    for d in sent:
+        tx.sendto(d, rx.getsockname())
+    buf = bytearray(2048 * 16)
+    got = []
+    while True:
+        lengths = batch.recv_batch(rx.fileno(), buf, 2048, 16)
+        got += [bytes(buf[i * 2048 : i * 2048 + n]) for i, n in enumerate(lengths)]
+        if len(lengths) < 16:
+            break
+    assert got == sent
+    assert batch.recv_batch(rx.fileno(), buf, 2048, 16) == ()  # nothing queued: never blocks
+
+
+def test_a_datagram_longer_than_its_slot_is_reported_cut(batch, pair) -> None:
+    rx, tx = pair
+    tx.sendto(b"x" * 300, rx.getsockname())
+    buf = bytearray(100 * 4)
+    assert batch.recv_batch(rx.fileno(), buf, 100, 4) == (-100,)
+
+
+def test_bad_arguments_are_refused(batch, pair) -> None:
+    rx, _ = pair
+    with pytest.raises(ValueError):
+        batch.recv_batch(rx.fileno(), bytearray(100), 100, 2)  # two slots do not fit
+    with pytest.raises(ValueError):
+        batch.send_batch(rx.fileno(), [b"x"], "not-an-address", 1)
+    with pytest.raises(OSError):
+        batch.recv_batch(-1, bytearray(100), 100, 1)
+
+
+def test_send_all_delivers_every_datagram_with_few_calls(batch, pair) -> None:
+    rx, tx = pair
+    datagrams = [os.urandom(10 + i % 50) for i in range(2500)]  # more than one sendmmsg slice
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    host, port = rx.getsockname()
+    assert send_all(tx.fileno(), datagrams, host, port, lambda i, e: pytest.fail(f"refused {i}: {e}")) == 2500
+    got = []
+    buf = bytearray(128 * 64)
+    while lengths := batch.recv_batch(rx.fileno(), buf, 128, 64):
+        got += [bytes(buf[i * 128 : i * 128 + n]) for i, n in enumerate(lengths)]
+    assert got == datagrams[: len(got)] and len(got) > 1000  # in order; the receive buffer may hold fewer than all
+
+
+def test_a_refused_datagram_is_reported_and_skipped_like_a_refused_sendto(batch) -> None:
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # no SO_BROADCAST: the broadcast address is refused
+    try:
+        with pytest.raises(OSError) as exc:
+            tx.sendto(b"x", ("255.255.255.255", 9))
+        refused: dict[int, int] = {}
+        assert send_all(tx.fileno(), [b"a", b"b"], "255.255.255.255", 9, refused.__setitem__) == 0
+        assert refused == {0: exc.value.errno, 1: exc.value.errno} and exc.value.errno == errno.EACCES
+    finally:
+        tx.close()
