@@ -3,6 +3,8 @@
     def on_message(channel, sequence, message): ...
     def on_event(channel, event): ...          # GapEvent, QualityChanged, ImageApplied, ...
     handler = LineHandler(HandlerConfig(), on_message, on_event)
+    # or batched: a datagram's messages in one call (message i has sequence first_sequence + i)
+    handler = LineHandler(HandlerConfig(), on_event=on_event, on_messages=lambda channel, first_sequence, messages: ...)
     handler.run()                              # until stop() or the configured duration
     handler.replica("ch1").records[7]          # the instrument image, read access
 
@@ -126,7 +128,8 @@ RECV_SLOT = 65536
 class Channel:
     """One channel's sockets, servers and core."""
 
-    def __init__(self, cc: ChannelConfig, config: HandlerConfig, on_message: Callable, on_event: Callable, seed: int) -> None:
+    def __init__(self, cc: ChannelConfig, config: HandlerConfig, on_message: Callable, on_event: Callable, seed: int,
+                 on_messages: Callable | None = None) -> None:
         self.name = cc.name
         self.config = cc
         self.nack_addrs = [parse_address(a) for a in cc.nack_servers]
@@ -135,6 +138,7 @@ class Channel:
         self.core = HandlerCore(
             on_message, on_event, policy_from(config), rng=random.Random(seed), nack_servers=len(self.nack_addrs),
             image_servers=len(self.image_addrs), keep_image=config.keep_image, late_join_image=config.recovery.late_join_image, now_ns=now,
+            on_messages=on_messages,
         )
         self.socks: dict[str, socket.socket] = {}
         for feed, fc in (("A", cc.feed_a), ("B", cc.feed_b)):
@@ -165,9 +169,13 @@ class LineHandler:
     """All channels of one handler process, in one loop."""
 
     def __init__(self, config: HandlerConfig, on_message: Callable[[str, int, tuple], Any] | None = None,
-                 on_event: Callable[[str, Any], Any] | None = None) -> None:
+                 on_event: Callable[[str, Any], Any] | None = None, *,
+                 on_messages: Callable[[str, int, list | tuple], Any] | None = None) -> None:
+        if on_message is not None and on_messages is not None:
+            raise ValueError("give on_message (one call per message) or on_messages (one call per datagram), not both")
         self.config = config
         self.app_message = on_message
+        self.app_messages = on_messages
         self.app_event = on_event
         self.stopping = False
         self.sel = selectors.DefaultSelector()
@@ -184,7 +192,8 @@ class LineHandler:
         self.channels: list[Channel] = []
         ccs = config.all_channels()
         for i, cc in enumerate(ccs):
-            ch = Channel(cc, config, self._message_sink(cc.name), self._event_sink(cc.name), seed=config.drop_seed * 1000 + i)
+            ch = Channel(cc, config, self._message_sink(cc.name), self._event_sink(cc.name), seed=config.drop_seed * 1000 + i,
+                         on_messages=self._messages_sink(cc.name) if on_messages is not None else None)
             self.channels.append(ch)
             for feed, sock in ch.socks.items():
                 self.sel.register(sock, selectors.EVENT_READ, (ch, feed))
@@ -217,6 +226,25 @@ class LineHandler:
                 self.metrics.latency.labels(name).observe(max(0, now() - msg[1]) / 1e9)
 
         return sampled
+
+    def _messages_sink(self, name: str) -> Callable[[int, list | tuple], None]:
+        """The batched sink: the application's on_messages, after the record file and the latency sample."""
+        app = self.app_messages
+        assert app is not None
+        record = self._record
+        if record is None and not self.config.metrics_port:
+            return functools.partial(app, name)
+        now = time.time_ns
+
+        def sink(first: int, msgs: list | tuple) -> None:
+            if record is not None:
+                for i, msg in enumerate(msgs):
+                    record.write(json.dumps(message_record(CODECS, msg, channel=name, sequence=first + i)) + "\n")
+            if self.metrics is not None and msgs:  # one sample a datagram
+                self.metrics.latency.labels(name).observe(max(0, now() - msgs[0][1]) / 1e9)
+            app(name, first, msgs)
+
+        return sink
 
     def _message_sink_plain(self, name: str) -> Callable[[int, tuple], None]:
         app = self.app_message

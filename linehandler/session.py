@@ -8,8 +8,9 @@ late join and resync from an initial image.
     core.on_image_message(msg); core.on_image_end(seq, now_ns); core.on_image_failed(reason, now_ns)
 
 Rules:
-1. Exactly once, in order: `on_message(sequence, message)` is called for sequence
-   `expected` and nothing else; a message that arrives early waits in a bounded buffer.
+1. Exactly once, in order: `on_message(sequence, message)` (or, batched,
+   `on_messages(first_sequence, messages)`) is called for sequence `expected` and nothing
+   else; a message that arrives early waits in a bounded buffer.
    A sequence is skipped only with a `GapEvent(first, last, reason)` before the next
    message, so the application always knows precisely what it did not get.
 2. Only what is corroborated is believed: a datagram far ahead of the stream, before it
@@ -68,8 +69,12 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         table: CodecTable = CODECS,
         schema_tag: bytes = SCHEMA_TAG,
         now_ns: int = 0,
+        on_messages: Callable[[int, list | tuple], Any] | None = None,
     ) -> None:
         self.on_message = on_message
+        # Batched delivery: when given, messages go to on_messages(first_sequence, messages) instead, a whole
+        # in-order datagram in one call (the slow paths deliver runs of one); on_message is then not called.
+        self.on_messages = on_messages
         self.on_event = on_event
         self.policy = p = policy or RecoveryPolicy()
         self.rng = rng or random.Random(0)

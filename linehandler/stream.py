@@ -70,14 +70,19 @@ class StreamMixin:
             return self._malformed(feed, exc)
         if seq == expected and not self.buffer and not self.gaps and not self.joining:
             # the common case: the next datagram, in order, nothing pending
-            deliver = self.on_message
-            if self.keep_image:
+            if self.on_messages is not None:
+                self.on_messages(seq, msgs)
+                if self.keep_image:
+                    self.image.apply_many(msgs)
+            elif self.keep_image:
+                deliver = self.on_message
                 apply = self.image.apply
                 for m in msgs:
                     deliver(seq, m)
                     apply(m)
                     seq += 1
             else:
+                deliver = self.on_message
                 for m in msgs:
                     deliver(seq, m)
                     seq += 1
@@ -193,7 +198,10 @@ class StreamMixin:
         return actions
 
     def _deliver(self, s: int, m: tuple) -> None:
-        self.on_message(s, m)
+        if self.on_messages is not None:
+            self.on_messages(s, (m,))
+        else:
+            self.on_message(s, m)
         self.counters.values[STREAM_COUNTERS.delivered] += 1
         if self.keep_image:
             self.image.apply(m)

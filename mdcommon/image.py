@@ -168,6 +168,12 @@ class Image:
         elif t == b"I":
             self.load_record(msg)
 
+    def apply_many(self, msgs: list[tuple] | tuple) -> None:
+        """`apply` each message in order (a datagram's worth)."""
+        apply = self.apply
+        for m in msgs:
+            apply(m)
+
     def load_record(self, msg: tuple) -> None:
         """Replace one instrument from a record image message."""
         _, _ts, iid, symbol, exponent, fields = msg

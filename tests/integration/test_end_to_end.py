@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from decoders import CODECS
 from linehandler.config import ChannelConfig, FeedConfig, HandlerConfig
 from linehandler.events import GapEvent, ImageApplied
@@ -60,7 +62,8 @@ def wait_for_port(port: int, timeout_s: float = 10) -> None:
     raise TimeoutError(f"nothing listening on {port}")
 
 
-def test_late_joiner_under_loss_on_both_feeds_converges_to_the_plant_image(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["on_message", "on_messages"])
+def test_late_joiner_under_loss_on_both_feeds_converges_to_the_plant_image(tmp_path: Path, batched: bool) -> None:
     a, b = unique_feeds()
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     record = tmp_path / "published.jsonl"
@@ -81,7 +84,11 @@ def test_late_joiner_under_loss_on_both_feeds_converges_to_the_plant_image(tmp_p
                                   nack_servers=[f"127.0.0.1:{udp}"], image_servers=[f"127.0.0.1:{tcp}"]),
             drop_a=0.05, drop_b=0.05, drop_seed=random.randrange(1000), stats_interval_s=0, exit_on_session_end=True,
         )
-        handler = LineHandler(config, lambda ch, seq, msg: delivered.append(seq), lambda ch, ev: events.append(ev))
+        if batched:  # a datagram's messages in one call
+            handler = LineHandler(config, on_event=lambda ch, ev: events.append(ev),
+                                  on_messages=lambda ch, first, msgs: delivered.extend(range(first, first + len(msgs))))
+        else:
+            handler = LineHandler(config, lambda ch, seq, msg: delivered.append(seq), lambda ch, ev: events.append(ev))
         try:
             handler.run(duration_s=20)
             replica = handler.replica()

@@ -54,16 +54,23 @@ def _moved(datagram: bytes, sequence: int | None = None, session: bytes | None =
 
 
 class HandlerModel(RuleBasedStateMachine):
-    @initialize(late=st.booleans(), images=st.booleans(), seed=st.integers(0, 2**16), per=st.sampled_from([1, 3, 7]))
-    def start(self, late: bool, images: bool, seed: int, per: int) -> None:
+    @initialize(late=st.booleans(), images=st.booleans(), seed=st.integers(0, 2**16), per=st.sampled_from([1, 3, 7]),
+                batched=st.booleans())
+    def start(self, late: bool, images: bool, seed: int, per: int, batched: bool) -> None:
         self.clock = FakeClock()
         self.pub = Published(N_MESSAGES, per=per)
         self.policy = RecoveryPolicy(give_up_ns=2000 * MS, stale_after_ns=20_000 * MS, request_timeout_ns=50 * MS,
                                      max_buffer_messages=120, min_ahead_messages=60, max_ahead_messages=200,
                                      max_claims_datagrams=32, image_retry_ns=300 * MS)
         self.log: list = []
-        self.core = HandlerCore(lambda s, m: self.log.append((s, m)), self.log.append, self.policy,
-                                rng=random.Random(seed), nack_servers=1, image_servers=1 if images else 0, now_ns=self.clock.now_ns)
+        log = self.log
+
+        def batch(first: int, msgs: list | tuple) -> None:  # on_messages: a datagram's messages in one call
+            log.extend((first + i, m) for i, m in enumerate(msgs))
+
+        self.core = HandlerCore(None if batched else (lambda s, m: log.append((s, m))), log.append, self.policy,
+                                rng=random.Random(seed), nack_servers=1, image_servers=1 if images else 0, now_ns=self.clock.now_ns,
+                                on_messages=batch if batched else None)
         self.sent = 0  # datagrams the plant has published
         if late:
             self.sent = len(self.pub.datagrams) // 3  # the handler starts while the plant is a third through
