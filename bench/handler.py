@@ -43,7 +43,7 @@ def datagrams(n_messages: int) -> list[bytes]:
     return seq.publish_many(msgs, 0) + seq.flush(0)
 
 
-def core_rate(dgs: list[bytes], keep_image: bool, repeats: int) -> list[float]:
+def core_rate(dgs: list[bytes], keep_image: bool, repeats: int, batched: bool = False) -> list[float]:
     out = []
     n_msgs = sum(int.from_bytes(d[18:20], "big") for d in dgs)
     for _ in range(repeats):
@@ -52,7 +52,11 @@ def core_rate(dgs: list[bytes], keep_image: bool, repeats: int) -> list[float]:
         def on_message(seq: int, msg: tuple, c=count) -> None:
             c[0] += 1
 
-        core = HandlerCore(on_message, lambda ev: None, keep_image=keep_image)
+        def on_messages(first: int, msgs: list, c=count) -> None:
+            c[0] += len(msgs)
+
+        core = (HandlerCore(None, lambda ev: None, keep_image=keep_image, on_messages=on_messages) if batched
+                else HandlerCore(on_message, lambda ev: None, keep_image=keep_image))
         feed = core.on_datagram
         t0 = time.perf_counter()
         for d in dgs:
@@ -141,13 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random()
 
     dgs = datagrams(300_000)
-    print(f"handler benchmark; Python {sys.version.split()[0]}; {len(dgs)} datagrams of ~30 messages, A and B both delivering each")
+    import decoders
+
+    print(f"handler benchmark; Python {sys.version.split()[0]}; {len(dgs)} datagrams of ~30 messages, A and B both delivering each; "
+          f"wire backend {decoders.BACKEND}")
     print(f"{'(a) core only':40} {'median msg/s':>14} {'min':>12} {'max':>12}")
     results = {}
-    for keep in (False, True):
-        r = core_rate(dgs, keep, args.repeats)
-        results[keep] = statistics.median(r)
-        print(f"{'  core, replica image ' + ('on' if keep else 'off'):40} {statistics.median(r):14,.0f} {min(r):12,.0f} {max(r):12,.0f}")
+    for batched in (False, True):
+        for keep in (False, True):
+            r = core_rate(dgs, keep, args.repeats, batched)
+            if not batched:
+                results[keep] = statistics.median(r)
+            label = f"  core, replica image {'on' if keep else 'off'}{', on_messages' if batched else ''}"
+            print(f"{label:40} {statistics.median(r):14,.0f} {min(r):12,.0f} {max(r):12,.0f}")
 
     # capture cost: what --capture-file adds per datagram on the receive path (recvfrom_into + one pcap write)
     import tempfile

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
+from types import ModuleType
 
 from decoders.schema.fields import FIELDS, FIELDS_BY_NAME, VALUE_INTEGER
 
@@ -36,6 +38,23 @@ _OPEN = FIELDS_BY_NAME["open_price"].field_id
 _HIGH = FIELDS_BY_NAME["high_price"].field_id
 _LOW = FIELDS_BY_NAME["low_price"].field_id
 _LAST_TRADE_TIME = FIELDS_BY_NAME["last_trade_time"].field_id
+
+
+def _load_native() -> ModuleType | None:
+    """mdcommon/_replica.c (built by pip install): apply_many in C for quotes, trades and field updates of known
+    instruments; None without the build or with MD_BACKEND=python (the wire backend's switch)."""
+    if os.environ.get("MD_BACKEND", "").strip().lower() == "python":
+        return None
+    try:
+        from . import _replica  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _replica.configure((_BID_PRICE, _BID_SIZE, _ASK_PRICE, _ASK_SIZE, _QUOTE_TIME, _LAST_PRICE, _LAST_SIZE, _VOLUME, _TRADE_COUNT,
+                        _OPEN, _HIGH, _LOW, _LAST_TRADE_TIME), {fid: f.value_type for fid, f in FIELDS.items()})
+    return _replica
+
+
+_NATIVE = _load_native()
 
 
 class Record:
@@ -169,7 +188,10 @@ class Image:
             self.load_record(msg)
 
     def apply_many(self, msgs: list[tuple] | tuple) -> None:
-        """`apply` each message in order (a datagram's worth)."""
+        """`apply` each message in order (a datagram's worth); in C where built, except while a snapshot is taken."""
+        if _NATIVE is not None and self._saved is None:
+            _NATIVE.apply_many(self.records, msgs, self.apply)
+            return
         apply = self.apply
         for m in msgs:
             apply(m)

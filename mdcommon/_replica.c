@@ -1,0 +1,208 @@
+/* Image.apply_many in C, for the messages that dominate a feed: quotes, trades and field updates
+ * of instruments already in the image. Everything else (directory entries, record images, a new
+ * instrument, a snapshot in progress, a tuple of an unexpected shape) goes to the Python
+ * `Image.apply`, which stays the definition of what applying means (mdcommon/image.py, rules 1-3);
+ * tests/unit/test_replica_native.py checks both give the same image for random streams.
+ *
+ * The field ids come from the field dictionary through `configure`, never restated here.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+enum { BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE, QUOTE_TIME, LAST_PRICE, LAST_SIZE, VOLUME, TRADE_COUNT, OPEN, HIGH, LOW,
+       LAST_TRADE_TIME, N_FIELDS };
+
+static PyObject *FIELD[N_FIELDS];
+static PyObject *FIELD_TYPES;  /* field id -> value type, from the field dictionary */
+static PyObject *ZERO, *ONE, *VALUES, *TYPES;
+static int configured;
+
+/* configure(field_ids: tuple of 13 ints in the order above, field_types: dict) */
+static PyObject *configure(PyObject *self, PyObject *args)
+{
+    PyObject *ids, *types;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyTuple_Type, &ids, &PyDict_Type, &types))
+        return NULL;
+    if (PyTuple_GET_SIZE(ids) != N_FIELDS) {
+        PyErr_Format(PyExc_ValueError, "configure: %d field ids expected", N_FIELDS);
+        return NULL;
+    }
+    for (int i = 0; i < N_FIELDS; i++) {
+        Py_XSETREF(FIELD[i], Py_NewRef(PyTuple_GET_ITEM(ids, i)));
+    }
+    Py_XSETREF(FIELD_TYPES, Py_NewRef(types));
+    configured = 1;
+    Py_RETURN_NONE;
+}
+
+static int set(PyObject *values, int field, PyObject *v) { return PyDict_SetItem(values, FIELD[field], v); }
+
+/* 1 applied, 0 leave it to Python, -1 error */
+static int apply_quote(PyObject *values, PyObject *m)
+{
+    if (PyTuple_GET_SIZE(m) != 7)
+        return 0;
+    if (set(values, BID_PRICE, PyTuple_GET_ITEM(m, 3)) < 0 || set(values, BID_SIZE, PyTuple_GET_ITEM(m, 4)) < 0 ||
+        set(values, ASK_PRICE, PyTuple_GET_ITEM(m, 5)) < 0 || set(values, ASK_SIZE, PyTuple_GET_ITEM(m, 6)) < 0 ||
+        set(values, QUOTE_TIME, PyTuple_GET_ITEM(m, 1)) < 0)
+        return -1;
+    return 1;
+}
+
+static int apply_trade(PyObject *values, PyObject *m)
+{
+    if (PyTuple_GET_SIZE(m) != 7)
+        return 0;
+    PyObject *price = PyTuple_GET_ITEM(m, 3), *size = PyTuple_GET_ITEM(m, 4);
+    if (!PyLong_CheckExact(price) || !PyLong_CheckExact(size))
+        return 0;  /* Python's arithmetic and comparisons decide for anything else */
+    if (set(values, LAST_PRICE, price) < 0 || set(values, LAST_SIZE, size) < 0)
+        return -1;
+    PyObject *volume = PyDict_GetItemWithError(values, FIELD[VOLUME]);
+    if (volume == NULL && PyErr_Occurred())
+        return -1;
+    PyObject *sum = PyNumber_Add(volume ? volume : ZERO, size);
+    if (sum == NULL)
+        return -1;
+    int rc = set(values, VOLUME, sum);
+    Py_DECREF(sum);
+    if (rc < 0)
+        return -1;
+    PyObject *count = PyDict_GetItemWithError(values, FIELD[TRADE_COUNT]);
+    if (count == NULL && PyErr_Occurred())
+        return -1;
+    sum = PyNumber_Add(count ? count : ZERO, ONE);
+    if (sum == NULL)
+        return -1;
+    rc = set(values, TRADE_COUNT, sum);
+    Py_DECREF(sum);
+    if (rc < 0)
+        return -1;
+    int has_open = PyDict_Contains(values, FIELD[OPEN]);
+    if (has_open < 0 || (!has_open && set(values, OPEN, price) < 0))
+        return -1;
+    PyObject *high = PyDict_GetItemWithError(values, FIELD[HIGH]);
+    if (high == NULL && PyErr_Occurred())
+        return -1;
+    int above = high == NULL ? 1 : PyObject_RichCompareBool(price, high, Py_GT);
+    if (above < 0 || (above && set(values, HIGH, price) < 0))
+        return -1;
+    PyObject *low = PyDict_GetItemWithError(values, FIELD[LOW]);
+    if (low == NULL && PyErr_Occurred())
+        return -1;
+    int below = low == NULL ? 1 : PyObject_RichCompareBool(price, low, Py_LT);
+    if (below < 0 || (below && set(values, LOW, price) < 0))
+        return -1;
+    if (set(values, LAST_TRADE_TIME, PyTuple_GET_ITEM(m, 1)) < 0)
+        return -1;
+    return 1;
+}
+
+static int apply_field(PyObject *rec, PyObject *values, PyObject *m)
+{
+    if (PyTuple_GET_SIZE(m) != 6)
+        return 0;
+    PyObject *field_id = PyTuple_GET_ITEM(m, 3), *value_type = PyTuple_GET_ITEM(m, 4);
+    if (PyDict_SetItem(values, field_id, PyTuple_GET_ITEM(m, 5)) < 0)
+        return -1;
+    PyObject *types = PyObject_GetAttr(rec, TYPES);
+    if (types == NULL)
+        return -1;
+    int rc = 0;
+    PyObject *declared = PyDict_GetItemWithError(FIELD_TYPES, field_id);
+    if (declared == NULL && PyErr_Occurred()) {
+        rc = -1;
+    } else {
+        int same = declared == NULL ? 0 : PyObject_RichCompareBool(declared, value_type, Py_EQ);
+        if (same < 0) {
+            rc = -1;
+        } else if (!same) {
+            rc = PyDict_SetItem(types, field_id, value_type);
+        } else {
+            int present = PyDict_Contains(types, field_id);
+            rc = present < 0 ? -1 : present ? PyDict_DelItem(types, field_id) : 0;
+        }
+    }
+    Py_DECREF(types);
+    return rc < 0 ? -1 : 1;
+}
+
+/* apply_many(records, msgs, apply) -> None: each message applied in order; `apply` (the Python
+ * Image.apply) takes those this file leaves alone. */
+static PyObject *apply_many(PyObject *self, PyObject *args)
+{
+    PyObject *records, *msgs, *fallback;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &records, &msgs, &fallback))
+        return NULL;
+    if (!configured) {
+        PyErr_SetString(PyExc_RuntimeError, "apply_many before configure");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(msgs, "apply_many: msgs must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *m = items[i];
+        int done = 0;
+        if (PyTuple_CheckExact(m) && PyTuple_GET_SIZE(m) >= 4) {
+            PyObject *type = PyTuple_GET_ITEM(m, 0);
+            char t = PyBytes_CheckExact(type) && PyBytes_GET_SIZE(type) == 1 ? PyBytes_AS_STRING(type)[0] : 0;
+            if (t == 'Q' || t == 'T' || t == 'F') {
+                PyObject *rec = PyDict_GetItemWithError(records, PyTuple_GET_ITEM(m, 2));
+                if (rec == NULL && PyErr_Occurred())
+                    goto error;
+                if (rec != NULL) {
+                    PyObject *values = PyObject_GetAttr(rec, VALUES);
+                    if (values == NULL)
+                        goto error;
+                    if (!PyDict_CheckExact(values))
+                        done = 0;
+                    else if (t == 'Q')
+                        done = apply_quote(values, m);
+                    else if (t == 'T')
+                        done = apply_trade(values, m);
+                    else
+                        done = apply_field(rec, values, m);
+                    Py_DECREF(values);
+                    if (done < 0)
+                        goto error;
+                }
+            }
+        }
+        if (!done) {
+            PyObject *r = PyObject_CallOneArg(fallback, m);
+            if (r == NULL)
+                goto error;
+            Py_DECREF(r);
+        }
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(seq);
+    return NULL;
+}
+
+static PyMethodDef METHODS[] = {
+    {"configure", configure, METH_VARARGS, "configure(field_ids, field_types)"},
+    {"apply_many", apply_many, METH_VARARGS, "apply_many(records, msgs, apply)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_replica", "Image.apply_many for quotes, trades, field updates", -1,
+                                    METHODS, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__replica(void)
+{
+    ZERO = PyLong_FromLong(0);
+    ONE = PyLong_FromLong(1);
+    VALUES = PyUnicode_InternFromString("values");
+    TYPES = PyUnicode_InternFromString("types");
+    if (ZERO == NULL || ONE == NULL || VALUES == NULL || TYPES == NULL)
+        return NULL;
+    return PyModule_Create(&MODULE);
+}

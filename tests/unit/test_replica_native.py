@@ -1,0 +1,75 @@
+"""Image.apply_many in C (mdcommon/_replica.c) gives the image the Python Image.apply gives, message for message."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from decoders.schema.fields import FIELDS
+from mdcommon import image as image_module
+from mdcommon.image import Image
+from tests.conftest import need
+
+NATIVE = image_module._NATIVE
+iids = st.integers(1, 6)
+ints = st.integers(-(2**63), 2**63 - 1)
+field_ids = st.sampled_from([*FIELDS, 99, 1000])
+value_types = st.integers(1, 5)
+message = st.one_of(
+    st.tuples(st.just(b"Q"), ints, iids, ints, ints, ints, ints),
+    st.tuples(st.just(b"T"), ints, iids, st.integers(-10**6, 10**6), st.integers(0, 10**6), st.sampled_from([66, 83, 32]), ints),
+    st.tuples(st.just(b"F"), ints, iids, field_ids, value_types, ints),
+    st.tuples(st.just(b"R"), ints, iids, st.text("ABCXYZ", max_size=5), st.integers(-9, 0)),
+    st.tuples(st.just(b"I"), ints, iids, st.just("SYM"), st.just(-4),
+              st.lists(st.tuples(field_ids, value_types, ints), max_size=4).map(tuple)),
+    st.tuples(st.just(b"S"), ints, st.integers(0, 255), ints),  # a system event: no instrument state
+)
+
+
+@pytest.fixture
+def native():
+    if os.environ.get("MD_BACKEND") == "python":
+        pytest.skip("MD_BACKEND=python: the replica is applied in Python alone")
+    need(NATIVE is not None, "mdcommon/_replica.c is not built: pip install -e . with a C compiler")
+    return NATIVE
+
+
+def python_image(msgs: list[tuple]) -> Image:
+    img = Image()
+    for m in msgs:
+        img.apply(m)
+    return img
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(message, max_size=80), st.integers(1, 10))
+def test_the_same_image_from_the_same_messages(msgs: list[tuple], chunk: int) -> None:
+    if NATIVE is None or os.environ.get("MD_BACKEND") == "python":
+        pytest.skip("native replica not active")
+    img = Image()
+    for i in range(0, len(msgs), chunk):
+        img.apply_many(msgs[i : i + chunk])
+    assert img.records == python_image(msgs).records
+    assert {k: r.types for k, r in img.records.items()} == {k: r.types for k, r in python_image(msgs).records.items()}
+
+
+def test_a_snapshot_in_progress_keeps_its_copy_on_write(native) -> None:
+    img = python_image([(b"R", 1, 7, "ACME", -4), (b"Q", 2, 7, 100, 1, 101, 1)])
+    ids, _ = img.freeze()
+    img.apply_many([(b"Q", 3, 7, 200, 1, 201, 1)])
+    assert img.frozen_record(7).values[FIELDS_BY_ID["bid_price"]] == 100  # the snapshot still sees the old quote
+    assert img.records[7].values[FIELDS_BY_ID["bid_price"]] == 200
+
+
+def test_a_tuple_of_the_wrong_shape_raises_as_in_python(native) -> None:
+    img = python_image([(b"R", 1, 7, "ACME", -4)])
+    with pytest.raises(ValueError):
+        Image().apply((b"Q", 1, 7, 1))
+    with pytest.raises(ValueError):
+        img.apply_many([(b"Q", 1, 7, 1)])
+
+
+FIELDS_BY_ID = {f.name: fid for fid, f in FIELDS.items()}
