@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from decoders.pcap import PcapError, ReadCounters, read_udp
+from mdcommon.batch_io import BATCH, SEND_SLICE, send_all
 from mdcommon.mcast_send_io import open_sender
 
 __all__ = ["ReplayTarget", "WireReplayReport", "wire_replay", "parse_mapping", "main"]
@@ -79,6 +80,15 @@ def _route(key: tuple[str, int], mapping: dict[tuple[str, int], ReplayTarget], m
     return sock, (target.group, target.port)
 
 
+def _flush(route, pending: list, report: WireReplayReport) -> None:
+    """Send the pending run of datagrams to one destination with as few sendmmsg calls as the kernel allows."""
+    sock, (group, port) = route
+    sent = send_all(sock.fileno(), pending, group, port, lambda i, err: None)
+    report.sent += sent
+    report.send_errors += len(pending) - sent  # refused by the kernel (buffer full, no route): counted, the replay goes on
+    pending.clear()
+
+
 def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], speed: float = 1.0, ttl: int = 0,
                 map_all_to: str | None = "lo") -> WireReplayReport:
     """Send the capture; with `map_all_to`, destinations not in `mapping` go to the same group:port there."""
@@ -87,6 +97,8 @@ def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], 
     socks: dict[str, socket.socket] = {}
     routes: dict[tuple[str, int], tuple[socket.socket, tuple[str, int]] | None] = {}  # resolved once per destination
     start_wall = first_ts = None
+    pending: list = []
+    pending_route: tuple[socket.socket, tuple[str, int]] | None = None
     t0 = time.monotonic()
     try:
         for ts, _src, _sport, dst, dport, payload in read_udp(path, counters):
@@ -98,6 +110,12 @@ def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], 
                 route = routes[key] = _route(key, mapping, map_all_to, socks, ttl)
             if route is None:
                 report.skipped_unmapped += 1
+                continue
+            if speed <= 0 and BATCH is not None:  # as fast as possible: runs to one destination leave by sendmmsg
+                if pending and (route is not pending_route or len(pending) >= SEND_SLICE):
+                    _flush(pending_route, pending, report)
+                pending_route = route
+                pending.append(payload)  # a view of the capture read whole: valid until the end
                 continue
             if speed > 0:
                 if start_wall is None:
@@ -114,6 +132,8 @@ def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], 
                 report.sent += 1
             except OSError:  # refused by the kernel (buffer full, no route): counted, the replay goes on
                 report.send_errors += 1
+        if pending:
+            _flush(pending_route, pending, report)
     finally:
         for s in socks.values():
             s.close()

@@ -5,16 +5,24 @@ Invariants:
 2. `append` only accepts `next_sequence` (or anything, when empty); a gap in what is
    appended is a caller bug and raises, because a journal with holes would serve a
    retransmission that silently skips messages.
-3. Trimming is from the oldest end only, whenever any bound is exceeded.
-4. `get` costs O(count), whatever the journal's size: the blocks live in a plain list
-   read by slicing, and trimming only moves a start offset (a deque, indexed one
-   message at a time, cost O(size) per message read from the middle). The dead prefix
-   is deleted once it is more than half the list, so memory stays within twice the
-   bounds and each trimmed block is moved O(1) times on average.
+3. Trimming is from the oldest end only, whenever any bound is exceeded, message by
+   message (whole segments at a time where they can go whole).
+4. `get` costs O(log segments + count), whatever the journal's size.
 Pure data structure: time comes in as `now_ns`, no clock is read here.
+
+What is held is a list of segments, each a run of consecutive messages appended together:
+either a list of blocks (`extend`, `append`: the server's mirror, a journal file) or a whole
+datagram with the offsets of its blocks (`extend_datagram`: the plant). The plant journals
+every datagram it sends without slicing it message by message; a block is cut out of its
+datagram only when a retransmission asks for it, which is rare next to publishing. A
+trimmed prefix is deleted once it is more than half the segments, so memory stays within
+twice the bounds and each segment is moved O(1) times on average.
 """
 
 from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
 
 __all__ = ["Journal", "JournalGap"]
 
@@ -26,7 +34,8 @@ class JournalGap(ValueError):
 class Journal:
     """Holds the newest messages of one session; oldest are dropped first."""
 
-    __slots__ = ("max_messages", "max_bytes", "max_age_ns", "_blocks", "_times", "_start", "first_sequence", "nbytes", "trimmed")
+    __slots__ = ("max_messages", "max_bytes", "max_age_ns", "_firsts", "_data", "_offsets", "_counts", "_times", "_head", "_skip",
+                 "first_sequence", "next_sequence", "nbytes", "trimmed")
 
     def __init__(self, max_messages: int = 1_000_000, max_bytes: int = 256 << 20, max_age_ns: int | None = None) -> None:
         if max_messages < 1 or max_bytes < 1:
@@ -34,87 +43,135 @@ class Journal:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.max_age_ns = max_age_ns
-        # _blocks[_start:] are held, _blocks[:_start] are trimmed but not yet deleted
-        self._blocks: list[bytes] = []
-        self._times: list[int] = []  # append time of each block, same indices as _blocks
-        self._start = 0
-        self.first_sequence = 1
-        self.nbytes = 0
+        self.reset(1)
         self.trimmed = 0  # messages dropped to respect the bounds
 
-    @property
-    def next_sequence(self) -> int:
-        return self.first_sequence + len(self._blocks) - self._start
-
     def __len__(self) -> int:
-        return len(self._blocks) - self._start
+        return self.next_sequence - self.first_sequence
 
     def reset(self, first_sequence: int) -> None:
         """Forget everything; the next append must carry `first_sequence` (new session, image)."""
-        self._blocks = []
-        self._times = []
-        self._start = 0
+        # segment i: first sequence _firsts[i], _counts[i] messages appended at _times[i]; _data[i] is a list of
+        # blocks (_offsets[i] None) or a datagram whose block k is data[off[k] + 2 : off[k + 1]] (off = _offsets[i]:
+        # where each block's 2-byte length prefix starts, then where the last block ends)
+        self._firsts: list[int] = []
+        self._data: list[list[bytes] | bytes] = []
+        self._offsets: list[array | None] = []
+        self._counts: list[int] = []
+        self._times: list[int] = []
+        self._head = 0  # segments before it are trimmed, not yet deleted
+        self._skip = 0  # messages of segment _head already trimmed
         self.nbytes = 0
-        self.first_sequence = first_sequence
+        self.first_sequence = self.next_sequence = first_sequence
+
+    # -- appending ----------------------------------------------------------
+
+    def _check(self, sequence: int) -> None:
+        if self.next_sequence != self.first_sequence:
+            if sequence != self.next_sequence:
+                raise JournalGap(f"append of {sequence}, journal expects {self.next_sequence}")
+        else:
+            self.first_sequence = self.next_sequence = sequence
+
+    def _add(self, sequence: int, data: list[bytes] | bytes, offsets: array | None, count: int, nbytes: int, now_ns: int) -> None:
+        self._firsts.append(sequence)
+        self._data.append(data)
+        self._offsets.append(offsets)
+        self._counts.append(count)
+        self._times.append(now_ns)
+        self.next_sequence = sequence + count
+        self.nbytes += nbytes
+        self._trim(now_ns)
 
     def append(self, sequence: int, block: bytes, now_ns: int) -> None:
-        held = len(self._blocks) - self._start
-        if held and sequence != self.first_sequence + held:
-            raise JournalGap(f"append of {sequence}, journal expects {self.next_sequence}")
-        if not held:
-            self.first_sequence = sequence
-        self._blocks.append(block)
-        self._times.append(now_ns)
-        self.nbytes += len(block)
-        self._trim(now_ns)
+        self._check(sequence)
+        self._add(sequence, [block], None, 1, len(block), now_ns)
 
     def extend(self, sequence: int, blocks: list[bytes], now_ns: int) -> None:
         """Append consecutive blocks from `sequence` on: one check and one trim for all of them."""
         if not blocks:
             return
-        held = len(self._blocks) - self._start
-        if held and sequence != self.first_sequence + held:
-            raise JournalGap(f"append of {sequence}, journal expects {self.next_sequence}")
-        if not held:
-            self.first_sequence = sequence
-        self._blocks.extend(blocks)
-        self._times.extend([now_ns] * len(blocks))
-        self.nbytes += sum(map(len, blocks))
-        self._trim(now_ns)
+        self._check(sequence)
+        blocks = list(blocks)
+        self._add(sequence, blocks, None, len(blocks), sum(map(len, blocks)), now_ns)
+
+    def extend_datagram(self, sequence: int, datagram: bytes, block_starts: list[int], end: int, now_ns: int) -> None:
+        """Append a datagram's messages, held as the datagram itself: block k is the message whose 2-byte length
+        prefix is at `block_starts[k]`, the last one ending at `end`."""
+        if not block_starts:
+            return
+        self._check(sequence)
+        offsets = array("H", block_starts)  # a MoldUDP64 datagram is under 64 KiB
+        offsets.append(end)
+        count = len(block_starts)
+        self._add(sequence, datagram, offsets, count, end - block_starts[0] - 2 * count, now_ns)
+
+    # -- trimming -----------------------------------------------------------
 
     def expire(self, now_ns: int) -> None:
         """Apply the age bound; call from a timer, appends apply it too."""
         self._trim(now_ns)
 
+    def _block_bytes(self, segment: int, k: int, stop: int) -> int:
+        """Bytes of blocks k..stop-1 of `segment`."""
+        offsets = self._offsets[segment]
+        if offsets is None:
+            return sum(map(len, self._data[segment][k:stop]))  # type: ignore[index]
+        return offsets[stop] - offsets[k] - 2 * (stop - k)
+
+    def _drop(self, n: int) -> None:
+        """Trim the `n` oldest messages (n at most what the head segment still holds)."""
+        head, skip = self._head, self._skip
+        self.nbytes -= self._block_bytes(head, skip, skip + n)
+        skip += n
+        if skip == self._counts[head]:
+            head, skip = head + 1, 0
+        self._head, self._skip = head, skip
+        self.first_sequence += n
+        self.trimmed += n
+
     def _trim(self, now_ns: int) -> None:
-        blocks, times = self._blocks, self._times
-        start, end = self._start, len(blocks)
-        nbytes = self.nbytes
-        first = start
-        while start < end and (end - start > self.max_messages or nbytes > self.max_bytes):
-            nbytes -= len(blocks[start])
-            start += 1
+        start = self.first_sequence
+        while self.next_sequence - self.first_sequence > self.max_messages or self.nbytes > self.max_bytes:
+            left = self._counts[self._head] - self._skip
+            excess = self.next_sequence - self.first_sequence - self.max_messages
+            if excess >= left:
+                self._drop(left)  # the whole head segment must go
+            elif excess > 0:
+                self._drop(excess)
+            else:
+                self._drop(1)  # over the byte bound only: one message at a time
         if self.max_age_ns is not None:
             horizon = now_ns - self.max_age_ns
-            while end - start > 1 and times[start] < horizon:
-                nbytes -= len(blocks[start])
-                start += 1
-        if start == first:
+            while self.next_sequence - self.first_sequence > 1 and self._times[self._head] < horizon:
+                self._drop(min(self._counts[self._head] - self._skip, self.next_sequence - self.first_sequence - 1))
+        if self.first_sequence == start:
             return
-        self.nbytes = nbytes
-        self.first_sequence += start - first
-        self.trimmed += start - first
-        if start > end - start:  # the dead prefix is over half the list: delete it (amortized O(1) per block)
-            del blocks[:start]
-            del times[:start]
-            start = 0
-        self._start = start
+        head = self._head
+        if head > len(self._firsts) - head:  # the dead prefix is over half the segments: delete it
+            for lst in (self._firsts, self._data, self._offsets, self._counts, self._times):
+                del lst[:head]
+            self._head = 0
+
+    # -- reading ------------------------------------------------------------
 
     def get(self, sequence: int, count: int) -> list[bytes]:
-        """Blocks `sequence .. sequence+count-1`, clipped to what is held (possibly empty); O(count)."""
-        start = max(sequence, self.first_sequence)
+        """Blocks `sequence .. sequence+count-1`, clipped to what is held (possibly empty)."""
+        seq = max(sequence, self.first_sequence)
         stop = min(sequence + count, self.next_sequence)
-        if start >= stop:
-            return []
-        base = self._start + start - self.first_sequence
-        return self._blocks[base : base + (stop - start)]
+        out: list[bytes] = []
+        if seq >= stop:
+            return out
+        firsts = self._firsts
+        i = bisect_right(firsts, seq, self._head) - 1
+        while seq < stop:
+            k = seq - firsts[i]
+            n = min(self._counts[i] - k, stop - seq)
+            data, offsets = self._data[i], self._offsets[i]
+            if offsets is None:
+                out += data[k : k + n]
+            else:
+                out += [data[offsets[j] + 2 : offsets[j + 1]] for j in range(k, k + n)]
+            seq += n
+            i += 1
+        return out

@@ -144,9 +144,7 @@ class Sequencer:
     def _commit(self, first: int, datagram: bytes, block_starts: list[int], end: int, now_ns: int) -> None:
         """Journal a finished datagram's messages and count it as sent."""
         if self.journal is not None:
-            # block i spans starts[i] + 2 .. starts[i + 1] (2 = the length prefix)
-            ends = block_starts[1:] + [end]
-            self.journal.extend(first, [datagram[s + 2 : e] for s, e in zip(block_starts, ends)], now_ns)
+            self.journal.extend_datagram(first, datagram, block_starts, end, now_ns)  # held whole, cut when asked for
         self.datagrams += 1
         self.messages += len(block_starts)
         self._batch_since_ns = None

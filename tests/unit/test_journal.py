@@ -39,7 +39,8 @@ def test_a_hole_is_refused() -> None:
 
 
 def test_contents_match_a_plain_list_through_trims_and_compactions() -> None:
-    """Trimming by count, bytes and age, many times over, never loses or reorders a block."""
+    """Trimming by count, bytes and age, many times over, never loses or reorders a block, whether blocks
+    were appended as lists or as whole datagrams."""
     import random
 
     rng = random.Random(7)
@@ -49,7 +50,14 @@ def test_contents_match_a_plain_list_through_trims_and_compactions() -> None:
     for step in range(4000):
         now += rng.randrange(0, 40)
         blocks = [bytes([seq % 251 + k % 3]) * rng.randrange(1, 20) for k in range(rng.randrange(1, 12))]
-        j.extend(seq, blocks, now)
+        if rng.random() < 0.5:
+            j.extend(seq, blocks, now)
+        else:  # as the plant journals: the datagram itself, with where each block starts
+            datagram, starts = bytearray(20), []
+            for b in blocks:
+                starts.append(len(datagram))
+                datagram += len(b).to_bytes(2, "big") + b
+            j.extend_datagram(seq, bytes(datagram), starts, len(datagram), now)
         model += [(seq + k, b, now) for k, b in enumerate(blocks)]
         seq += len(blocks)
         if step % 97 == 0:
