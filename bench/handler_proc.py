@@ -4,9 +4,15 @@
         [--nack HOST:PORT] [--image HOST:PORT] [--drop-a P] [--drop-b P] [--keep-image] [--until-image]
 
 Figures: datagrams (A+B), messages delivered, lost, gap counters, publish-to-callback latency
-p50/p99/p99.9 (every 7th market message, from its publish timestamp), CPU seconds of this process
-while running, resident memory at the end, recovery times of NACK-repaired gaps, and the time from
-start to the initial image applied.
+(every 7th market message, from its publish timestamp), CPU seconds of this process while running,
+resident memory at the end, recovery times of NACK-repaired gaps, and the time from start to the
+initial image applied.
+
+Latency is reported as the peers' is: p50/p99/p99.9 in the steady state, after `--warmup-s` (1 s,
+the warm-up bench/zmq_peer.py gives ZeroMQ) from the first market message; the start-up transient
+on its own (`startup_max_us`, the worst latency in the warm-up; `settle_ms`, when the last 50 ms
+window whose p99 is over twice the steady p99 ends); the whole run's p99 (`all_p99_us`); and a
+`timeline` of 50 ms windows (start ms, p99 µs, max µs) for the latency-over-time plot.
 """
 
 from __future__ import annotations
@@ -24,6 +30,25 @@ from linehandler.handler_io import LineHandler
 from mdcommon.logs import setup_logging
 
 
+def latency_figures(lat: list[int], at: list[int], warmup_ns: int) -> dict:
+    """Steady-state percentiles after the warm-up, the start-up transient on its own, and a timeline."""
+    if not lat:
+        nan = float("nan")
+        return dict(lat_n=0, p50_us=nan, p99_us=nan, p999_us=nan, all_p99_us=nan, startup_max_us=nan, settle_ms=nan, timeline=[])
+    t0 = at[0]
+    steady = [x for x, t in zip(lat, at) if t - t0 >= warmup_ns] or lat  # a run shorter than the warm-up: all of it
+    p50, p99, p999 = percentiles(steady)
+    windows: dict[int, list[int]] = {}
+    for x, t in zip(lat, at):
+        windows.setdefault((t - t0) // 50_000_000, []).append(x)
+    timeline = [(k * 50, percentiles(v, (0.99,))[0] / 1e3, max(v) / 1e3) for k, v in sorted(windows.items())]
+    startup = [x for x, t in zip(lat, at) if t - t0 < warmup_ns]
+    settle = max((ms + 50 for ms, w99, _ in timeline if ms < warmup_ns / 1e6 and w99 * 1e3 > 2 * p99), default=0)
+    return dict(lat_n=len(steady), p50_us=p50 / 1e3, p99_us=p99 / 1e3, p999_us=p999 / 1e3,
+                all_p99_us=percentiles(lat, (0.99,))[0] / 1e3, startup_max_us=max(startup, default=0) / 1e3, settle_ms=settle,
+                timeline=timeline)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--channel", action="append", required=True, help="GA:PA,GB:PB")
@@ -36,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="drop this fraction of datagrams on BOTH feeds (the same datagrams, chosen by sequence number), "
                          "so every one is a real gap that only retransmission can fill")
     ap.add_argument("--keep-image", action="store_true")
+    ap.add_argument("--warmup-s", type=float, default=1.0, help="latency before this, from the first market message, is start-up")
     ap.add_argument("--until-image", action="store_true", help="stop once the initial image is applied")
     args = ap.parse_args(argv)
     setup_logging("error")
@@ -52,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                            channels=channels if len(channels) > 1 else [], recovery=recovery, keep_image=args.keep_image,
                            drop_a=args.drop_a, drop_b=args.drop_b, stats_interval_s=0, exit_on_session_end=not args.until_image)
     lat: list[int] = []
+    lat_at: list[int] = []  # when each latency sample arrived
     recovered: list[int] = []
     image_s: list[float] = []
     n = [0]
@@ -62,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     def on_message(ch: str, seq: int, msg: tuple) -> None:
         n[0] += 1
         if n[0] % 7 == 0 and msg[0] in market:
-            lat.append(now() - msg[1])
+            t = now()
+            lat.append(t - msg[1])
+            lat_at.append(t)
 
     def on_event(ch: str, ev: object) -> None:
         if isinstance(ev, Recovered):
@@ -100,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         out["stream_" + key] = sum(c["stream"][key] for c in st.values())
     out["datagrams"] = sum(c["feeds"][f]["datagrams"] for c in st.values() for f in ("A", "B"))
     out["ended"] = all(ch.core.ended for ch in handler.channels)
-    p50, p99, p999 = percentiles(lat)
-    out.update(lat_n=len(lat), p50_us=p50 / 1e3, p99_us=p99 / 1e3, p999_us=p999 / 1e3)
+    out.update(latency_figures(lat, lat_at, int(args.warmup_s * 1e9)))
     r50, r99, rmax = percentiles(recovered, (0.5, 0.99, 1.0))
     out.update(recovered_n=len(recovered), recovery_p50_ms=r50 / 1e6, recovery_p99_ms=r99 / 1e6, recovery_max_ms=rmax / 1e6)
     out["dropped_in_process"] = sum(handler.dropped.values()) + dropped_both[0]

@@ -110,9 +110,15 @@ def loss_clear() -> str:
     return " ".join(x.strip() for x in r.stdout.splitlines() if "counter" in x)
 
 
-def ours(rate: float, seconds: float, nack: bool = False) -> dict:
+WARMUP_S = 1.0  # what bench/zmq_peer.py gives ZeroMQ at a fixed rate before it measures; ours gets the same
+
+
+def ours(rate: float, seconds: float, nack: bool = False, warmup: bool = False) -> dict:
     """Plant → handler; with `nack`, a retransmission server that repairs its own gaps from the plant's journal
-    (under injected loss the mirror loses datagrams too)."""
+    (under injected loss the mirror loses datagrams too). With `warmup` the plant runs WARMUP_S longer and the
+    latency percentiles are taken after it, as ZeroMQ's are; the start-up transient is reported on its own."""
+    if warmup:
+        seconds += WARMUP_S
     plant_port = free_port(socket.SOCK_DGRAM) if nack else 0
     srv = Server(OUR_A, OUR_B, repair=f"127.0.0.1:{plant_port}") if nack else None
     try:
@@ -126,6 +132,11 @@ def ours(rate: float, seconds: float, nack: bool = False) -> dict:
             srv.close()
     r["msgs_s"] = (r["delivered"] - 10_000) / seconds
     return r
+
+
+def startup_line(r: dict) -> str:
+    return (f"start-up: worst {r['startup_max_us']:,.0f} µs, p99 above twice the steady one until {r['settle_ms']:.0f} ms; "
+            f"p99 over the whole run {r['all_p99_us']:,.0f} µs")
 
 
 def mean_message_bytes() -> int:
@@ -212,11 +223,13 @@ def one_repetition(out: Samples, seconds: float, size: int, netns: bool, norm: b
         out.note("peer.zmq", why)
     # latency at fixed rates
     for label, rate in (("10k", 10_000), ("100k", 100_000)):
-        r = ours(rate, seconds)
-        for q in ("p50_us", "p99_us", "p999_us"):
+        r = ours(rate, seconds, warmup=True)
+        for q in ("p50_us", "p99_us", "p999_us", "startup_max_us", "settle_ms", "all_p99_us"):
             out.add(f"peer.ours.{label}.{q}", r[q])
         out.add(f"peer.ours.{label}.lost", r["stream_messages_lost"])
-        line = f"  {label}/s: ours p50 {r['p50_us']:.0f} p99 {r['p99_us']:.0f} p99.9 {r['p999_us']:.0f} µs"
+        out.note(f"peer.ours.{label}.timeline", json.dumps(r["timeline"]))
+        line = (f"  {label}/s, steady state after {WARMUP_S:g} s (both): ours p50 {r['p50_us']:.0f} p99 {r['p99_us']:.0f} "
+                f"p99.9 {r['p999_us']:.0f} µs ({startup_line(r)})")
         if why is None:
             z = zmq_run(EPGM, int(rate * seconds), size, rate)
             if "error" in z:

@@ -140,6 +140,25 @@ def plots(s: Samples, out: Path) -> list[str]:
         ax.grid(True, which="both", alpha=0.3)
         save(fig, "latency_curve.png")
 
+    # 2b. latency over time (last repetition): start-up transients, stalls and backlogs show here
+    timelines = {k[: -len(".timeline")]: k for k in s.notes if k.endswith(".timeline")}
+    if timelines:
+        import json
+
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for label, key in sorted(timelines.items()):
+            points = json.loads(s.notes[key])
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], "-", lw=1, label=f"{label} p99")
+                ax.plot([p[0] for p in points], [p[2] for p in points], ":", lw=0.8, label=f"{label} max")
+        ax.set_yscale("log")
+        ax.set_xlabel("ms since the first market message (50 ms windows)")
+        ax.set_ylabel("publish → callback latency (µs)")
+        ax.set_title("Latency over time (the warm-up is the first second)")
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+        save(fig, "latency_over_time.png")
+
     # 3. scaling with instruments
     sizes = sorted({int(k.split(".")[1]) for k in s.figures if k.startswith("instruments.")})
     if sizes:

@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         L += ["## Where the time goes (targets missed): cProfile of the hot paths", "",
               "cProfile charges a cost to every Python call, so the shares matter, not the seconds.", "", "```",
               texts["hotpath"].rstrip(), "```", ""]
-    notes = {k: v for k, v in s.notes.items() if not k.startswith(("side.handler_tries", "side.template", "peer.setup"))}
+    notes = {k: v for k, v in s.notes.items()
+             if not k.startswith(("side.handler_tries", "side.template", "peer.setup")) and not k.endswith(".timeline")}
     if notes:
         L += ["## Notes from the runs", ""] + [f"- `{k}`: {v}" for k, v in sorted(notes.items())] + [""]
     L += ["## Step times", ""] + [f"- {k}: {v:.0f} s" for k, v in times.items()] + [""]
