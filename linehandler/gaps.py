@@ -13,12 +13,20 @@ Invariants:
 4. `flagged` counts the gaps in recovery (asked for at least once, or given up), so the
    stream's quality is known without a scan; attempts and abandonment change through
    `note_attempt` and `abandon` only.
+5. The earliest deadline is known without a scan either: every change to a gap's
+   deadlines (`due_ns`, `timeout_ns`, `detected_ns`) is followed by `schedule(gap)`, and a
+   gap's request state changes through `set_outstanding`, which keeps the count of requests
+   in flight. Deadlines sit in two heaps (NACKs due; timeouts and give-ups) whose entries are
+   checked against the gap when they reach the top, so a stale entry is dropped, never
+   obeyed. The handler model test compares both with a scan after every step.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import count
 
 from sortedcontainers import SortedKeyList
 
@@ -54,12 +62,20 @@ def _first(g: Gap) -> int:
     return g.first
 
 
+_DUE, _TIMEOUT, _GIVE_UP = 0, 1, 2
+
+
 class GapList:
     """Sorted disjoint gaps with range removal; see the module invariants."""
 
-    def __init__(self) -> None:
+    def __init__(self, give_up_ns: int = 10_000_000_000) -> None:
         self.gaps: SortedKeyList = SortedKeyList(key=_first)
         self.flagged = 0
+        self.give_up_ns = give_up_ns
+        self._due: list[tuple[int, int, Gap, int]] = []  # (deadline, tie, gap, kind): NACKs that may go
+        self._other: list[tuple[int, int, Gap, int]] = []  # request timeouts and give-ups
+        self._tie = count()
+        self._requests: dict[tuple[int, int], int] = {}  # (server, first sequence asked) -> outstanding gaps it covers
 
     def __len__(self) -> int:
         return len(self.gaps)
@@ -81,6 +97,9 @@ class GapList:
         gaps.add(gap)
         if gap.flagged:
             self.flagged += 1
+        if gap.outstanding:
+            self._count_request(gap, 1)
+        self.schedule(gap)
 
     def _overlapping(self, first: int, last: int) -> tuple[int, list[Gap]]:
         """The position of the first gap that holds any of `first..last`, and those gaps in order."""
@@ -129,6 +148,8 @@ class GapList:
         for g in hit:
             if g.flagged:
                 self.flagged -= 1
+            if g.outstanding:
+                self._count_request(g, -1)
             if first <= g.first and g.last <= last:
                 gone.append(g)
                 continue
@@ -153,6 +174,86 @@ class GapList:
         if not gap.flagged:
             self.flagged += 1
         gap.abandoned = reason
+
+    # -- requests in flight and deadlines ---------------------------------------
+
+    def _count_request(self, gap: Gap, delta: int) -> None:
+        key = (gap.server, gap.sent_first)
+        n = self._requests.get(key, 0) + delta
+        if n:
+            self._requests[key] = n
+        else:
+            del self._requests[key]
+
+    def set_outstanding(self, gap: Gap, outstanding: bool) -> None:
+        """A request for `gap` went (its server and sent_first already set) or ended."""
+        if gap.outstanding == outstanding:
+            return
+        if self._live(gap):
+            self._count_request(gap, 1 if outstanding else -1)
+        gap.outstanding = outstanding
+
+    def in_flight(self) -> int:
+        """Requests outstanding: one per (server, first sequence asked), however many gaps it covers."""
+        return len(self._requests)
+
+    def schedule(self, gap: Gap) -> None:
+        """Note `gap`'s deadlines as they are now (call after changing any of them)."""
+        if gap.abandoned:
+            return
+        tie = next(self._tie)
+        heapq.heappush(self._other, (gap.detected_ns + self.give_up_ns, tie, gap, _GIVE_UP))
+        if gap.outstanding:
+            heapq.heappush(self._other, (gap.timeout_ns, tie, gap, _TIMEOUT))
+        else:
+            heapq.heappush(self._due, (gap.due_ns, tie, gap, _DUE))
+        if len(self._due) + len(self._other) > 8 * len(self.gaps) + 64:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Drop every stale entry at once (they are dropped lazily otherwise): the heaps stay O(gaps)."""
+        self._due, self._other = [], []
+        for g in self.gaps:
+            if not g.abandoned:
+                tie = next(self._tie)
+                self._other.append((g.detected_ns + self.give_up_ns, tie, g, _GIVE_UP))
+                if g.outstanding:
+                    self._other.append((g.timeout_ns, tie, g, _TIMEOUT))
+                else:
+                    self._due.append((g.due_ns, tie, g, _DUE))
+        heapq.heapify(self._due)
+        heapq.heapify(self._other)
+
+    def _live(self, gap: Gap) -> bool:
+        gaps = self.gaps
+        i = gaps.bisect_key_left(gap.first)
+        return i < len(gaps) and gaps[i] is gap
+
+    def _valid(self, deadline: int, gap: Gap, kind: int) -> bool:
+        if gap.abandoned or not self._live(gap):
+            return False
+        if kind == _DUE:
+            return not gap.outstanding and deadline == gap.due_ns
+        if kind == _TIMEOUT:
+            return gap.outstanding and deadline == gap.timeout_ns
+        return deadline == gap.detected_ns + self.give_up_ns
+
+    def _top(self, heap: list) -> int | None:
+        while heap:
+            deadline, _, gap, kind = heap[0]
+            if self._valid(deadline, gap, kind):
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def next_deadline(self, requests_full: bool) -> int | None:
+        """The earliest deadline of any open gap: a timeout, a give-up, or (unless every request slot is
+        taken, when a due NACK must wait for an answer anyway) a NACK that may go."""
+        other = self._top(self._other)
+        if requests_full:
+            return other
+        due = self._top(self._due)
+        return due if other is None else other if due is None else min(due, other)
 
     def head(self) -> Gap | None:
         return self.gaps[0] if self.gaps else None

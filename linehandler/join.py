@@ -108,6 +108,7 @@ class JoinMixin:
         for g in self.gaps:  # nothing was asked for while joining: give-up and gap-wait count from now
             g.detected_ns = now_ns
             g.due_ns = max(g.due_ns, now_ns)
+            self.gaps.schedule(g)
         if sequence + 1 < self.expected:
             # the image is older than the first live message we hold: recover the difference
             self.gaps.remove_range(sequence + 1, self.expected - 1)

@@ -79,8 +79,9 @@ class RecoveryMixin:
         # the gaps a capped request did not reach (split off by this answer) are asked for now
         for g in self.gaps.gaps.irange_key(seq, end + self.policy.max_request_messages):
             if g.outstanding and g.first >= g.sent_first + g.sent_count:
-                g.outstanding = False
+                self.gaps.set_outstanding(g, False)
                 g.due_ns = now_ns
+                self.gaps.schedule(g)
         return actions
 
     def _on_reject(self, server: int, m: tuple, now_ns: int) -> None:
@@ -89,24 +90,29 @@ class RecoveryMixin:
         for g in list(self.gaps.gaps.irange_key(req_seq, req_seq + self.policy.max_request_messages)):
             if not (g.outstanding and g.server == server and g.sent_first == req_seq):
                 continue
-            g.outstanding = False
-            if reason == _RATE_LIMITED:
-                g.due_ns = now_ns + max(retry_after_ns, 1)
-            elif reason == _TOO_OLD:
-                g.too_old_servers |= 1 << server
-                if g.too_old_servers == (1 << self.nack_servers) - 1:
-                    self._give_up(g, f"too_old: first available {first_available}", now_ns)
-                else:
-                    self._next_server(g, now_ns)
-                    g.due_ns = now_ns
-            elif reason == _TOO_FAR_AHEAD:
-                # the server has not mirrored that far yet (it is behind us, or repairing): ask again when it
-                # says, elsewhere if there is another server; a whole request timeout here cost 200 ms per gap
-                g.due_ns = now_ns + max(retry_after_ns, self.policy.gap_wait_min_ns)
-                self._next_server(g, now_ns)
+            self.gaps.set_outstanding(g, False)
+            self._answer_reject(g, server, reason, retry_after_ns, first_available, now_ns)
+            self.gaps.schedule(g)
+
+    def _answer_reject(self, g: Gap, server: int, reason: int, retry_after_ns: int, first_available: int, now_ns: int) -> None:
+        """When `g` may be asked for again, and of whom, after `server` refused it for `reason`."""
+        if reason == _RATE_LIMITED:
+            g.due_ns = now_ns + max(retry_after_ns, 1)
+        elif reason == _TOO_OLD:
+            g.too_old_servers |= 1 << server
+            if g.too_old_servers == (1 << self.nack_servers) - 1:
+                self._give_up(g, f"too_old: first available {first_available}", now_ns)
             else:
                 self._next_server(g, now_ns)
-                g.due_ns = now_ns + self._backoff(g)
+                g.due_ns = now_ns
+        elif reason == _TOO_FAR_AHEAD:
+            # the server has not mirrored that far yet (it is behind us, or repairing): ask again when it
+            # says, elsewhere if there is another server; a whole request timeout here cost 200 ms per gap
+            g.due_ns = now_ns + max(retry_after_ns, self.policy.gap_wait_min_ns)
+            self._next_server(g, now_ns)
+        else:
+            self._next_server(g, now_ns)
+            g.due_ns = now_ns + self._backoff(g)
 
     def _new_gap(self, first: int, last: int, now_ns: int) -> Gap:
         p = self.policy
@@ -183,7 +189,7 @@ class RecoveryMixin:
         if g.abandoned:
             return
         self.gaps.abandon(g, reason)
-        g.outstanding = False
+        self.gaps.set_outstanding(g, False)
         if self.policy.resync_on_unrecoverable and self.image_servers and self.resync is None and not self.joining:
             self.resync = []  # refresh the replica from an image while delivery carries on
             self.resync_from = self.expected
@@ -193,7 +199,7 @@ class RecoveryMixin:
 
     def _in_flight(self) -> int:
         """Requests outstanding: one per (server, first sequence asked), however many gaps it covers."""
-        return len({(g.server, g.sent_first) for g in self.gaps if g.outstanding})
+        return self.gaps.in_flight()
 
     def next_timer(self) -> int | None:
         deadlines = [self.last_rx_ns[0] + self.policy.stale_after_ns if not self.stale[0] else None,
@@ -201,15 +207,7 @@ class RecoveryMixin:
         if not self.joining:  # while joining nothing is asked for or given up: the image may cover it
             # with every request slot taken, a gap whose wait is over waits for an answer or a timeout, not for
             # its own due time (that would wake the loop at once, again and again)
-            full = self._in_flight() >= self.policy.max_outstanding_requests
-            for g in self.gaps:
-                if g.abandoned:
-                    continue
-                if g.outstanding:
-                    deadlines.append(g.timeout_ns)
-                elif not full:
-                    deadlines.append(g.due_ns)
-                deadlines.append(g.detected_ns + self.policy.give_up_ns)
+            deadlines.append(self.gaps.next_deadline(self._in_flight() >= self.policy.max_outstanding_requests))
         if self.image_due_ns is not None:
             deadlines.append(self.image_due_ns)
         return min((d for d in deadlines if d is not None), default=None)
@@ -292,7 +290,7 @@ class RecoveryMixin:
 
     def _request_timed_out(self, gap: Gap, now_ns: int) -> None:
         """No answer in `request_timeout`: a failure on this server; after `retries_per_server`, the next one."""
-        gap.outstanding = False
+        self.gaps.set_outstanding(gap, False)
         self.counters.values[STREAM_COUNTERS.nack_timeouts] += 1
         gap.failures_on_server += 1
         if gap.failures_on_server >= self.policy.retries_per_server or self.server_down_until[gap.server] > now_ns:
@@ -300,6 +298,7 @@ class RecoveryMixin:
             self._next_server(gap, now_ns)
             self._server_down(silent, now_ns)
         gap.due_ns = now_ns + self._backoff(gap)
+        self.gaps.schedule(gap)
 
     def _request(self, gap: Gap, now_ns: int, reach: int) -> SendNack | None:
         """A NACK for `gap` (and the gaps after it that it can cover), or None if the buckets say later."""
@@ -315,15 +314,17 @@ class RecoveryMixin:
             members = [gap]
         if wait > 0:
             gap.due_ns = now_ns + wait
+            self.gaps.schedule(gap)
             self.counters.values[STREAM_COUNTERS.nacks_throttled] += 1
             return None
         self.request_bucket.take(1, now_ns)
         self.message_bucket.take(count, now_ns)
         for member in members:
-            member.outstanding = True
+            member.sent_first, member.sent_count, member.server = gap.first, count, gap.server
+            self.gaps.set_outstanding(member, True)
             self.gaps.note_attempt(member)
             member.timeout_ns = now_ns + p.request_timeout_ns
-            member.sent_first, member.sent_count, member.server = gap.first, count, gap.server
+            self.gaps.schedule(member)
         self.counters.values[STREAM_COUNTERS.nacks_sent] += 1
         self.counters.values[STREAM_COUNTERS.messages_requested] += count
         return SendNack(gap.server, self.session, gap.first, count)

@@ -112,7 +112,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         self.announced_from: int | None = None  # horizon[announced_from:] is vouched for by a heartbeat only, not by data
         self.buffer: dict[int, tuple] = {}
         self.buffer_bytes = 0
-        self.gaps = GapList()
+        self.gaps = GapList(self.policy.give_up_ns)
         self.feed_next = [0, 0, 0]
         # first sequence -> (feed, arrival ns, bytes) of the first datagram starting there that delivered
         # something: A/B lead-lag timing, and the first copy later copies are compared with (conflicts)

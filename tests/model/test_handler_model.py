@@ -53,6 +53,25 @@ def _moved(datagram: bytes, sequence: int | None = None, session: bytes | None =
     return bytes(d)
 
 
+def _scanned_next_timer(core: HandlerCore, in_flight: int) -> int | None:
+    """The earliest deadline by looking at every gap (what the core did before its heaps)."""
+    p = core.policy
+    deadlines = [core.last_rx_ns[i] + p.stale_after_ns for i in (0, 1) if not core.stale[i]]
+    if not core.joining:
+        full = in_flight >= p.max_outstanding_requests
+        for g in core.gaps:
+            if g.abandoned:
+                continue
+            if g.outstanding:
+                deadlines.append(g.timeout_ns)
+            elif not full:
+                deadlines.append(g.due_ns)
+            deadlines.append(g.detected_ns + p.give_up_ns)
+    if core.image_due_ns is not None:
+        deadlines.append(core.image_due_ns)
+    return min(deadlines, default=None)
+
+
 class HandlerModel(RuleBasedStateMachine):
     @initialize(late=st.booleans(), images=st.booleans(), seed=st.integers(0, 2**16), per=st.sampled_from([1, 3, 7]),
                 batched=st.booleans())
@@ -274,6 +293,10 @@ class HandlerModel(RuleBasedStateMachine):
                 prev = g.last
             assert all(core.expected <= s < core.horizon for s in core.buffer)
         assert core.gaps.flagged == sum(1 for g in core.gaps if g.flagged)
+        # the request count and the deadline heaps (linehandler/gaps.py, rule 5) against a scan of every gap
+        in_flight = len({(g.server, g.sent_first) for g in core.gaps if g.outstanding})
+        assert core._in_flight() == in_flight, (core._in_flight(), in_flight)
+        assert core.next_timer() == _scanned_next_timer(core, in_flight), (core.next_timer(), _scanned_next_timer(core, in_flight))
 
     def teardown(self) -> None:
         if not hasattr(self, "core"):
