@@ -41,6 +41,8 @@ __all__ = ["Plant", "session_instance_for"]
 log = logging.getLogger("tickerplant")
 EPOCH_2024_S = 1_704_067_200  # 2024-01-01T00:00:00Z
 
+SEND_CHUNK = 8  # datagrams per sendmmsg before the other feed gets the same ones
+
 _ERRNO_COUNTER = {
     errno.EPERM: FEED_COUNTERS.send_eperm,
     errno.ENOBUFS: FEED_COUNTERS.send_enobufs,
@@ -170,18 +172,26 @@ class Plant:
             self.withheld += datagrams
             return
         meta = [(len(data), int.from_bytes(data[18:20], "big")) for data in datagrams]
-        for i, (name, sock, addr, counters) in enumerate(self.feeds):
-            refused: dict[int, int] = {}  # datagram index -> errno
-            if BATCH is not None:
-                send_all(sock.fileno(), datagrams, addr[0], addr[1], refused.__setitem__)  # sendmmsg
-            else:
-                for k, data in enumerate(datagrams):
+        refused: list[dict[int, int]] = [{} for _ in self.feeds]  # per feed: datagram index -> errno
+        if BATCH is not None:
+            # sendmmsg, A and B in turn a few datagrams at a time: B trails A by at most SEND_CHUNK datagrams (as it
+            # trailed by one with a sendto each), so a loss on one feed is still filled by the other within the gap-wait
+            for lo in range(0, len(datagrams), SEND_CHUNK):
+                chunk = datagrams[lo : lo + SEND_CHUNK]
+                for i, (_, sock, addr, _) in enumerate(self.feeds):
+                    failed = refused[i]
+                    send_all(sock.fileno(), chunk, addr[0], addr[1], lambda k, err, failed=failed, lo=lo: failed.__setitem__(lo + k, err))
+        else:
+            for k, data in enumerate(datagrams):
+                for i, (_, sock, addr, _) in enumerate(self.feeds):
                     rc = send_datagram(sock, data, addr)
                     if rc != SEND_OK:
-                        refused[k] = rc
+                        refused[i][k] = rc
+        for i, (name, _, _, counters) in enumerate(self.feeds):
+            failed = refused[i]
             v = counters.values
             for k, (size, count) in enumerate(meta):
-                rc = refused.get(k, SEND_OK) if refused else SEND_OK
+                rc = failed.get(k, SEND_OK) if failed else SEND_OK
                 if rc == SEND_OK:
                     v[FEED_COUNTERS.datagrams] += 1
                     v[FEED_COUNTERS.bytes] += size

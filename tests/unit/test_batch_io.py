@@ -80,10 +80,10 @@ def test_send_all_delivers_every_datagram_with_few_calls(batch, pair) -> None:
 def test_a_refused_datagram_is_reported_and_skipped_like_a_refused_sendto(batch) -> None:
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # no SO_BROADCAST: the broadcast address is refused
     try:
-        with pytest.raises(OSError) as exc:
+        with pytest.raises(OSError) as exc:  # EACCES; ENETUNREACH in a network namespace with no route
             tx.sendto(b"x", ("255.255.255.255", 9))
         refused: dict[int, int] = {}
         assert send_all(tx.fileno(), [b"a", b"b"], "255.255.255.255", 9, refused.__setitem__) == 0
-        assert refused == {0: exc.value.errno, 1: exc.value.errno} and exc.value.errno == errno.EACCES
+        assert refused == {0: exc.value.errno, 1: exc.value.errno} and exc.value.errno in (errno.EACCES, errno.ENETUNREACH)
     finally:
         tx.close()
