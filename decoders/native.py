@@ -12,6 +12,7 @@ path stays importable everywhere and is what every defect is diagnosed by.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from types import ModuleType
@@ -26,12 +27,17 @@ def load(fingerprint: int) -> tuple[ModuleType | None, str]:
         warnings.warn(f"MD_BACKEND={wanted!r} is neither 'native' nor 'python': using what is available", stacklevel=2)
     if wanted == "python":
         return None, "MD_BACKEND=python"
+    if importlib.util.find_spec(f"{__package__}._native") is None:
+        if wanted == "native":
+            raise ImportError("MD_BACKEND=native but the native backend is not built: pip install -e . with a C compiler")
+        return None, "not built (pip install compiles decoders/_native.c when a C compiler is there)"
     try:
         from . import _native  # type: ignore[attr-defined]
-    except ImportError as exc:
+    except ImportError as exc:  # built for another Python, or damaged
         if wanted == "native":
-            raise ImportError(f"MD_BACKEND=native but the native backend is not built ({exc}): pip install -e . with a C compiler") from exc
-        return None, f"not built ({exc})"
+            raise
+        warnings.warn(f"the native backend is built but does not load ({exc}): using the struct codecs", stacklevel=2)
+        return None, f"does not load ({exc})"
     if fingerprint != _native.FINGERPRINT:
         message = (f"the native backend was generated from another schema (fingerprint {_native.FINGERPRINT:#x}, this one "
                    f"{fingerprint:#x}): using the struct codecs; regenerate with python -m decoders.native_gen and reinstall")
