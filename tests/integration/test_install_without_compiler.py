@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -27,6 +28,8 @@ def test_a_wheel_builds_without_a_compiler_and_says_why_it_is_pure_python(tmp_pa
     assert not [n for n in names if n.endswith(".so")]  # pure Python inside
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    out = subprocess.run([sys.executable, "-c", "import decoders; print(decoders.BACKEND, '|', decoders.BACKEND_REASON)"], cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, check=True).stdout
-    assert out.startswith("python | not built"), out
+    # -S: no .pth files, so not this checkout's editable install; the dependencies from this venv's site-packages
+    path = os.pathsep.join([str(site), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    out = subprocess.run([sys.executable, "-S", "-c", "import decoders; print(decoders.BACKEND, '|', decoders.BACKEND_REASON, '|', decoders.__file__)"],
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("python | not built") and out.strip().endswith(str(site / "decoders" / "__init__.py")), out
