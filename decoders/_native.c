@@ -430,6 +430,401 @@ static int pack_retransmission_reject(unsigned char *w, PyObject *m)
     return 1;
 }
 
+/* Each encoder returns the message's bytes, or NULL: with an exception on a memory error, without one when
+ * a value is not one the C writes as the struct codecs would (the caller then asks them). */
+static PyObject *enc_system_event(PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 4) return NULL;
+    Py_ssize_t size = 18;
+    PyObject *seq = NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) { Py_XDECREF(seq); return NULL; }
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      if (memcmp(PyBytes_AS_STRING(b), "\x53", 1) != 0) goto fallback;
+      memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 255LL) goto fallback;
+      w[0 + 9] = (unsigned char)x; }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 10, (uint64_t)x); }
+    Py_XDECREF(seq);
+    return out;
+fallback:
+    Py_XDECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *enc_instrument_directory(PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 5) return NULL;
+    Py_ssize_t size = 30;
+    PyObject *seq = NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) { Py_XDECREF(seq); return NULL; }
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      if (memcmp(PyBytes_AS_STRING(b), "\x52", 1) != 0) goto fallback;
+      memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 0 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o) || PyUnicode_GET_LENGTH(o) > 16) goto fallback;
+      Py_ssize_t n = PyUnicode_GET_LENGTH(o); memcpy(w + 0 + 13, PyUnicode_DATA(o), n); memset(w + 0 + 13 + n, 0, 16 - n); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < -128LL || x > 127LL) goto fallback;
+      w[0 + 29] = (unsigned char)x; }
+    Py_XDECREF(seq);
+    return out;
+fallback:
+    Py_XDECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *enc_quote(PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 7) return NULL;
+    Py_ssize_t size = 45;
+    PyObject *seq = NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) { Py_XDECREF(seq); return NULL; }
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      if (memcmp(PyBytes_AS_STRING(b), "\x51", 1) != 0) goto fallback;
+      memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 0 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 13, (int64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 21, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 29, (int64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 37, (uint64_t)x); }
+    Py_XDECREF(seq);
+    return out;
+fallback:
+    Py_XDECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *enc_trade(PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 7) return NULL;
+    Py_ssize_t size = 38;
+    PyObject *seq = NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) { Py_XDECREF(seq); return NULL; }
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      if (memcmp(PyBytes_AS_STRING(b), "\x54", 1) != 0) goto fallback;
+      memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 0 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 13, (int64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 21, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 255LL) goto fallback;
+      w[0 + 29] = (unsigned char)x; }
+    { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 30, (uint64_t)x); }
+    Py_XDECREF(seq);
+    return out;
+fallback:
+    Py_XDECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *enc_field_update(PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 6) return NULL;
+    Py_ssize_t size = 24;
+    PyObject *seq = NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) { Py_XDECREF(seq); return NULL; }
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      if (memcmp(PyBytes_AS_STRING(b), "\x46", 1) != 0) goto fallback;
+      memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 0 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 65535LL) goto fallback;
+      wrbe16(w + 0 + 13, (uint16_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 255LL) goto fallback;
+      w[0 + 15] = (unsigned char)x; }
+    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 16, (int64_t)x); }
+    Py_XDECREF(seq);
+    return out;
+fallback:
+    Py_XDECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *enc_record_image(PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 6) return NULL;
+    Py_ssize_t size = 30;
+    PyObject *seq = NULL;
+    seq = PySequence_Fast(PyTuple_GET_ITEM(m, 5), "");
+    if (seq == NULL) { PyErr_Clear(); return NULL; }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    if (count > 65535LL) { Py_DECREF(seq); return NULL; }
+    size += 2 + count * 11;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) { Py_XDECREF(seq); return NULL; }
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      if (memcmp(PyBytes_AS_STRING(b), "\x49", 1) != 0) goto fallback;
+      memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 0 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o) || PyUnicode_GET_LENGTH(o) > 16) goto fallback;
+      Py_ssize_t n = PyUnicode_GET_LENGTH(o); memcpy(w + 0 + 13, PyUnicode_DATA(o), n); memset(w + 0 + 13 + n, 0, 16 - n); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < -128LL || x > 127LL) goto fallback;
+      w[0 + 29] = (unsigned char)x; }
+    wrbe16(w + 30, (uint16_t)count);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, k);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) goto fallback;
+        Py_ssize_t e = 32 + k * 11;
+        { PyObject *o = PyTuple_GET_ITEM(item, 0); if (!PyLong_Check(o)) goto fallback;
+          long long x = PyLong_AsLongLong(o);
+          if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+          if (x < 0LL || x > 65535LL) goto fallback;
+          wrbe16(w + e + 0, (uint16_t)x); }
+        { PyObject *o = PyTuple_GET_ITEM(item, 1); if (!PyLong_Check(o)) goto fallback;
+          long long x = PyLong_AsLongLong(o);
+          if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+          if (x < 0LL || x > 255LL) goto fallback;
+          w[e + 2] = (unsigned char)x; }
+        { PyObject *o = PyTuple_GET_ITEM(item, 2); if (!PyLong_Check(o)) goto fallback;
+          long long x = PyLong_AsLongLong(o);
+          if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+          wrbe64(w + e + 3, (int64_t)x); }
+    }
+    Py_XDECREF(seq);
+    return out;
+fallback:
+    Py_XDECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *enc_end_of_image(PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 4) return NULL;
+    Py_ssize_t size = 21;
+    PyObject *seq = NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) { Py_XDECREF(seq); return NULL; }
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      if (memcmp(PyBytes_AS_STRING(b), "\x47", 1) != 0) goto fallback;
+      memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 9, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 0 + 17, (uint32_t)x); }
+    Py_XDECREF(seq);
+    return out;
+fallback:
+    Py_XDECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *enc_retransmission_reject(PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 8) return NULL;
+    Py_ssize_t size = 44;
+    PyObject *seq = NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) { Py_XDECREF(seq); return NULL; }
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      if (memcmp(PyBytes_AS_STRING(b), "\x4a", 1) != 0) goto fallback;
+      memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 255LL) goto fallback;
+      w[0 + 9] = (unsigned char)x; }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 10, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 65535LL) goto fallback;
+      wrbe16(w + 0 + 18, (uint16_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 20, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 28, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 7); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 36, (uint64_t)x); }
+    Py_XDECREF(seq);
+    return out;
+fallback:
+    Py_XDECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+typedef PyObject *(*encoder_fn)(PyObject *);
+static const encoder_fn ENCODERS[256] = {
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, enc_field_update, enc_end_of_image,
+    NULL, enc_record_image, enc_retransmission_reject, NULL, NULL, NULL, NULL, NULL,
+    NULL, enc_quote, enc_instrument_directory, enc_system_event, enc_trade, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+};
+
+/* encode_message(msg) -> bytes, or None: the struct codecs encode it or raise the precise EncodeError */
+static PyObject *encode_message(PyObject *self, PyObject *msg)
+{
+    (void)self;
+    if (!PyTuple_Check(msg) || PyTuple_GET_SIZE(msg) < 1)
+        Py_RETURN_NONE;
+    PyObject *type = PyTuple_GET_ITEM(msg, 0);
+    if (!PyBytes_CheckExact(type) || PyBytes_GET_SIZE(type) != 1)
+        Py_RETURN_NONE;
+    encoder_fn enc = ENCODERS[(unsigned char)PyBytes_AS_STRING(type)[0]];
+    if (enc == NULL)
+        Py_RETURN_NONE;
+    PyObject *out = enc(msg);
+    if (out == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return out;
+}
+
 typedef int (*packer_fn)(unsigned char *, PyObject *);
 static const packer_fn PACKERS[256] = {
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -612,6 +1007,7 @@ static PyObject *pack_blocks(PyObject *self, PyObject *args)
 
 static PyMethodDef METHODS[] = {
     {"decode_messages", decode_messages, METH_VARARGS, "decode_messages(data, count) -> list of tuples, or None on a defect"},
+    {"encode_message", encode_message, METH_O, "encode_message(msg) -> bytes, or None: the struct codecs decide"},
     {"pack_blocks", pack_blocks, METH_VARARGS, "pack_blocks(buf, off, count, max_bytes, msgs, start, offsets) -> (i, off, count, full)"},
     {NULL, NULL, 0, NULL},
 };

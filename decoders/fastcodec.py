@@ -244,6 +244,8 @@ class MessageCodec:
 
     def _check_encode(self, msg: Message, leaves: tuple[_Leaf, ...]) -> list:
         values = list(msg)
+        if len(values) != len(leaves):
+            raise EncodeError(f"{self.name}: {len(leaves)} fields expected, got {len(values)}: {msg!r}")
         for i, leaf in enumerate(leaves):
             node = leaf.node
             v = values[i]
@@ -430,6 +432,11 @@ class CodecTable:
             raise EncodeError(f"no message type {msg[:1]!r}") from None
 
     def encode(self, msg: Message) -> bytes:
+        native = self.native
+        if native is not None:
+            out = native.encode_message(msg)
+            if out is not None:
+                return out  # else the struct codecs encode it, or raise the precise EncodeError
         return self.codec_for(msg).encode(msg)
 
     def decode(self, data: bytes | memoryview) -> Message:

@@ -216,10 +216,102 @@ class _Emitter:
         out += ["    return 1;", "}"]
         return "\n".join(out)
 
+    # -- encoding any message ---------------------------------------------------
+
+    def _write_leaves(self, leaves, fmt: str, tup: str, base: str, out: list[str], indent: str = "    ") -> int:
+        """C statements writing tuple `tup`'s fields at `w + base`; `goto fallback` where Python must decide."""
+        order, items = _parse_format(fmt)
+        off, slot = 0, 0
+        leaf_iter = iter(leaves)
+        for code, n in items:
+            at = f"{base} + {off}"
+            if code == "x":
+                out.append(f"{indent}memset(w + {at}, 0, {n});")
+                off += n
+                continue
+            leaf = next(leaf_iter)
+            node = leaf.node
+            v = f"PyTuple_GET_ITEM({tup}, {slot})"
+            if code in ("c", "s"):
+                length = 1 if code == "c" else n
+                if isinstance(node, ir.StringNode):
+                    if node.encoding != "ascii":
+                        raise ir.UnsupportedConstruct(node.path, f"native: encoding {node.encoding}")
+                    out.append(f"{indent}{{ PyObject *o = {v}; if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o) || "
+                               f"PyUnicode_GET_LENGTH(o) > {length}) goto fallback;")
+                    out.append(f"{indent}  Py_ssize_t n = PyUnicode_GET_LENGTH(o); memcpy(w + {at}, PyUnicode_DATA(o), n); "
+                               f"memset(w + {at} + n, 0, {length} - n); }}")
+                else:
+                    out.append(f"{indent}{{ PyObject *b = {v}; if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != {length}) goto fallback;")
+                    if isinstance(node, ir.ConstNode):
+                        out.append(f"{indent}  if (memcmp(PyBytes_AS_STRING(b), {_c_bytes(node.value)}, {length}) != 0) goto fallback;")
+                    out.append(f"{indent}  memcpy(w + {at}, PyBytes_AS_STRING(b), {length}); }}")
+                off += length
+            elif code in _INT_CODES:
+                ctype, size, signed = _INT_CODES[code]
+                lo, hi = _RANGES[code]
+                out.append(f"{indent}{{ PyObject *o = {v}; if (!PyLong_Check(o)) goto fallback;")
+                if code == "Q":
+                    out.append(f"{indent}  unsigned long long x = PyLong_AsUnsignedLongLong(o);")
+                    out.append(f"{indent}  if (x == (unsigned long long)-1 && PyErr_Occurred()) {{ PyErr_Clear(); goto fallback; }}")
+                else:
+                    out.append(f"{indent}  long long x = PyLong_AsLongLong(o);")
+                    out.append(f"{indent}  if (x == -1 && PyErr_Occurred()) {{ PyErr_Clear(); goto fallback; }}")
+                    if code != "q":
+                        out.append(f"{indent}  if (x < {lo}LL || x > {hi}LL) goto fallback;")
+                if isinstance(node, ir.ConstNode):
+                    out.append(f"{indent}  if (x != {node.value}) goto fallback;")
+                if size == 1:
+                    out.append(f"{indent}  w[{at}] = (unsigned char)x; }}")
+                else:
+                    out.append(f"{indent}  wr{'be' if order in '>!' else 'le'}{size * 8}(w + {at}, ({ctype})x); }}")
+                off += size
+            else:
+                raise ir.UnsupportedConstruct(leaf.name, f"native: struct code {code!r}")
+            slot += 1
+        return off
+
+    def encoder(self, codec: MessageCodec) -> str:
+        """The message as bytes (no length prefix), or NULL without an exception: the struct codecs decide."""
+        n_fixed = len(codec.leaves)
+        size = codec.prefix.size
+        tail = codec.tail
+        if codec.prefix.format[0] not in ">!" or (tail is not None and codec._count is not None and codec._count.format[0] not in ">!"):
+            raise ir.UnsupportedConstruct(codec.name, "native: little-endian fields")
+        out = [f"static PyObject *enc_{codec.name}(PyObject *m)", "{",
+               f"    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != {n_fixed + (1 if tail is not None else 0)}) return NULL;",
+               f"    Py_ssize_t size = {size};", "    PyObject *seq = NULL;"]
+        if isinstance(tail, ir.GreedyBytesNode):
+            out += [f"    PyObject *rest = PyTuple_GET_ITEM(m, {n_fixed});", "    if (!PyBytes_CheckExact(rest)) return NULL;",
+                    "    size += PyBytes_GET_SIZE(rest);"]
+        elif tail is not None:
+            count_code = _parse_format(codec._count.format)[1][0][0]
+            out += [f"    seq = PySequence_Fast(PyTuple_GET_ITEM(m, {n_fixed}), \"\");", "    if (seq == NULL) { PyErr_Clear(); return NULL; }",
+                    "    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);",
+                    f"    if (count > {_RANGES[count_code][1]}LL) {{ Py_DECREF(seq); return NULL; }}",
+                    f"    size += {codec._count.size} + count * {codec._element.size};"]
+        out += ["    PyObject *out = PyBytes_FromStringAndSize(NULL, size);", "    if (out == NULL) { Py_XDECREF(seq); return NULL; }",
+                "    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);"]
+        self._write_leaves(codec.leaves, codec.prefix.format, "m", "0", out)
+        if isinstance(tail, ir.GreedyBytesNode):
+            out.append(f"    memcpy(w + {size}, PyBytes_AS_STRING(rest), PyBytes_GET_SIZE(rest));")
+        elif tail is not None:
+            count_size = codec._count.size
+            out.append(f"    wrbe{count_size * 8}(w + {size}, (uint{count_size * 8}_t)count);")
+            out.append("    for (Py_ssize_t k = 0; k < count; k++) {")
+            out.append("        PyObject *item = PySequence_Fast_GET_ITEM(seq, k);")
+            out.append(f"        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != {len(codec._element_leaves)}) goto fallback;")
+            out.append(f"        Py_ssize_t e = {size + count_size} + k * {codec._element.size};")
+            self._write_leaves(codec._element_leaves, codec._element.format, "item", "e", out, indent="        ")
+            out.append("    }")
+        out += ["    Py_XDECREF(seq);", "    return out;", "fallback:", "    Py_XDECREF(seq);", "    Py_DECREF(out);", "    return NULL;", "}"]
+        return "\n".join(out)
+
     # -- the module -----------------------------------------------------------
 
     def render(self) -> str:
-        decoders, packers = [], []
+        decoders, packers, encoders = [], [], []
+        enc_table = ["NULL"] * 256
         dec_table = ["NULL"] * 256
         pack_table = ["NULL"] * 256
         sizes = ["0"] * 256
@@ -228,6 +320,8 @@ class _Emitter:
             self.const_index(codec.type_byte)
             decoders.append(self.decoder(codec))
             dec_table[t] = f"dec_{name}"
+            encoders.append(self.encoder(codec))
+            enc_table[t] = f"enc_{name}"
             if codec.type_byte in self.table.block_packers and codec.prefix.format[0] in ">!":
                 packers.append(self.packer(codec))
                 pack_table[t] = f"pack_{name}"
@@ -240,6 +334,8 @@ class _Emitter:
             "@CONSTS@": consts,
             "@DECODERS@": "\n\n".join(decoders),
             "@PACKERS@": "\n\n".join(packers),
+            "@ENCODERS@": "\n\n".join(encoders),
+            "@ENC_TABLE@": _table(enc_table),
             "@DEC_TABLE@": _table(dec_table),
             "@PACK_TABLE@": _table(pack_table),
             "@SIZES@": _table(sizes),
@@ -289,6 +385,33 @@ static const decoder_fn DECODERS[256] = {
 };
 
 @PACKERS@
+
+/* Each encoder returns the message's bytes, or NULL: with an exception on a memory error, without one when
+ * a value is not one the C writes as the struct codecs would (the caller then asks them). */
+@ENCODERS@
+
+typedef PyObject *(*encoder_fn)(PyObject *);
+static const encoder_fn ENCODERS[256] = {
+    @ENC_TABLE@
+};
+
+/* encode_message(msg) -> bytes, or None: the struct codecs encode it or raise the precise EncodeError */
+static PyObject *encode_message(PyObject *self, PyObject *msg)
+{
+    (void)self;
+    if (!PyTuple_Check(msg) || PyTuple_GET_SIZE(msg) < 1)
+        Py_RETURN_NONE;
+    PyObject *type = PyTuple_GET_ITEM(msg, 0);
+    if (!PyBytes_CheckExact(type) || PyBytes_GET_SIZE(type) != 1)
+        Py_RETURN_NONE;
+    encoder_fn enc = ENCODERS[(unsigned char)PyBytes_AS_STRING(type)[0]];
+    if (enc == NULL)
+        Py_RETURN_NONE;
+    PyObject *out = enc(msg);
+    if (out == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return out;
+}
 
 typedef int (*packer_fn)(unsigned char *, PyObject *);
 static const packer_fn PACKERS[256] = {
@@ -410,6 +533,7 @@ static PyObject *pack_blocks(PyObject *self, PyObject *args)
 
 static PyMethodDef METHODS[] = {
     {"decode_messages", decode_messages, METH_VARARGS, "decode_messages(data, count) -> list of tuples, or None on a defect"},
+    {"encode_message", encode_message, METH_O, "encode_message(msg) -> bytes, or None: the struct codecs decide"},
     {"pack_blocks", pack_blocks, METH_VARARGS, "pack_blocks(buf, off, count, max_bytes, msgs, start, offsets) -> (i, off, count, full)"},
     {NULL, NULL, 0, NULL},
 };

@@ -82,7 +82,7 @@ class RetransmitServer:
         self.journal = Journal(config.journal_max_messages, config.journal_max_bytes,
                                int(config.journal_max_age_s * 1e9) if config.journal_max_age_s > 0 else None)
         self.server = RequestServer(self.journal, limits_from(config), time.monotonic_ns())
-        self.handler = LineHandler(hc, self._on_message, self._on_event)
+        self.handler = LineHandler(hc, on_event=self._on_event, on_messages=self._on_messages)
         self.core = self.handler.channels[0].core
         self.handler.snapshot = self.status  # the status socket and metrics show the whole server, mirror included
         if config.metrics_port:
@@ -146,11 +146,14 @@ class RetransmitServer:
 
     # -- mirror -------------------------------------------------------------
 
-    def _on_message(self, channel: str, seq: int, msg: tuple) -> None:
-        block = CODECS.encode(msg)
-        self.journal.append(seq, block, time.monotonic_ns())
+    def _on_messages(self, channel: str, first: int, msgs: list | tuple) -> None:
+        """What the mirror delivers, a datagram at a time: journaled (and stored) as blocks."""
+        encode = CODECS.encode
+        blocks = [encode(m) for m in msgs]
+        self.journal.extend(first, blocks, time.monotonic_ns())
         if self.store is not None:
-            self.store.append(seq, block)
+            for i, block in enumerate(blocks):
+                self.store.append(first + i, block)
 
     def _on_event(self, channel: str, ev: Any) -> None:
         if isinstance(ev, (SessionStarted, SessionChanged)):

@@ -63,6 +63,10 @@ def test_slow_readers_are_disconnected_and_memory_stays_flat(tmp_path: Path) -> 
     server, plant, udp, tcp, status = start_stack(tmp_path, 60_000, 2000, ["--slow-reader-timeout-s", "1", "--image-reuse-ms", "60000"])
     try:
         session = session_of(status)
+        deadline = time.monotonic() + 20
+        while fetch_status(str(status))["mirror"]["channels"]["ch1"]["instruments"] < 60_000:  # the whole directory mirrored
+            assert time.monotonic() < deadline, "the mirror never held the 60,000 instruments"
+            time.sleep(0.05)
 
         def client() -> socket.socket:
             c = socket.socket()

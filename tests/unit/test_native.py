@@ -151,3 +151,24 @@ def test_a_build_from_another_schema_is_never_used() -> None:
     with pytest.warns(UserWarning, match="generated from another schema"):
         module, why = load(SCHEMA_FINGERPRINT ^ 1)
     assert module is None and why == "stale build"
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages)
+def test_encode_message_writes_the_struct_codecs_bytes(msg: tuple) -> None:
+    native = _native()
+    assert native.encode_message(msg) == CODECS.codec_for(msg).encode(msg)
+
+
+@pytest.mark.parametrize("bad", [
+    (b"I", 1, 7, "ACME", -4, ((1, 2, 3), (2, 9))),           # an array item short of a field
+    (b"I", 1, 7, "ACME" * 5, -4, ()),                         # a symbol longer than 16
+    (b"I", 1, 7, "AÇME", -4, ()),                             # not ASCII
+    (b"R", 1, 7, "ACME", 128),                                # exponent past i8
+    (b"I", 1, 7, "ACME", -4, [(1, 2, 2**63)]),                # a value past i64
+])
+def test_encode_message_leaves_what_does_not_fit_to_the_struct_codecs(bad: tuple) -> None:
+    native = _native()
+    assert native.encode_message(bad) is None
+    with pytest.raises(EncodeError):
+        CODECS.encode(bad)
