@@ -392,8 +392,9 @@ def build_codec(name: str, con: Any) -> MessageCodec:
 class CodecTable:
     """Every message codec of a schema, with the 256-entry dispatch tables the decoders index."""
 
+    native: Any = None  # the generated C backend of this table's schema, when loaded (decoders/native.py)
+
     def __init__(self, messages: dict[str, Any]) -> None:
-        self.native: Any = None  # the generated C backend of this table's schema, when loaded (decoders/native.py)
         self.by_name: dict[str, MessageCodec] = {}
         self.by_type: dict[bytes, MessageCodec] = {}
         self.decoders: list[Callable[[Any, int, int], Message] | None] = [None] * 256
@@ -441,6 +442,11 @@ class CodecTable:
 
     def decode(self, data: bytes | memoryview) -> Message:
         """Decode one message that fills `data` exactly."""
+        native = self.native
+        if native is not None:
+            out = native.decode_message(data)
+            if out is not None:
+                return out  # else a defect: the struct codecs below raise the precise DecodeError
         if not data:
             raise DecodeError(DecodeErrorKind.ZERO_LENGTH, 0, "empty message")
         dec = self.decoders[data[0]]

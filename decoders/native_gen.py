@@ -395,6 +395,25 @@ static const encoder_fn ENCODERS[256] = {
     @ENC_TABLE@
 };
 
+/* decode_message(data) -> tuple, or None: one message filling `data` exactly; on a defect the struct codecs say what */
+static PyObject *decode_message(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    (void)self;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *out = NULL;
+    if (view.len > 0) {
+        decoder_fn dec = DECODERS[((const unsigned char *)view.buf)[0]];
+        if (dec != NULL)
+            out = dec((const unsigned char *)view.buf, view.len);
+    }
+    PyBuffer_Release(&view);
+    if (out == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return out;
+}
+
 /* encode_message(msg) -> bytes, or None: the struct codecs encode it or raise the precise EncodeError */
 static PyObject *encode_message(PyObject *self, PyObject *msg)
 {
@@ -533,6 +552,7 @@ static PyObject *pack_blocks(PyObject *self, PyObject *args)
 
 static PyMethodDef METHODS[] = {
     {"decode_messages", decode_messages, METH_VARARGS, "decode_messages(data, count) -> list of tuples, or None on a defect"},
+    {"decode_message", decode_message, METH_O, "decode_message(data) -> tuple, or None: the struct codecs decide"},
     {"encode_message", encode_message, METH_O, "encode_message(msg) -> bytes, or None: the struct codecs decide"},
     {"pack_blocks", pack_blocks, METH_VARARGS, "pack_blocks(buf, off, count, max_bytes, msgs, start, offsets) -> (i, off, count, full)"},
     {NULL, NULL, 0, NULL},

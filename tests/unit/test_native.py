@@ -172,3 +172,23 @@ def test_encode_message_leaves_what_does_not_fit_to_the_struct_codecs(bad: tuple
     assert native.encode_message(bad) is None
     with pytest.raises(EncodeError):
         CODECS.encode(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages, st.binary(max_size=3), st.integers(0, 60))
+def test_decode_message_agrees_and_leaves_defects_to_the_struct_codecs(msg: tuple, junk: bytes, cut: int) -> None:
+    native = _native()
+    raw = CODECS.codec_for(msg).encode(msg)
+    assert native.decode_message(raw) == msg == CODECS.decode(raw)
+    for bad in (raw + junk if junk else raw[:-1], raw[: max(0, len(raw) - cut)]):
+        if bad == raw:
+            continue
+        CODECS.native = None
+        try:
+            try:
+                expected = CODECS.decode(bad)
+            except DecodeError:
+                expected = None
+        finally:
+            CODECS.native = NATIVE
+        assert native.decode_message(bad) == expected
