@@ -143,10 +143,8 @@ static PyObject *apply_many(PyObject *self, PyObject *args)
     PyObject *seq = PySequence_Fast(msgs, "apply_many: msgs must be a sequence");
     if (seq == NULL)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *m = items[i];
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {  /* re-read: the fallback runs Python code */
+        PyObject *m = PySequence_Fast_GET_ITEM(seq, i);
         int done = 0;
         if (PyTuple_CheckExact(m) && PyTuple_GET_SIZE(m) >= 4) {
             PyObject *type = PyTuple_GET_ITEM(m, 0);
@@ -174,7 +172,9 @@ static PyObject *apply_many(PyObject *self, PyObject *args)
             }
         }
         if (!done) {
+            Py_INCREF(m);  /* held across the call, whatever it does to the list */
             PyObject *r = PyObject_CallOneArg(fallback, m);
+            Py_DECREF(m);
             if (r == NULL)
                 goto error;
             Py_DECREF(r);
