@@ -34,6 +34,15 @@ def need_root() -> None:
     need(os.geteuid() == 0, "needs root (network namespaces, nftables)")
 
 
+def need_native(module: object, what: str) -> object:
+    """A compiled native part (`what`, e.g. "decoders/_native.c"), or skip: a missing build fails under
+    MD_REQUIRE_ALL=1 like a missing tool; the MD_BACKEND=python pass skips on purpose (it tests the other backend)."""
+    if os.environ.get("MD_BACKEND", "").strip().lower() == "python":
+        pytest.skip(f"MD_BACKEND=python: this pass runs without {what}")
+    need(module is not None, f"{what} is not built: pip install -e . with a C compiler")
+    return module
+
+
 class FakeClock:
     """Nanosecond clock the tests move by hand; cores take `now_ns` from it."""
 

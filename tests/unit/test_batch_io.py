@@ -9,15 +9,12 @@ import socket
 import pytest
 
 from mdcommon.batch_io import BATCH, send_all
-from tests.conftest import need
+from tests.conftest import need_native
 
 
 @pytest.fixture
 def batch():
-    if os.environ.get("MD_BACKEND") == "python":
-        pytest.skip("MD_BACKEND=python: the shells use one syscall per datagram")
-    need(BATCH is not None, "mdcommon/_batch_io.c is not built: pip install -e . with a C compiler")
-    return BATCH
+    return need_native(BATCH, "mdcommon/_batch_io.c")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import decoders
 from decoders import CODECS, SCHEMA_FINGERPRINT, DecodeError, EncodeError, make_session, native_gen
 from decoders.moldudp64 import HEADER_SIZE, DatagramWriter, decode_messages, encode_datagram
 from decoders.schema import MESSAGES
-from tests.conftest import need
+from tests.conftest import need_native
 from tests.schema_strategies import message_dicts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,10 +30,7 @@ NATIVE = CODECS.native
 
 
 def _native() -> object:
-    if os.environ.get("MD_BACKEND") == "python":
-        pytest.skip("MD_BACKEND=python: this pass runs the suite on the struct codecs alone")
-    need(NATIVE is not None, f"the native backend is not built ({decoders.BACKEND_REASON}): pip install -e . with a C compiler")
-    return NATIVE
+    return need_native(NATIVE, f"decoders/_native.c ({decoders.BACKEND_REASON})")
 
 
 def python_decode(data: bytes, count: int) -> list[tuple]:

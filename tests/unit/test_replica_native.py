@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +9,7 @@ from hypothesis import strategies as st
 from decoders.schema.fields import FIELDS
 from mdcommon import image as image_module
 from mdcommon.image import Image
-from tests.conftest import need
+from tests.conftest import need_native
 
 NATIVE = image_module._NATIVE
 iids = st.integers(1, 6)
@@ -31,10 +29,7 @@ message = st.one_of(
 
 @pytest.fixture
 def native():
-    if os.environ.get("MD_BACKEND") == "python":
-        pytest.skip("MD_BACKEND=python: the replica is applied in Python alone")
-    need(NATIVE is not None, "mdcommon/_replica.c is not built: pip install -e . with a C compiler")
-    return NATIVE
+    return need_native(NATIVE, "mdcommon/_replica.c")
 
 
 def python_image(msgs: list[tuple]) -> Image:
@@ -47,8 +42,7 @@ def python_image(msgs: list[tuple]) -> Image:
 @settings(max_examples=400, deadline=None)
 @given(st.lists(message, max_size=80), st.integers(1, 10))
 def test_the_same_image_from_the_same_messages(msgs: list[tuple], chunk: int) -> None:
-    if NATIVE is None or os.environ.get("MD_BACKEND") == "python":
-        pytest.skip("native replica not active")
+    need_native(NATIVE, "mdcommon/_replica.c")
     img = Image()
     for i in range(0, len(msgs), chunk):
         img.apply_many(msgs[i : i + chunk])
