@@ -250,184 +250,196 @@ static int pack_system_event(unsigned char *w, PyObject *m)
 {
     if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 4) return 0;
     wrbe16(w, 18);
-    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) return 0;
-      memcpy(w + 2, PyBytes_AS_STRING(b), 1); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) return 0;
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 3, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      if (x < 0LL || x > 255LL) return 0;
-      w[11] = (unsigned char)x; }
-    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 255LL) goto fallback;
+      w[2 + 9] = (unsigned char)x; }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 12, (uint64_t)x); }
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 10, (uint64_t)x); }
     return 1;
+fallback:
+    return 0;
 }
 
 static int pack_quote(unsigned char *w, PyObject *m)
 {
     if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 7) return 0;
     wrbe16(w, 45);
-    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) return 0;
-      memcpy(w + 2, PyBytes_AS_STRING(b), 1); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) return 0;
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 3, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      if (x < 0LL || x > 4294967295LL) return 0;
-      wrbe32(w + 11, (uint32_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 2 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 15, (int64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 13, (int64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 23, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 21, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 31, (int64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 29, (int64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 39, (uint64_t)x); }
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 37, (uint64_t)x); }
     return 1;
+fallback:
+    return 0;
 }
 
 static int pack_trade(unsigned char *w, PyObject *m)
 {
     if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 7) return 0;
     wrbe16(w, 38);
-    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) return 0;
-      memcpy(w + 2, PyBytes_AS_STRING(b), 1); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) return 0;
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 3, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      if (x < 0LL || x > 4294967295LL) return 0;
-      wrbe32(w + 11, (uint32_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 2 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 15, (int64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 13, (int64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 23, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 21, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      if (x < 0LL || x > 255LL) return 0;
-      w[31] = (unsigned char)x; }
-    { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 255LL) goto fallback;
+      w[2 + 29] = (unsigned char)x; }
+    { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 32, (uint64_t)x); }
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 30, (uint64_t)x); }
     return 1;
+fallback:
+    return 0;
 }
 
 static int pack_field_update(unsigned char *w, PyObject *m)
 {
     if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 6) return 0;
     wrbe16(w, 24);
-    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) return 0;
-      memcpy(w + 2, PyBytes_AS_STRING(b), 1); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) return 0;
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 3, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      if (x < 0LL || x > 4294967295LL) return 0;
-      wrbe32(w + 11, (uint32_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 2 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      if (x < 0LL || x > 65535LL) return 0;
-      wrbe16(w + 15, (uint16_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 65535LL) goto fallback;
+      wrbe16(w + 2 + 13, (uint16_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      if (x < 0LL || x > 255LL) return 0;
-      w[17] = (unsigned char)x; }
-    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 255LL) goto fallback;
+      w[2 + 15] = (unsigned char)x; }
+    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 18, (int64_t)x); }
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 16, (int64_t)x); }
     return 1;
+fallback:
+    return 0;
 }
 
 static int pack_end_of_image(unsigned char *w, PyObject *m)
 {
     if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 4) return 0;
     wrbe16(w, 21);
-    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) return 0;
-      memcpy(w + 2, PyBytes_AS_STRING(b), 1); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) return 0;
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 3, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 11, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 9, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      if (x < 0LL || x > 4294967295LL) return 0;
-      wrbe32(w + 19, (uint32_t)x); }
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 2 + 17, (uint32_t)x); }
     return 1;
+fallback:
+    return 0;
 }
 
 static int pack_retransmission_reject(unsigned char *w, PyObject *m)
 {
     if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 8) return 0;
     wrbe16(w, 44);
-    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) return 0;
-      memcpy(w + 2, PyBytes_AS_STRING(b), 1); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) return 0;
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 3, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      if (x < 0LL || x > 255LL) return 0;
-      w[11] = (unsigned char)x; }
-    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 255LL) goto fallback;
+      w[2 + 9] = (unsigned char)x; }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 12, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 10, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
       long long x = PyLong_AsLongLong(o);
-      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      if (x < 0LL || x > 65535LL) return 0;
-      wrbe16(w + 20, (uint16_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) return 0;
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 65535LL) goto fallback;
+      wrbe16(w + 2 + 18, (uint16_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 22, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 20, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 30, (uint64_t)x); }
-    { PyObject *o = PyTuple_GET_ITEM(m, 7); if (!PyLong_Check(o)) return 0;
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 28, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 7); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
-      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
-      wrbe64(w + 38, (uint64_t)x); }
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 36, (uint64_t)x); }
     return 1;
+fallback:
+    return 0;
 }
 
 /* Each encoder returns the message's bytes, or NULL: with an exception on a memory error, without one when
@@ -441,7 +453,6 @@ static PyObject *enc_system_event(PyObject *m)
     if (out == NULL) { Py_XDECREF(seq); return NULL; }
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
-      if (memcmp(PyBytes_AS_STRING(b), "\x53", 1) != 0) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
@@ -473,7 +484,6 @@ static PyObject *enc_instrument_directory(PyObject *m)
     if (out == NULL) { Py_XDECREF(seq); return NULL; }
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
-      if (memcmp(PyBytes_AS_STRING(b), "\x52", 1) != 0) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
@@ -508,7 +518,6 @@ static PyObject *enc_quote(PyObject *m)
     if (out == NULL) { Py_XDECREF(seq); return NULL; }
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
-      if (memcmp(PyBytes_AS_STRING(b), "\x51", 1) != 0) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
@@ -552,7 +561,6 @@ static PyObject *enc_trade(PyObject *m)
     if (out == NULL) { Py_XDECREF(seq); return NULL; }
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
-      if (memcmp(PyBytes_AS_STRING(b), "\x54", 1) != 0) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
@@ -597,7 +605,6 @@ static PyObject *enc_field_update(PyObject *m)
     if (out == NULL) { Py_XDECREF(seq); return NULL; }
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
-      if (memcmp(PyBytes_AS_STRING(b), "\x46", 1) != 0) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
@@ -644,7 +651,6 @@ static PyObject *enc_record_image(PyObject *m)
     if (out == NULL) { Py_XDECREF(seq); return NULL; }
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
-      if (memcmp(PyBytes_AS_STRING(b), "\x49", 1) != 0) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
@@ -699,7 +705,6 @@ static PyObject *enc_end_of_image(PyObject *m)
     if (out == NULL) { Py_XDECREF(seq); return NULL; }
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
-      if (memcmp(PyBytes_AS_STRING(b), "\x47", 1) != 0) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
@@ -731,7 +736,6 @@ static PyObject *enc_retransmission_reject(PyObject *m)
     if (out == NULL) { Py_XDECREF(seq); return NULL; }
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
-      if (memcmp(PyBytes_AS_STRING(b), "\x4a", 1) != 0) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
       unsigned long long x = PyLong_AsUnsignedLongLong(o);

@@ -17,12 +17,17 @@ import os
 import warnings
 from types import ModuleType
 
-__all__ = ["load"]
+__all__ = ["load", "wanted_backend"]
+
+
+def wanted_backend() -> str:
+    """MD_BACKEND as asked: "native", "python", or "" (whatever is built). Every native part obeys it."""
+    return os.environ.get("MD_BACKEND", "").strip().lower()
 
 
 def load(fingerprint: int) -> tuple[ModuleType | None, str]:
     """(the native module or None, why) for a schema of `fingerprint`."""
-    wanted = os.environ.get("MD_BACKEND", "").strip().lower()
+    wanted = wanted_backend()
     if wanted not in ("", "native", "python"):
         warnings.warn(f"MD_BACKEND={wanted!r} is neither 'native' nor 'python': using what is available", stacklevel=2)
     if wanted == "python":

@@ -179,47 +179,19 @@ class _Emitter:
 
     def packer(self, codec: MessageCodec) -> str:
         """Length prefix + message for a fixed message with no checks; 1 = done, 0 = let Python do it."""
-        order, items = _parse_format(codec.prefix.format)
         out = [f"static int pack_{codec.name}(unsigned char *w, PyObject *m)", "{",
                f"    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != {len(codec.leaves)}) return 0;",
                f"    wrbe16(w, {codec.size});"]
-        off, slot = 2, 0
-        for code, n in items:
-            if code == "x":
-                out.append(f"    memset(w + {off}, 0, {n});")
-                off += n
-                continue
-            v = f"PyTuple_GET_ITEM(m, {slot})"
-            if code in ("c", "s"):
-                length = 1 if code == "c" else n
-                out.append(f"    {{ PyObject *b = {v}; if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != {length}) return 0;")
-                out.append(f"      memcpy(w + {off}, PyBytes_AS_STRING(b), {length}); }}")
-                off += length
-            else:
-                ctype, size, signed = _INT_CODES[code]
-                lo, hi = _RANGES[code]
-                out.append(f"    {{ PyObject *o = {v}; if (!PyLong_Check(o)) return 0;")
-                if code == "Q":
-                    out.append("      unsigned long long x = PyLong_AsUnsignedLongLong(o);")
-                    out.append("      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }")
-                else:
-                    out.append("      long long x = PyLong_AsLongLong(o);")
-                    out.append("      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }")
-                    if code != "q":
-                        out.append(f"      if (x < {lo}LL || x > {hi}LL) return 0;")
-                if size == 1:
-                    out.append(f"      w[{off}] = (unsigned char)x; }}")
-                else:
-                    out.append(f"      wr{'be' if order in '>!' else 'le'}{size * 8}(w + {off}, ({ctype})x); }}")
-                off += size
-            slot += 1
-        out += ["    return 1;", "}"]
+        self._write_leaves(codec.leaves, codec.prefix.format, "m", "2", out, dispatched=codec.type_byte)
+        out += ["    return 1;", "fallback:", "    return 0;", "}"]
         return "\n".join(out)
 
     # -- encoding any message ---------------------------------------------------
 
-    def _write_leaves(self, leaves, fmt: str, tup: str, base: str, out: list[str], indent: str = "    ") -> int:
-        """C statements writing tuple `tup`'s fields at `w + base`; `goto fallback` where Python must decide."""
+    def _write_leaves(self, leaves, fmt: str, tup: str, base: str, out: list[str], indent: str = "    ",
+                      dispatched: bytes | None = None) -> int:
+        """C statements writing tuple `tup`'s fields at `w + base`; `goto fallback` where Python must decide.
+        `dispatched`: the type byte the caller chose this writer by, so slot 0 need not be compared again."""
         order, items = _parse_format(fmt)
         off, slot = 0, 0
         leaf_iter = iter(leaves)
@@ -243,7 +215,7 @@ class _Emitter:
                                f"memset(w + {at} + n, 0, {length} - n); }}")
                 else:
                     out.append(f"{indent}{{ PyObject *b = {v}; if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != {length}) goto fallback;")
-                    if isinstance(node, ir.ConstNode):
+                    if isinstance(node, ir.ConstNode) and not (slot == 0 and node.value == dispatched):
                         out.append(f"{indent}  if (memcmp(PyBytes_AS_STRING(b), {_c_bytes(node.value)}, {length}) != 0) goto fallback;")
                     out.append(f"{indent}  memcpy(w + {at}, PyBytes_AS_STRING(b), {length}); }}")
                 off += length
@@ -292,7 +264,7 @@ class _Emitter:
                     f"    size += {codec._count.size} + count * {codec._element.size};"]
         out += ["    PyObject *out = PyBytes_FromStringAndSize(NULL, size);", "    if (out == NULL) { Py_XDECREF(seq); return NULL; }",
                 "    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);"]
-        self._write_leaves(codec.leaves, codec.prefix.format, "m", "0", out)
+        self._write_leaves(codec.leaves, codec.prefix.format, "m", "0", out, dispatched=codec.type_byte)
         if isinstance(tail, ir.GreedyBytesNode):
             out.append(f"    memcpy(w + {size}, PyBytes_AS_STRING(rest), PyBytes_GET_SIZE(rest));")
         elif tail is not None:

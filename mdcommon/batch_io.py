@@ -10,14 +10,15 @@ module holds no socket; the shells that do are `*_io.py`.
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
+
+from decoders.native import wanted_backend
 
 __all__ = ["BATCH", "SEND_SLICE", "send_all"]
 
 
 def _load() -> ModuleType | None:
-    if os.environ.get("MD_BACKEND", "").strip().lower() == "python":
+    if wanted_backend() == "python":
         return None
     try:
         from . import _batch_io  # type: ignore[attr-defined]
@@ -30,14 +31,15 @@ BATCH = _load()
 SEND_SLICE = 1024 if BATCH is None else BATCH.MAX_BATCH
 
 
-def send_all(fd: int, datagrams: list, host: str, port: int, on_error) -> int:
-    """Send every datagram with as few sendmmsg calls as the kernel allows; a datagram it refuses is
+def send_all(fd: int, datagrams: list, host: str, port: int, on_error, start: int = 0, stop: int | None = None) -> int:
+    """Send datagrams[start:stop] with as few sendmmsg calls as the kernel allows; a datagram it refuses is
     reported as `on_error(index, errno)` and skipped, as a refused sendto would be. Returns how many left."""
     assert BATCH is not None
-    sent = i = 0
-    n = len(datagrams)
+    sent = 0
+    i = start
+    n = len(datagrams) if stop is None else min(stop, len(datagrams))
     while i < n:
-        done, err = BATCH.send_batch(fd, datagrams[i : i + SEND_SLICE], host, port)
+        done, err = BATCH.send_batch(fd, datagrams[i : min(n, i + SEND_SLICE)], host, port)
         sent += done
         i += done
         if err:

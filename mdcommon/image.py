@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterator
 from types import ModuleType
 
+from decoders.native import wanted_backend
 from decoders.schema.fields import FIELDS, FIELDS_BY_NAME, VALUE_INTEGER
 
 __all__ = ["Record", "Image", "write_image"]
@@ -43,7 +43,7 @@ _LAST_TRADE_TIME = FIELDS_BY_NAME["last_trade_time"].field_id
 def _load_native() -> ModuleType | None:
     """mdcommon/_replica.c (built by pip install): apply_many in C for quotes, trades and field updates of known
     instruments; None without the build or with MD_BACKEND=python (the wire backend's switch)."""
-    if os.environ.get("MD_BACKEND", "").strip().lower() == "python":
+    if wanted_backend() == "python":
         return None
     try:
         from . import _replica  # type: ignore[attr-defined]

@@ -177,10 +177,8 @@ class Plant:
             # sendmmsg, A and B in turn a few datagrams at a time: B trails A by at most SEND_CHUNK datagrams (as it
             # trailed by one with a sendto each), so a loss on one feed is still filled by the other within the gap-wait
             for lo in range(0, len(datagrams), SEND_CHUNK):
-                chunk = datagrams[lo : lo + SEND_CHUNK]
                 for i, (_, sock, addr, _) in enumerate(self.feeds):
-                    failed = refused[i]
-                    send_all(sock.fileno(), chunk, addr[0], addr[1], lambda k, err, failed=failed, lo=lo: failed.__setitem__(lo + k, err))
+                    send_all(sock.fileno(), datagrams, addr[0], addr[1], refused[i].__setitem__, lo, lo + SEND_CHUNK)
         else:
             for k, data in enumerate(datagrams):
                 for i, (_, sock, addr, _) in enumerate(self.feeds):
