@@ -41,6 +41,7 @@ __all__ = [
     "RECORD_IMAGE",
     "END_OF_IMAGE",
     "RETRANSMISSION_REJECT",
+    "IMAGE_OFFER",
     "REJECT_REASONS",
     "EVENT_CODES",
     "AGGRESSORS",
@@ -61,6 +62,7 @@ FIELD_UPDATE = CODECS.by_name["field_update"].type_byte
 RECORD_IMAGE = CODECS.by_name["record_image"].type_byte
 END_OF_IMAGE = CODECS.by_name["end_of_image"].type_byte
 RETRANSMISSION_REJECT = CODECS.by_name["retransmission_reject"].type_byte
+IMAGE_OFFER = CODECS.by_name["image_offer"].type_byte
 
 
 def enum_values(enum) -> dict[str, int]:

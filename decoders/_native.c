@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define SCHEMA_FINGERPRINT 12010937954599818499ULL
+#define SCHEMA_FINGERPRINT 9884200418094265886ULL
 #define HEADER_SIZE 20
 #define MAX_COUNT 65534
 
@@ -19,7 +19,7 @@ static inline void wrbe16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)
 static inline void wrbe32(unsigned char *p, uint32_t v) { wrbe16(p, (uint16_t)(v >> 16)); wrbe16(p + 2, (uint16_t)v); }
 static inline void wrbe64(unsigned char *p, uint64_t v) { wrbe32(p, (uint32_t)(v >> 32)); wrbe32(p + 4, (uint32_t)v); }
 
-static struct { const char *bytes; Py_ssize_t size; } CONST_DEFS[8] = {
+static struct { const char *bytes; Py_ssize_t size; } CONST_DEFS[9] = {
     {"\x53", 1},
     {"\x52", 1},
     {"\x51", 1},
@@ -27,9 +27,10 @@ static struct { const char *bytes; Py_ssize_t size; } CONST_DEFS[8] = {
     {"\x46", 1},
     {"\x49", 1},
     {"\x47", 1},
-    {"\x4a", 1}
+    {"\x4a", 1},
+    {"\x4f", 1}
 };
-static PyObject *CONSTS[8];
+static PyObject *CONSTS[9];
 
 /* Each decoder returns a new tuple, or NULL: with an exception set on a memory error,
  * without one on a defect of the data (the caller returns None and Python says what). */
@@ -210,6 +211,25 @@ error:
     return NULL;
 }
 
+static PyObject *dec_image_offer(const unsigned char *p, Py_ssize_t len)
+{
+    if (len != 27) return NULL;
+    PyObject *t = PyTuple_New(6);
+    if (t == NULL) return NULL;
+    Py_INCREF(CONSTS[8]); PyTuple_SET_ITEM(t, 0, CONSTS[8]);
+    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
+    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint32_t)rdbe32(p + 9)));
+    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)(uint16_t)rdbe16(p + 13)));
+    PyTuple_SET_ITEM(t, 4, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 15)));
+    PyTuple_SET_ITEM(t, 5, PyLong_FromLong((long)(uint32_t)rdbe32(p + 23)));
+    for (Py_ssize_t j = 0; j < 6; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
+    return t;
+error:
+    Py_DECREF(t);
+    if (!PyErr_Occurred()) PyErr_NoMemory();
+    return NULL;
+}
+
 typedef PyObject *(*decoder_fn)(const unsigned char *, Py_ssize_t);
 static const decoder_fn DECODERS[256] = {
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -221,7 +241,7 @@ static const decoder_fn DECODERS[256] = {
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, dec_field_update, dec_end_of_image,
-    NULL, dec_record_image, dec_retransmission_reject, NULL, NULL, NULL, NULL, NULL,
+    NULL, dec_record_image, dec_retransmission_reject, NULL, NULL, NULL, NULL, dec_image_offer,
     NULL, dec_quote, dec_instrument_directory, dec_system_event, dec_trade, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -437,6 +457,40 @@ static int pack_retransmission_reject(unsigned char *w, PyObject *m)
       unsigned long long x = PyLong_AsUnsignedLongLong(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 36, (uint64_t)x); }
+    return 1;
+fallback:
+    return 0;
+}
+
+static int pack_image_offer(unsigned char *w, PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 6) return 0;
+    wrbe16(w, 27);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 2 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 65535LL) goto fallback;
+      wrbe16(w + 2 + 13, (uint16_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 15, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 2 + 23, (uint32_t)x); }
     return 1;
 fallback:
     return 0;
@@ -775,6 +829,47 @@ fallback:
     return NULL;
 }
 
+static PyObject *enc_image_offer(PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 6) return NULL;
+    Py_ssize_t size = 27;
+    PyObject *seq = NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) { Py_XDECREF(seq); return NULL; }
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 0 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 65535LL) goto fallback;
+      wrbe16(w + 0 + 13, (uint16_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 0 + 15, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
+      long long x = PyLong_AsLongLong(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 0 + 23, (uint32_t)x); }
+    Py_XDECREF(seq);
+    return out;
+fallback:
+    Py_XDECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
 typedef PyObject *(*encoder_fn)(PyObject *);
 static const encoder_fn ENCODERS[256] = {
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -786,7 +881,7 @@ static const encoder_fn ENCODERS[256] = {
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, enc_field_update, enc_end_of_image,
-    NULL, enc_record_image, enc_retransmission_reject, NULL, NULL, NULL, NULL, NULL,
+    NULL, enc_record_image, enc_retransmission_reject, NULL, NULL, NULL, NULL, enc_image_offer,
     NULL, enc_quote, enc_instrument_directory, enc_system_event, enc_trade, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -859,7 +954,7 @@ static const packer_fn PACKERS[256] = {
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, pack_field_update, pack_end_of_image,
-    NULL, NULL, pack_retransmission_reject, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, pack_retransmission_reject, NULL, NULL, NULL, NULL, pack_image_offer,
     NULL, pack_quote, NULL, pack_system_event, pack_trade, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -893,7 +988,7 @@ static const Py_ssize_t PACK_SIZES[256] = {
     0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 24, 21,
-    0, 0, 44, 0, 0, 0, 0, 0,
+    0, 0, 44, 0, 0, 0, 0, 27,
     0, 45, 0, 18, 38, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0,
@@ -1041,7 +1136,7 @@ static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_native", "The schem
 
 PyMODINIT_FUNC PyInit__native(void)
 {
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 9; i++) {
         CONSTS[i] = PyBytes_FromStringAndSize(CONST_DEFS[i].bytes, CONST_DEFS[i].size);
         if (CONSTS[i] == NULL)
             return NULL;

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mdcommon.config import opt
 
-__all__ = ["FeedConfig", "ChannelConfig", "HandlerConfig"]
+__all__ = ["FeedConfig", "GroupConfig", "ChannelConfig", "HandlerConfig"]
 
 
 @dataclass
@@ -21,6 +21,17 @@ class FeedConfig:
 
 
 @dataclass
+class GroupConfig:
+    """A recovery group of the channel (docs/operations.md, "Anonymous recovery"): where it is sent and heard."""
+
+    interface: str = opt("lo", "network interface the group is sent from and joined on")
+    group: str = opt("", "multicast group; empty = not used")
+    port: int = opt(0, "UDP port")
+    sources: list = opt([], "hear the group only from these sender IPv4 addresses (a source-specific join); empty = any sender")
+    ttl: int = opt(1, "multicast TTL of what is sent to the group (1: this LAN only)")
+
+
+@dataclass
 class ChannelConfig:
     """One channel: its A/B pair and the servers that can repair it."""
 
@@ -31,6 +42,11 @@ class ChannelConfig:
     image_servers: list = opt([], "initial-image servers as host:port (SoupBinTCP), tried in turn")
     image_username: str = opt("", "SoupBinTCP username for the image servers")
     image_password: str = opt("", "SoupBinTCP password for the image servers")
+    request_group: GroupConfig = opt(GroupConfig(), "anonymous recovery: NACKs and image queries are multicast here to a pool "
+                                                    "of servers (tried before nack_servers); other handlers' requests heard here "
+                                                    "suppress ours")
+    repair_group: GroupConfig = opt(GroupConfig(), "anonymous recovery: the pool's repairs and rejects arrive here (feed R); "
+                                                   "set with request_group; its sources are the pool servers' addresses")
 
 
 @dataclass
@@ -45,6 +61,8 @@ class RecoveryConfig:
     max_request_messages: int = opt(2000, "most messages asked for in one NACK", "messages")
     requests_per_s: float = opt(50.0, "client-side limit on NACKs", "requests/s")
     messages_per_s: float = opt(200_000.0, "client-side limit on messages asked for", "messages/s")
+    group_size: int = opt(10, "with a request group: how many handlers are expected to miss the same datagrams; shapes the "
+                                  "random back-off before a NACK so that one asks and the others hear it")
     coalesce_held_messages: int = opt(1000, "when requests_per_s cannot ask for every waiting gap, one NACK may cover several gaps "
                                       "with at most this many messages already held between two (and anything within "
                                       "max_request_messages if that is still too many NACKs); 0 = always one NACK per gap", "messages")

@@ -56,5 +56,8 @@ STREAM_COUNTERS = CounterSet(
         Counter(23, "session_conflicts", "other live sessions of our schema seen while ours was alive (SessionConflict)"),
         Counter(24, "end_withdrawn", "ends of session disbelieved because data of the session came after them"),
         Counter(25, "unrequested", "retransmitted messages beyond the horizon (nothing asked for them), ignored"),
+        Counter(26, "requests_heard", "requests heard on the request group (other handlers', and ours looped back)"),
+        Counter(27, "nacks_suppressed", "gaps not NACKed because another handler's request for them was heard: the repair "
+                                        "on the repair group fills them too"),
     ],
 )

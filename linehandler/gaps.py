@@ -16,7 +16,8 @@ Invariants:
 5. The earliest deadline is known without a scan either: every change to a gap's
    deadlines (`due_ns`, `timeout_ns`, `detected_ns`) is followed by `schedule(gap)`, and a
    gap's request state changes through `set_outstanding`, which keeps the count of requests
-   in flight. Deadlines sit in two heaps (NACKs due; timeouts and give-ups) whose entries are
+   in flight (a gap waiting on another handler's request, `by_other`, is not ours in flight).
+   Deadlines sit in two heaps (NACKs due; timeouts and give-ups) whose entries are
    checked against the gap when they reach the top, so a stale entry is dropped, never
    obeyed. The handler model test compares both with a scan after every step.
 """
@@ -48,10 +49,13 @@ class Gap:
     sent_count: int = 0
     too_old_servers: int = 0  # bit set of servers that answered "too old"
     abandoned: str = ""  # reason, once recovery has been given up
+    by_other: bool = False  # outstanding on another handler's request heard on the request group, not on ours
+    heard: int = 0  # times a heard request stood in for ours (at most one per own attempt: recovery.py)
 
     def copy_state(self, first: int, last: int) -> Gap:
         return Gap(first, last, self.detected_ns, self.due_ns, self.attempts, self.server, self.failures_on_server,
-                   self.outstanding, self.timeout_ns, self.sent_first, self.sent_count, self.too_old_servers, self.abandoned)
+                   self.outstanding, self.timeout_ns, self.sent_first, self.sent_count, self.too_old_servers, self.abandoned,
+                   self.by_other, self.heard)
 
     @property
     def flagged(self) -> bool:
@@ -97,7 +101,7 @@ class GapList:
         gaps.add(gap)
         if gap.flagged:
             self.flagged += 1
-        if gap.outstanding:
+        if gap.outstanding and not gap.by_other:
             self._count_request(gap, 1)
         self.schedule(gap)
 
@@ -148,7 +152,7 @@ class GapList:
         for g in hit:
             if g.flagged:
                 self.flagged -= 1
-            if g.outstanding:
+            if g.outstanding and not g.by_other:
                 self._count_request(g, -1)
             if first <= g.first and g.last <= last:
                 gone.append(g)
@@ -185,13 +189,18 @@ class GapList:
         else:
             del self._requests[key]
 
-    def set_outstanding(self, gap: Gap, outstanding: bool) -> None:
-        """A request for `gap` went (its server and sent_first already set) or ended."""
-        if gap.outstanding == outstanding:
+    def set_outstanding(self, gap: Gap, outstanding: bool, by_other: bool = False) -> None:
+        """A request for `gap` went (its server and sent_first already set) or ended; `by_other`: the request
+        is another handler's, heard on the request group, so none of ours is in flight for it."""
+        if gap.outstanding == outstanding and gap.by_other == (outstanding and by_other):
             return
-        if self._live(gap):
-            self._count_request(gap, 1 if outstanding else -1)
+        live = self._live(gap)
+        if gap.outstanding and not gap.by_other and live:
+            self._count_request(gap, -1)
+        if outstanding and not by_other and live:
+            self._count_request(gap, 1)
         gap.outstanding = outstanding
+        gap.by_other = outstanding and by_other
 
     def in_flight(self) -> int:
         """Requests outstanding: one per (server, first sequence asked), however many gaps it covers."""

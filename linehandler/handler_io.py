@@ -35,12 +35,14 @@ from mdcommon.batch_io import BATCH
 from mdcommon.image import Image, write_image
 from mdcommon.logs import CoreErrors, event
 from mdcommon.mcast_recv_io import open_receiver
+from mdcommon.mcast_send_io import set_multicast_out
 from mdcommon.metrics_io import Metrics
 from mdcommon.status_io import StatusServer
 from mdcommon.validate_io import check_rcvbuf
 
 from .config import ChannelConfig, HandlerConfig
 from .counters import FEED_COUNTERS, STREAM_COUNTERS
+from .discovery import IMAGE_QUERY_TIMEOUT_NS, image_query, parse_offer
 from .events import (
     BufferOverflow,
     FeedRecovered,
@@ -106,6 +108,7 @@ def policy_from(config: HandlerConfig) -> RecoveryPolicy:
         give_up_ns=int(r.give_up_s * 1e9),
         server_holddown_ns=int(r.server_holddown_s * 1e9),
         coalesce_held_messages=r.coalesce_held_messages,
+        group_size_estimate=r.group_size,
         max_buffer_messages=r.max_buffer_messages,
         max_buffer_bytes=r.max_buffer_bytes,
         stale_after_ns=int(r.stale_after_ms * 1e6),
@@ -134,11 +137,17 @@ class Channel:
         self.config = cc
         self.nack_addrs = [parse_address(a) for a in cc.nack_servers]
         self.image_addrs = [parse_address(a) for a in cc.image_servers]
+        rq, rp = cc.request_group, cc.repair_group
+        if bool(rq.group) != bool(rp.group):
+            raise ValueError(f"channel {cc.name}: request_group and repair_group go together (set both groups, or neither)")
+        # anonymous recovery: server 0 and image server 0 are the request group (the pool), the lists follow
+        self.group = bool(rq.group)
+        self.request_addr = (rq.group, rq.port) if self.group else None
         now = time.monotonic_ns()
         self.core = HandlerCore(
-            on_message, on_event, policy_from(config), rng=random.Random(seed), nack_servers=len(self.nack_addrs),
-            image_servers=len(self.image_addrs), keep_image=config.keep_image, late_join_image=config.recovery.late_join_image, now_ns=now,
-            on_messages=on_messages,
+            on_message, on_event, policy_from(config), rng=random.Random(seed), nack_servers=len(self.nack_addrs) + self.group,
+            image_servers=len(self.image_addrs) + self.group, keep_image=config.keep_image,
+            late_join_image=config.recovery.late_join_image, now_ns=now, on_messages=on_messages, request_group=self.group,
         )
         self.socks: dict[str, socket.socket] = {}
         for feed, fc in (("A", cc.feed_a), ("B", cc.feed_b)):
@@ -151,6 +160,14 @@ class Channel:
         self.unicast.bind(("0.0.0.0", 0))
         self.unicast.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, config.rcvbuf_bytes)
         self.unicast.setblocking(False)
+        self.request_sock: socket.socket | None = None  # other handlers' requests, heard
+        self.repair_sock: socket.socket | None = None  # the pool's repairs and rejects
+        if self.group:
+            self.request_sock, _ = open_receiver(rq.interface, rq.group, rq.port, config.rcvbuf_bytes, rq.sources)
+            self.repair_sock, _ = open_receiver(rp.interface, rp.group, rp.port, config.rcvbuf_bytes, rp.sources)
+            set_multicast_out(self.unicast, rq.interface, rq.ttl)  # our requests leave through the request group's NIC
+        self.discovery_deadline_ns = 0  # an image query is out until then (0: none)
+        self.discovery_session = b""
         self.feed_addrs = {"A": (cc.feed_a.group, cc.feed_a.port), "B": (cc.feed_b.group, cc.feed_b.port)}
         self.image_client: ImageClient | None = None
         self.nack_send_errors = 0
@@ -160,6 +177,9 @@ class Channel:
     def close(self) -> None:
         for s in self.socks.values():
             s.close()
+        for s in (self.request_sock, self.repair_sock):
+            if s is not None:
+                s.close()
         self.unicast.close()
         if self.image_client is not None:
             self.image_client.close()
@@ -198,11 +218,15 @@ class LineHandler:
             for feed, sock in ch.socks.items():
                 self.sel.register(sock, selectors.EVENT_READ, (ch, feed))
             self.sel.register(ch.unicast, selectors.EVENT_READ, (ch, "R"))
+            if ch.group:
+                self.sel.register(ch.request_sock, selectors.EVENT_READ, (ch, "Q"))
+                self.sel.register(ch.repair_sock, selectors.EVENT_READ, (ch, "G"))
         self.metrics: Metrics | None = None
         self.snapshot: Callable[[], dict[str, Any]] = self.status  # what the status socket and metrics show
         if config.metrics_port:
             self.metrics = Metrics("linehandler", [FEED_COUNTERS, STREAM_COUNTERS], config.metrics_port, config.metrics_address)
         self.tickers: list[Callable[[int], Any]] = []
+        self.wakeups: list[Callable[[], int | None]] = []  # further deadlines (monotonic ns) the loop wakes for, to run the tickers
         self.extra_stats: list[Callable[[], Any]] = []
         self.capture: PcapWriter | None = PcapWriter(config.capture_file, config.capture_max_bytes) if config.capture_file else None
         self.status_server: StatusServer | None = None
@@ -329,6 +353,9 @@ class LineHandler:
                     self._act(ch, ch.core.on_timer(now))
                 if ch.image_client is not None and ch.image_client.expired():
                     self._image_failed(ch, "image fetch timed out", now)
+                if ch.discovery_deadline_ns and now >= ch.discovery_deadline_ns:
+                    ch.discovery_deadline_ns = 0
+                    self._image_failed(ch, "no pool server offered an image", now)
             busy = False
             if self.metrics is not None and now - last_metrics >= 1_000_000_000:
                 self.metrics.publish(self.snapshot())
@@ -343,6 +370,7 @@ class LineHandler:
             wake = [nt for ch in self.channels if (nt := ch.core.next_timer()) is not None]
             if self.tickers:
                 wake.append(now + 50_000_000)  # tickers run at least every 50 ms
+            wake += [t for w in self.wakeups if (t := w()) is not None]
             if stats_ns:
                 wake.append(last_stats + stats_ns)
             if deadline is not None:
@@ -368,6 +396,9 @@ class LineHandler:
         """Read everything queued on one socket (bounded), feeding the core."""
         if feed == "R":
             self._drain_unicast(ch, sock)
+            return
+        if feed in ("G", "Q"):
+            self._drain_group(ch, feed, sock)
             return
         if self.batch_buf is not None and self.capture is None:
             self._drain_batched(ch, feed, sock)
@@ -415,9 +446,28 @@ class LineHandler:
         if actions:
             self._act(ch, actions)
 
+    def _drain_group(self, ch: Channel, what: str, sock: socket.socket) -> None:
+        """The repair group (G: the pool's repairs and rejects, as retransmissions from server 0) or the request
+        group (Q: requests heard)."""
+        core = ch.core
+        for _ in range(256):
+            try:
+                n = sock.recv_into(self.buf)
+            except BlockingIOError:
+                return
+            now = time.monotonic_ns()
+            try:
+                actions = core.on_unicast(self.view[:n], 0, now) if what == "G" else core.on_request_heard(self.view[:n], now)
+            except Exception as exc:  # as in _drain_socket
+                ch.core_errors.record(exc, now)
+                continue
+            if actions:
+                self._act(ch, actions)
+
     def _drain_unicast(self, ch: Channel, sock: socket.socket) -> None:
-        """Retransmissions and rejects: accepted only from a configured server, by source address."""
-        servers = {addr: i for i, addr in enumerate(ch.nack_addrs)}
+        """Retransmissions and rejects: accepted only from a configured server, by source address (and, while an
+        image query is out, a pool server's image offer from any address)."""
+        servers = {addr: i + ch.group for i, addr in enumerate(ch.nack_addrs)}
         for _ in range(256):
             try:
                 n, addr = sock.recvfrom_into(self.buf)
@@ -425,6 +475,8 @@ class LineHandler:
                 return
             server = servers.get(addr)
             if server is None:
+                if ch.discovery_deadline_ns and self._image_offered(ch, self.view[:n], addr):
+                    continue
                 ch.unknown_unicast += 1  # not from a server we asked: trust no input
                 continue
             now = time.monotonic_ns()
@@ -438,23 +490,47 @@ class LineHandler:
     def _act(self, ch: Channel, actions: list) -> None:
         for a in actions:
             if isinstance(a, SendNack):
+                target = ch.request_addr if ch.group and a.server == 0 else ch.nack_addrs[a.server - ch.group]
                 try:
-                    ch.unicast.sendto(encode_request(a.session, a.sequence, a.count), ch.nack_addrs[a.server])
+                    ch.unicast.sendto(encode_request(a.session, a.sequence, a.count), target)
                 except (OSError, ValueError, struct.error) as exc:
                     ch.nack_send_errors += 1
-                    event(log, "nack_send_failed", logging.WARNING, channel=ch.name, server=ch.nack_addrs[a.server], error=str(exc))
+                    event(log, "nack_send_failed", logging.WARNING, channel=ch.name, server=target, error=str(exc))
             elif isinstance(a, RequestImage):
                 self._start_image(ch, a)
 
     # -- images -----------------------------------------------------------------
 
     def _start_image(self, ch: Channel, a: RequestImage) -> None:
-        if ch.image_client is not None:
+        if ch.image_client is not None or ch.discovery_deadline_ns:
             return
-        addr = ch.image_addrs[a.server]
         now = time.monotonic_ns()
+        if ch.group and a.server == 0:  # ask the pool who has an image: the first offer wins (_image_offered)
+            try:
+                ch.unicast.sendto(image_query(a.session), ch.request_addr)
+            except OSError as exc:
+                self._image_failed(ch, f"image query not sent: {exc}", now)
+                return
+            ch.discovery_session = a.session
+            ch.discovery_deadline_ns = now + IMAGE_QUERY_TIMEOUT_NS
+            event(log, "image_query_sent", channel=ch.name, group=f"{ch.request_addr[0]}:{ch.request_addr[1]}")
+            return
+        self._connect_image(ch, ch.image_addrs[a.server - ch.group], a.session, now)
+
+    def _image_offered(self, ch: Channel, data: memoryview, addr: tuple[str, int]) -> bool:
+        """A datagram from an unknown address while an image query is out: an offer of our session is taken."""
+        offer = parse_offer(data, ch.discovery_session)
+        if offer is None:
+            return False
+        ch.discovery_deadline_ns = 0
+        host = addr[0] if offer.address == 0 else socket.inet_ntoa(offer.address.to_bytes(4, "big"))
+        event(log, "image_offered", channel=ch.name, server=f"{host}:{offer.port}", next_sequence=offer.next_sequence)
+        self._connect_image(ch, (host, offer.port), ch.discovery_session, time.monotonic_ns())
+        return True
+
+    def _connect_image(self, ch: Channel, addr: tuple[str, int], session: bytes, now: int) -> None:
         try:
-            ch.image_client = ImageClient(addr, a.session, ch.config.image_username, ch.config.image_password)
+            ch.image_client = ImageClient(addr, session, ch.config.image_username, ch.config.image_password)
         except OSError as exc:
             self._image_failed(ch, str(exc), now)
             return

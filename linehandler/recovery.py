@@ -7,15 +7,24 @@ exponential backoff, failover across servers (a silent one is held down) and obe
 rejects. When requests are scarce one request may cover several gaps (`_coalesce`). After
 `give_up_ns` the gap is reported unrecoverable (and the replica refreshed from an image).
 Retransmissions arrive here too, as the third feed R. The numbers: docs/architecture.md.
+
+Anonymous recovery (`request_group`): server 0 is then the channel's request group, heard by
+a pool of servers and by every other handler, whose repairs come back on the repair group as
+feed R. A gap's first NACK waits a truncated exponential back-off (RFC 5401), so that of the
+handlers missing the same datagrams one usually asks first; the others hear its request and
+wait for the repair instead (`on_request_heard`, SRM/PGM suppression). A heard request stands
+in for ours at most once per own attempt, and a rate-limited reject of it sends us to ask
+ourselves: another requester's flood can delay a gap's own NACK, never stop it.
 """
 
 from __future__ import annotations
 
+import math
 from operator import itemgetter
 from typing import Any
 
 from decoders import CODECS, REJECT_REASONS, RETRANSMISSION_REJECT, DecodeError
-from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_datagram, decode_header
+from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_datagram, decode_header, decode_request
 
 from .counters import FEED_COUNTERS, STREAM_COUNTERS
 from .events import FeedStale, SendNack
@@ -84,14 +93,52 @@ class RecoveryMixin:
                 self.gaps.schedule(g)
         return actions
 
+    def on_request_heard(self, data: Any, now_ns: int) -> list:
+        """A request on the request group: another handler's (or ours, looped back). The gaps it covers from
+        their first sequence, that no request of ours is out for, wait for its repair instead of asking."""
+        c = self.counters.values
+        c[STREAM_COUNTERS.requests_heard] += 1
+        if not self.request_group or self.expected is None or self.joining:
+            return NO_ACTIONS
+        try:
+            session, seq, count = decode_request(data)
+        except DecodeError:
+            return NO_ACTIONS  # not a request: the servers count and refuse it; nothing here depends on it
+        if session != self.session or not seq or not count:
+            return NO_ACTIONS  # another session's, or an image query
+        timeout = now_ns + self.policy.request_timeout_ns
+        for g in list(self.gaps.gaps.irange_key(seq, seq + count - 1)):
+            if g.abandoned or g.outstanding or g.heard > g.attempts:
+                continue
+            g.heard += 1
+            g.server, g.sent_first, g.sent_count = 0, seq, count
+            self.gaps.set_outstanding(g, True, by_other=True)
+            g.timeout_ns = timeout
+            self.gaps.schedule(g)
+            c[STREAM_COUNTERS.nacks_suppressed] += 1
+        return NO_ACTIONS
+
+    def _group_wait(self) -> int:
+        """The wait before a gap's NACK to the request group: the gap-wait window, drawn from a truncated
+        exponential with lambda = ln(group size) + 1 (RFC 5401, section 3.4.1; Aeron's multicast NAK delay), so
+        most handlers wait long and the earliest one is usually alone: the others hear its request."""
+        p = self.policy
+        lam = math.log(max(2, p.group_size_estimate)) + 1.0
+        span = p.gap_wait_max_ns - p.gap_wait_min_ns
+        return p.gap_wait_min_ns + int(span * math.log(self.rng.random() * math.expm1(lam) + 1.0) / lam)
+
     def _on_reject(self, server: int, m: tuple, now_ns: int) -> None:
         reason, req_seq, retry_after_ns, first_available = _REJECT_FIELDS(m)
         self.counters.values[STREAM_COUNTERS.rejects] += 1
         for g in list(self.gaps.gaps.irange_key(req_seq, req_seq + self.policy.max_request_messages)):
             if not (g.outstanding and g.server == server and g.sent_first == req_seq):
                 continue
+            heard = g.by_other
             self.gaps.set_outstanding(g, False)
-            self._answer_reject(g, server, reason, retry_after_ns, first_available, now_ns)
+            if heard and reason == _RATE_LIMITED:
+                g.due_ns = now_ns + self._group_wait()  # the requester we heard is limited, not us: ask ourselves
+            else:
+                self._answer_reject(g, server, reason, retry_after_ns, first_available, now_ns)
             self.gaps.schedule(g)
 
     def _answer_reject(self, g: Gap, server: int, reason: int, retry_after_ns: int, first_available: int, now_ns: int) -> None:
@@ -116,13 +163,18 @@ class RecoveryMixin:
 
     def _new_gap(self, first: int, last: int, now_ns: int) -> Gap:
         p = self.policy
-        wait = p.gap_wait_min_ns + int(self.rng.random() * (p.gap_wait_max_ns - p.gap_wait_min_ns))
+        server = self._pick_server(now_ns)
+        if self.request_group and server == 0:
+            wait = self._group_wait()
+        else:
+            wait = p.gap_wait_min_ns + int(self.rng.random() * (p.gap_wait_max_ns - p.gap_wait_min_ns))
         self.counters.values[STREAM_COUNTERS.gaps_detected] += 1
-        return Gap(first, last, now_ns, now_ns + wait, server=self._pick_server(now_ns))
+        return Gap(first, last, now_ns, now_ns + wait, server=server)
 
     def _pick_server(self, now_ns: int) -> int:
-        """A random server among those answering (spreads the load); any server if none is."""
-        if self.nack_servers <= 1:
+        """The request group while it answers; else a random server among those answering (spreads the load),
+        any server if none is."""
+        if self.nack_servers <= 1 or (self.request_group and self.server_down_until[0] <= now_ns):
             return 0
         up = [i for i, until in enumerate(self.server_down_until) if until <= now_ns]
         return self.rng.choice(up) if up else self.rng.randrange(self.nack_servers)
@@ -253,7 +305,7 @@ class RecoveryMixin:
             elif gap.outstanding:
                 if now_ns >= gap.timeout_ns:
                     self._request_timed_out(gap, now_ns)
-                    in_flight -= 1
+                    in_flight = self._in_flight()
             elif now_ns < gap.due_ns:
                 continue
             elif not self.nack_servers:
@@ -290,6 +342,11 @@ class RecoveryMixin:
 
     def _request_timed_out(self, gap: Gap, now_ns: int) -> None:
         """No answer in `request_timeout`: a failure on this server; after `retries_per_server`, the next one."""
+        if gap.by_other:  # the request we heard went unanswered: ask ourselves now, after a fresh group back-off
+            self.gaps.set_outstanding(gap, False)
+            gap.due_ns = now_ns + self._group_wait()
+            self.gaps.schedule(gap)
+            return
         self.gaps.set_outstanding(gap, False)
         self.counters.values[STREAM_COUNTERS.nack_timeouts] += 1
         gap.failures_on_server += 1

@@ -3,7 +3,8 @@ late join and resync from an initial image.
 
     core = HandlerCore(on_message, on_event, policy, rng=random.Random(seed))
     actions = core.on_datagram("A", data, now_ns)       # multicast from feed A or B
-    actions = core.on_unicast(data, server, now_ns)     # retransmissions and rejects
+    actions = core.on_unicast(data, server, now_ns)     # retransmissions and rejects (unicast, or the repair group: server 0)
+    actions = core.on_request_heard(data, now_ns)       # a request heard on the request group
     actions = core.on_timer(now_ns)                     # when now_ns >= core.next_timer()
     core.on_image_message(msg); core.on_image_end(seq, now_ns); core.on_image_failed(reason, now_ns)
 
@@ -70,6 +71,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         schema_tag: bytes = SCHEMA_TAG,
         now_ns: int = 0,
         on_messages: Callable[[int, list | tuple], Any] | None = None,
+        request_group: bool = False,
     ) -> None:
         self.on_message = on_message
         # Batched delivery: when given, messages go to on_messages(first_sequence, messages) instead, a whole
@@ -79,6 +81,9 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         self.policy = p = policy or RecoveryPolicy()
         self.rng = rng or random.Random(0)
         self.nack_servers = nack_servers
+        # Anonymous recovery: server 0 (of nack_servers) is the channel's request group, and its repairs come
+        # back on the repair group as retransmissions from server 0 (recovery.py)
+        self.request_group = request_group and nack_servers > 0
         self.image_servers = image_servers
         self.keep_image = keep_image
         self.late_join_image = late_join_image and image_servers > 0

@@ -185,7 +185,7 @@ class StreamMixin:
             self._remember_datagram(feed, seq, count, data, remember)
         if first_new is not None and first_new < old_horizon:
             for g in self.gaps.remove_range(first_new, min(last_new, old_horizon - 1)):
-                if g.attempts:
+                if g.attempts or g.heard or feed == 2:  # asked for, by us or by a handler we heard, or repaired for another
                     self.counters.values[STREAM_COUNTERS.gaps_recovered_by_nack] += 1
                     self.on_event(Recovered(g.first, g.last, g.server, now_ns - g.detected_ns))
                 else:

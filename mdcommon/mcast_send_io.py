@@ -11,19 +11,24 @@ import errno
 import socket
 import struct
 
-__all__ = ["open_sender", "send_datagram", "SEND_OK"]
+__all__ = ["open_sender", "send_datagram", "set_multicast_out", "SEND_OK"]
 
 SEND_OK = 0
 
 
+def set_multicast_out(s: socket.socket, interface: str, ttl: int, loop: bool = True) -> None:
+    """Multicast sent on `s` leaves through `interface` (by index) with `ttl`; `loop`: this host's own members hear it."""
+    ifindex = socket.if_nametoindex(interface)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("=4s4si", b"\0" * 4, b"\0" * 4, ifindex))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1 if loop else 0)
+
+
 def open_sender(interface: str, ttl: int = 0, loop: bool = True, source_address: str = "", sndbuf_bytes: int = 4 << 20) -> socket.socket:
     """A UDP socket whose multicast leaves through `interface` with `ttl`."""
-    ifindex = socket.if_nametoindex(interface)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     try:
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("=4s4si", b"\0" * 4, b"\0" * 4, ifindex))
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1 if loop else 0)
+        set_multicast_out(s, interface, ttl, loop)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf_bytes)
         if source_address:
             s.bind((source_address, 0))

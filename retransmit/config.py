@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from linehandler.config import FeedConfig
+from linehandler.config import FeedConfig, GroupConfig
 from mdcommon.config import opt
 
-__all__ = ["ServerConfig", "LimitsConfig"]
+__all__ = ["ServerConfig", "LimitsConfig", "PoolConfig"]
 
 
 @dataclass
@@ -27,6 +27,19 @@ class LimitsConfig:
 
 
 @dataclass
+class PoolConfig:
+    """Anonymous recovery (docs/operations.md, "Anonymous recovery"): this server as one of a pool that hears
+    requests on the request group and repairs on the repair group. Alike on every server of the pool."""
+
+    answer_slot_ms: float = opt(4.0, "answer after a random wait below this, unless another server's repair for the range "
+                                     "is seen first (must exceed the time a repair takes to reach the other servers)", "ms")
+    repair_share: float = opt(0.5, "pool-wide budget of the repair group, as a share of the feed's measured bytes/s", "fraction")
+    min_repair_bytes_per_s: float = opt(2_000_000.0, "the budget's floor (a quiet feed still gets repaired)", "bytes/s")
+    requester_share: float = opt(0.25, "one requester's share of the budget (charged alike by every server of the pool)",
+                                 "fraction")
+
+
+@dataclass
 class ServerConfig:
     """`python -m retransmit run` configuration (TOML file, then flags)."""
 
@@ -37,6 +50,11 @@ class ServerConfig:
     repair_image_servers: list = opt([], "peer image servers (host:port) this mirror joins from")
     request_address: str = opt("127.0.0.1", "address the UDP re-request socket binds to")
     request_port: int = opt(31101, "UDP port of the re-request socket")
+    request_group: GroupConfig = opt(GroupConfig(), "anonymous recovery: hear requests and image queries on this group "
+                                                    "(its sources: the handlers allowed to ask); empty group = off")
+    repair_group: GroupConfig = opt(GroupConfig(), "anonymous recovery: send repairs and rejects to this group, and hear "
+                                                   "the other pool servers' there; set with request_group")
+    pool: PoolConfig = opt(PoolConfig(), "anonymous recovery: the pool's numbers")
     image_address: str = opt("127.0.0.1", "address the SoupBinTCP image listener binds to")
     image_port: int = opt(31102, "TCP port of the image listener")
     username: str = opt("", "image login username (empty: no authentication)")

@@ -42,10 +42,10 @@ from mdcommon.ratelimit import TokenBucket
 
 from .journal import Journal
 
-__all__ = ["RequestServer", "ServerLimits", "SERVER_COUNTERS"]
+__all__ = ["RequestServer", "ServerLimits", "SERVER_COUNTERS", "REJECT_BYTES", "requester_key"]
 
 _REJECT_CODEC = CODECS.by_name["retransmission_reject"]  # its reasons are the schema's (decoders/schema/control.py)
-_REJECT_BYTES = HEADER_SIZE + 2 + _REJECT_CODEC.size
+REJECT_BYTES = HEADER_SIZE + 2 + _REJECT_CODEC.size
 # the smallest datagram limit that still carries any fixed-size message of the schema alone
 _MIN_DATAGRAM_BYTES = HEADER_SIZE + 2 + max(c.size for c in CODECS.by_name.values() if c.size)
 _REFUSED_RETRY_NS = 1_000_000_000  # retry-after when a limit can never be met (a bucket's burst is too small)
@@ -184,17 +184,10 @@ class RequestServer:
             return self._reject(r, "rate_limited", seq, count, retry, now_ns)
         r.requests.take(1, now_ns)
         self.g_requests.take(1, now_ns)
-        if session is None:
-            return self._reject(r, "malformed", 0, 0, 0, now_ns)
-        if session != self.session:
-            return self._reject(r, "wrong_session", seq, count, 0, now_ns)
-        if not 1 <= count <= self.limits.max_request_messages:
-            return self._reject(r, "count_out_of_range", seq, count, 0, now_ns)
+        refused = self.check(session, seq, count)
+        if refused is not None:
+            return self._reject(r, *refused, now_ns)
         j = self.journal
-        if seq < j.first_sequence:
-            return self._reject(r, "too_old", seq, count, 0, now_ns)
-        if seq >= j.next_sequence:
-            return self._reject(r, "too_far_ahead", seq, count, self.limits.too_far_retry_ns, now_ns)
         last = min(seq + count, j.next_sequence) - 1
         # dedupe: drop what this requester was sent inside the window
         first = seq
@@ -218,7 +211,7 @@ class RequestServer:
         groups, sent = self._plan(blocks, min(b.available(now_ns) for b in b_buckets))
         if not groups:
             whole = self._plan(blocks, math.inf)[1]
-            return self._reject(r, "rate_limited", seq, count, self._wait(b_buckets, whole + _REJECT_BYTES, now_ns), now_ns)
+            return self._reject(r, "rate_limited", seq, count, self._wait(b_buckets, whole + REJECT_BYTES, now_ns), now_ns)
         out = self._encode(session, first, groups)
         k = sum(map(len, groups))
         for bucket, amount in ((r.messages, k), (self.g_messages, k), (r.bytes, sent), (self.g_bytes, sent)):
@@ -230,6 +223,22 @@ class RequestServer:
         c[SERVER_COUNTERS.messages_sent] += k
         c[SERVER_COUNTERS.bytes_sent] += sent
         return out
+
+    def check(self, session: bytes | None, seq: int, count: int) -> tuple[str, int, int, int] | None:
+        """Why a request cannot be served from the journal, as reject arguments (reason, sequence, count,
+        retry-after), or None when it can (at least in part)."""
+        if session is None:
+            return ("malformed", 0, 0, 0)
+        if session != self.session:
+            return ("wrong_session", seq, count, 0)
+        if not 1 <= count <= self.limits.max_request_messages:
+            return ("count_out_of_range", seq, count, 0)
+        j = self.journal
+        if seq < j.first_sequence:
+            return ("too_old", seq, count, 0)
+        if seq >= j.next_sequence:
+            return ("too_far_ahead", seq, count, self.limits.too_far_retry_ns)
+        return None
 
     @staticmethod
     def _wait(buckets: tuple[TokenBucket, ...], amount: float, now_ns: int) -> int:
@@ -278,15 +287,19 @@ class RequestServer:
     def _reject(self, r: _Requester, reason: str, seq: int, count: int, retry_after_ns: int, now_ns: int) -> list[bytes]:
         """A `J` reject echoing the request's own `seq` and `count`, paid from the byte buckets like data."""
         c = self.counters.values
-        if r.bytes.available(now_ns) < _REJECT_BYTES or self.g_bytes.available(now_ns) < _REJECT_BYTES:
+        if r.bytes.available(now_ns) < REJECT_BYTES or self.g_bytes.available(now_ns) < REJECT_BYTES:
             c[SERVER_COUNTERS.suppressed] += 1  # answering would exceed the requester's (or the global) bytes
             return []
-        r.bytes.take(_REJECT_BYTES, now_ns)
-        self.g_bytes.take(_REJECT_BYTES, now_ns)
+        r.bytes.take(REJECT_BYTES, now_ns)
+        self.g_bytes.take(REJECT_BYTES, now_ns)
         c[getattr(SERVER_COUNTERS, f"rejected_{reason}")] += 1
-        c[SERVER_COUNTERS.bytes_sent] += _REJECT_BYTES
+        c[SERVER_COUNTERS.bytes_sent] += REJECT_BYTES
+        return [self.reject_datagram(reason, seq, count, retry_after_ns, now_ns)]
+
+    def reject_datagram(self, reason: str, seq: int, count: int, retry_after_ns: int, now_ns: int) -> bytes:
+        """The `J` reject packet (sequence number 0) echoing a request's `seq` and `count`; nothing charged."""
         msg = _REJECT_CODEC.from_dict({"timestamp_ns": now_ns, "reason": reason, "requested_sequence_number": seq,
                                        "requested_message_count": min(count, 0xFFFF), "retry_after_ns": retry_after_ns,
                                        "first_available_sequence_number": self.journal.first_sequence,
                                        "next_sequence_number": self.journal.next_sequence})
-        return [encode_datagram(self.session or b" " * 10, 0, [_REJECT_CODEC.encode(msg)])]
+        return encode_datagram(self.session or b" " * 10, 0, [_REJECT_CODEC.encode(msg)])

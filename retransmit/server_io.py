@@ -9,6 +9,7 @@ are served from the same selector, so the mirror and the services never race.
 from __future__ import annotations
 
 import logging
+import random
 import selectors
 import socket
 import time
@@ -17,18 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from decoders import CODECS, soup
+from decoders.moldudp64 import encode_datagram
 from linehandler.config import ChannelConfig, HandlerConfig
 from linehandler.counters import FEED_COUNTERS, STREAM_COUNTERS
 from linehandler.events import GapEvent, ImageApplied, SessionChanged, SessionStarted
 from linehandler.handler_io import LineHandler
 from mdcommon.image import Image
 from mdcommon.logs import CoreErrors, event
+from mdcommon.mcast_recv_io import open_receiver
+from mdcommon.mcast_send_io import open_sender
 from mdcommon.metrics_io import Metrics
 
 from .config import ServerConfig
 from .image import ImageSession, ImageSnapshot
 from .journal import Journal
 from .journal_store import JournalFile
+from .pool import PoolLimits, RepairPool
 from .server import SERVER_COUNTERS, RequestServer, ServerLimits
 
 __all__ = ["RetransmitServer", "limits_from"]
@@ -105,12 +110,91 @@ class RetransmitServer:
         self.image_complete = True  # False after a restart whose history does not start at 1, until an image arrives
         if config.journal_file:
             self._load_journal(config.journal_file)
+        self.pool: RepairPool | None = None
+        self.fed_bytes = 0  # feed bytes the mirror delivered (one copy): the pool budget follows the feed's rate
+        self.fed_mark = (time.monotonic_ns(), 0)
+        if config.request_group.group or config.repair_group.group:
+            self._open_pool(config)
         self.clients: dict[socket.socket, _Client] = {}
         self.snapshot: ImageSnapshot | None = None
         self.snapshot_ns = 0
         self.figures = {"snapshots_taken": 0, "image_clients": 0, "images_served": 0, "clients_refused": 0, "slow_readers_closed": 0,
                         "idle_closed": 0, "udp_send_errors": 0, "journal_resets": 0}
         self.core_errors = CoreErrors(log, "re-request server core")
+
+    # -- the pool (anonymous recovery) ---------------------------------------
+
+    def _open_pool(self, config: ServerConfig) -> None:
+        rq, rp, pc = config.request_group, config.repair_group, config.pool
+        if not (rq.group and rp.group):
+            raise ValueError("request_group and repair_group go together (set both groups, or neither)")
+        limits = PoolLimits(answer_slot_ns=int(pc.answer_slot_ms * 1e6), repair_share=pc.repair_share,
+                            min_repair_bytes_per_s=pc.min_repair_bytes_per_s, requester_share=pc.requester_share)
+        self.pool = RepairPool(self.server, limits, rng=random.Random(), now_ns=time.monotonic_ns(), offer=self._offer)
+        self.repair_addr = (rp.group, rp.port)
+        self.pool_requests, _ = open_receiver(rq.interface, rq.group, rq.port, 4 << 20, rq.sources)
+        self.pool_repairs, _ = open_receiver(rp.interface, rp.group, rp.port, 4 << 20, rp.sources)
+        self.pool_send = open_sender(rp.interface, rp.ttl, loop=True)  # handlers on this host hear the repairs too
+        self.handler.add_reader(self.pool_requests, self._on_pool_request)
+        self.handler.add_reader(self.pool_repairs, self._on_pool_repair)
+        self.handler.wakeups.append(self.pool.next_timer)
+        self.offer_address = 0 if config.image_address in ("", "0.0.0.0") else int.from_bytes(socket.inet_aton(config.image_address), "big")
+
+    def _offer(self, now_ns: int) -> bytes | None:
+        """An image offer, if this server can serve an image now."""
+        if not self._image_ready():
+            return None
+        core = self.core
+        msg = CODECS.by_name["image_offer"].from_dict({"timestamp_ns": time.time_ns(), "image_address": self.offer_address,
+                                                        "image_port": self.config.image_port,
+                                                        "next_sequence_number": core.expected, "instrument_count": len(core.image)})
+        return encode_datagram(core.session, 0, [CODECS.encode(msg)])
+
+    def _on_pool_request(self, sock: socket.socket, mask: int, now_ns: int) -> None:
+        for _ in range(256):
+            try:
+                data, addr = sock.recvfrom(2048)
+            except BlockingIOError:
+                return
+            now = time.monotonic_ns()
+            try:
+                answers = self.pool.on_request(data, addr, now)
+            except Exception as exc:  # as in _on_udp
+                self.core_errors.record(exc, now)
+                continue
+            for datagram in answers:  # an image offer, to the asker alone
+                self._pool_send(datagram, addr)
+
+    def _on_pool_repair(self, sock: socket.socket, mask: int, now_ns: int) -> None:
+        for _ in range(256):
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                return
+            now = time.monotonic_ns()
+            try:
+                self.pool.on_repair_heard(data, now)
+            except Exception as exc:  # as in _on_udp
+                self.core_errors.record(exc, now)
+
+    def _pool_tick(self, now_ns: int) -> None:
+        pool = self.pool
+        now = time.monotonic_ns()
+        mark_ns, mark_bytes = self.fed_mark
+        if now - mark_ns >= 1_000_000_000:
+            pool.set_feed_rate((self.fed_bytes - mark_bytes) * 1e9 / (now - mark_ns), now)
+            self.fed_mark = (now, self.fed_bytes)
+        nt = pool.next_timer()
+        if nt is not None and nt <= now:
+            for datagram in pool.on_timer(now):
+                self._pool_send(datagram, self.repair_addr)
+
+    def _pool_send(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.pool_send.sendto(datagram, addr)
+        except OSError as exc:
+            self.figures["udp_send_errors"] += 1
+            event(log, "pool_send_failed", logging.WARNING, to=f"{addr[0]}:{addr[1]}", error=str(exc))
 
     # -- journal on disk ----------------------------------------------------
 
@@ -151,6 +235,7 @@ class RetransmitServer:
         encode = CODECS.encode
         blocks = [encode(m) for m in msgs]
         self.journal.extend(first, blocks, time.monotonic_ns())
+        self.fed_bytes += 20 + 2 * len(blocks) + sum(map(len, blocks))
         if self.store is not None:
             for i, block in enumerate(blocks):
                 self.store.append(first + i, block)
@@ -203,12 +288,17 @@ class RetransmitServer:
             not snap.done or time.monotonic_ns() - self.snapshot_ns <= self.config.image_reuse_ms * 1e6
         ):
             return snap
-        if core.session is None or core.expected is None or core.joining or core.gaps or not self.image_complete:
+        if not self._image_ready():
             return None  # not consistent with any one sequence right now: the client is told "session not available"
         snap = self.snapshot = ImageSnapshot(core.image, core.session, core.expected - 1, time.time_ns())
         self.snapshot_ns = time.monotonic_ns()
         self.figures["snapshots_taken"] += 1
         return snap
+
+    def _image_ready(self) -> bool:
+        """The replica is consistent with one sequence now, so a snapshot of it can be served."""
+        core = self.core
+        return not (core.session is None or core.expected is None or core.joining or core.gaps or not self.image_complete)
 
     def _on_accept(self, sock: socket.socket, mask: int, now_ns: int) -> None:
         try:
@@ -285,6 +375,8 @@ class RetransmitServer:
     def _tick(self, now_ns: int) -> bool:
         """Encode the next part of a snapshot in progress and feed its clients; True while busy."""
         busy = False
+        if self.pool is not None:
+            self._pool_tick(now_ns)
         snap = self.snapshot
         if snap is not None and not snap.done:
             busy = snap.step()
@@ -320,6 +412,7 @@ class RetransmitServer:
             "journal": {"first_sequence": self.journal.first_sequence, "next_sequence": self.journal.next_sequence,
                         "messages": len(self.journal), "bytes": self.journal.nbytes},
             "server": {**self.server.counters.as_dict(), "core_errors": self.core_errors.count},
+            "pool": self.pool.status() if self.pool is not None else None,
             "images": dict(self.figures, clients_now=len(self.clients),
                            snapshot_bytes=sum(map(len, self.snapshot.chunks)) if self.snapshot is not None else 0,
                            snapshot_done=self.snapshot is not None and self.snapshot.done),
@@ -343,6 +436,11 @@ class RetransmitServer:
             self._close(client, "server stopping")
         self.handler.remove_reader(self.udp)
         self.handler.remove_reader(self.listener)
+        if self.pool is not None:
+            for sock in (self.pool_requests, self.pool_repairs):
+                self.handler.remove_reader(sock)
+                sock.close()
+            self.pool_send.close()
         self.udp.close()
         self.listener.close()
         self.handler.close()

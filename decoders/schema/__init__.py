@@ -8,7 +8,7 @@ Wireshark dissector are all derived from it.
 from __future__ import annotations
 
 from . import control, fields, framing, messages, types
-from .control import EndOfImage, RecordImage, RetransmissionReject
+from .control import EndOfImage, ImageOffer, RecordImage, RetransmissionReject
 from .messages import FieldUpdate, InstrumentDirectory, Quote, SystemEvent, Trade
 
 __all__ = ["MESSAGES", "control", "fields", "framing", "messages", "types"]
@@ -22,4 +22,5 @@ MESSAGES = {
     "record_image": RecordImage,
     "end_of_image": EndOfImage,
     "retransmission_reject": RetransmissionReject,
+    "image_offer": ImageOffer,
 }

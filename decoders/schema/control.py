@@ -1,8 +1,10 @@
-"""Messages of the recovery paths: initial images and retransmission rejects.
+"""Messages of the recovery paths: initial images, retransmission rejects, image offers.
 
 They travel inside the same blocks as market data (first byte = type), on the
-SoupBinTCP image session (`RecordImage`, `EndOfImage`) or unicast from a re-request
-server in a MoldUDP64 packet with sequence number 0 (`RetransmissionReject`).
+SoupBinTCP image session (`RecordImage`, `EndOfImage`), or from a re-request server in
+a MoldUDP64 packet with sequence number 0: `RetransmissionReject` (unicast, or on a
+channel's repair group), and `ImageOffer`, a pool server's answer to a handler that
+asked the request group who has an image (docs/operations.md, "Anonymous recovery").
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from construct import Const, Enum, Int8sb, Int8ub, Int16ub, Int32ub, Int64ub, Pr
 from .messages import FieldValue
 from .types import InstrumentId, Symbol, Timestamp
 
-__all__ = ["RecordImage", "EndOfImage", "RetransmissionReject", "RejectReason"]
+__all__ = ["RecordImage", "EndOfImage", "RetransmissionReject", "RejectReason", "ImageOffer"]
 
 RejectReason = Enum(
     Int8ub,
@@ -50,3 +52,12 @@ RetransmissionReject = Struct(
     "first_available_sequence_number" / Int64ub * "oldest sequence number the server still holds",
     "next_sequence_number" / Int64ub * "sequence number the server will hold next",
 ) * "A re-request the server will not serve, and why; never answered with silence."
+
+ImageOffer = Struct(
+    "msg_type" / Const(b"O") * "image offer",
+    "timestamp_ns" / Timestamp * "time of the offer, ns since the epoch",
+    "image_address" / Int32ub * "IPv4 address of the SoupBinTCP image listener; 0 = the address this packet came from",
+    "image_port" / Int16ub * "TCP port of the image listener",
+    "next_sequence_number" / Int64ub * "sequence number the server will hold next (how current its image is)",
+    "instrument_count" / Int32ub * "instruments in the server's image",
+) * "A pool server can serve an initial image of the session: the answer to an image query on the request group."
