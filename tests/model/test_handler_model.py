@@ -5,7 +5,8 @@ The model is one real plant publishing a stream, two feeds that lose, duplicate,
 datagrams, a hostile or misconfigured host sending forged datagrams (sequence 0, far ahead, behind,
 other schemas, older and newer session instances, ends of session), one retransmission server that
 answers, stays silent or rejects for every reason, and an image server that is fast, slow, failing or
-never answers. After every step:
+never answers. With a request group (drawn), server 0 is the group: other handlers' requests are heard
+(for any range, repeated, far ahead) and repairs asked by others arrive unasked. After every step:
 - delivered sequence numbers strictly increase; a skipped number was announced first by a GapEvent or
   is covered by the image the handler joined from;
 - every delivered message is the plant's own message at that number (no forged message is delivered:
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from decoders import CODECS, SCHEMA_FINGERPRINT, make_session
-from decoders.moldudp64 import encode_datagram, encode_end_of_session, encode_heartbeat
+from decoders.moldudp64 import encode_datagram, encode_end_of_session, encode_heartbeat, encode_request
 from linehandler.events import GapEvent, ImageApplied, RequestImage, SendNack
 from linehandler.session import HandlerCore, RecoveryPolicy
 from mdcommon.image import Image
@@ -74,8 +75,8 @@ def _scanned_next_timer(core: HandlerCore, in_flight: int) -> int | None:
 
 class HandlerModel(RuleBasedStateMachine):
     @initialize(late=st.booleans(), images=st.booleans(), seed=st.integers(0, 2**16), per=st.sampled_from([1, 3, 7]),
-                batched=st.booleans())
-    def start(self, late: bool, images: bool, seed: int, per: int, batched: bool) -> None:
+                batched=st.booleans(), group=st.booleans())
+    def start(self, late: bool, images: bool, seed: int, per: int, batched: bool, group: bool) -> None:
         self.clock = FakeClock()
         self.pub = Published(N_MESSAGES, per=per)
         self.policy = RecoveryPolicy(give_up_ns=2000 * MS, stale_after_ns=20_000 * MS, request_timeout_ns=50 * MS,
@@ -89,7 +90,7 @@ class HandlerModel(RuleBasedStateMachine):
 
         self.core = HandlerCore(None if batched else (lambda s, m: log.append((s, m))), log.append, self.policy,
                                 rng=random.Random(seed), nack_servers=1, image_servers=1 if images else 0, now_ns=self.clock.now_ns,
-                                on_messages=batch if batched else None)
+                                on_messages=batch if batched else None, request_group=group)
         self.sent = 0  # datagrams the plant has published
         if late:
             self.sent = len(self.pub.datagrams) // 3  # the handler starts while the plant is a third through
@@ -191,6 +192,19 @@ class HandlerModel(RuleBasedStateMachine):
         self._feed("A", d[:-cut])
 
     # ------------------------------------------------------------ servers and time
+
+    @rule(i=st.integers(0, 10**6), span=st.integers(0, 40), far=st.booleans())
+    def heard_request(self, i: int, span: int, far: bool) -> None:
+        """Another handler's request on the request group (or a stranger's: any range, count 0 included)."""
+        seq = FAR + i if far else 1 + i % (N_MESSAGES + 20)
+        self._act(self.core.on_request_heard(encode_request(SESSION, seq, span), self.clock.now_ns))
+
+    @rule(i=st.integers(0, 10**6))
+    def repair_for_another(self, i: int) -> None:
+        """A repair another handler asked for, on the repair group: a datagram the plant has published."""
+        if self.sent:
+            d = self.pub.datagrams[i % self.sent]
+            self._act(self.core.on_unicast(d, 0, self.clock.now_ns))
 
     @rule(mode=st.sampled_from(SERVER_MODES))
     def server_turns(self, mode: str) -> None:
@@ -294,7 +308,7 @@ class HandlerModel(RuleBasedStateMachine):
             assert all(core.expected <= s < core.horizon for s in core.buffer)
         assert core.gaps.flagged == sum(1 for g in core.gaps if g.flagged)
         # the request count and the deadline heaps (linehandler/gaps.py, rule 5) against a scan of every gap
-        in_flight = len({(g.server, g.sent_first) for g in core.gaps if g.outstanding})
+        in_flight = len({(g.server, g.sent_first) for g in core.gaps if g.outstanding and not g.by_other})
         assert core._in_flight() == in_flight, (core._in_flight(), in_flight)
         assert core.next_timer() == _scanned_next_timer(core, in_flight), (core.next_timer(), _scanned_next_timer(core, in_flight))
 

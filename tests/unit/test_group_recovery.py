@@ -1,0 +1,127 @@
+"""The handler core with a request group (anonymous recovery) on a fake clock: the back-off, suppression by
+a heard request, and the bounds that keep another requester from holding a gap's own NACK back."""
+
+from __future__ import annotations
+
+import statistics
+
+from decoders import CODECS
+from decoders.moldudp64 import encode_datagram, encode_request
+from linehandler.events import Recovered, SendNack
+from linehandler.session import RecoveryPolicy
+from tests.unit.handler_harness import MS, SESSION, Published, Recorder, make_core, open_stream, run_timers
+
+POLICY = dict(stale_after_ns=10_000 * MS, request_timeout_ns=200 * MS)
+
+
+def lossy_core(seed: int = 1, unicast: int = 0):
+    """A core on a group (server 0) plus `unicast` listed servers, with datagram 1 lost on both feeds."""
+    rec = Recorder()
+    core = make_core(rec, policy=RecoveryPolicy(**POLICY), nack_servers=1 + unicast, request_group=True, seed=seed)
+    pub = Published(30)
+    open_stream(core, pub, 0)
+    core.on_datagram("A", pub.datagrams[2], 0)  # datagram 1 missing: a gap
+    return rec, core, pub
+
+
+def reject(seq: int, count: int, reason: int, retry_ns: int) -> bytes:
+    return encode_datagram(SESSION, 0, [CODECS.encode((b"J", 0, reason, seq, count, retry_ns, 1, 100))])
+
+
+def test_the_first_nack_goes_to_the_group_after_a_backoff_weighted_to_the_end_of_the_gap_wait() -> None:
+    waits = []
+    for seed in range(300):
+        _, core, _ = lossy_core(seed)
+        (g,) = core.gaps
+        assert g.server == 0
+        waits.append(g.due_ns)
+    p = RecoveryPolicy()
+    assert min(waits) >= p.gap_wait_min_ns and max(waits) <= p.gap_wait_max_ns
+    # truncated exponential, lambda = ln 10 + 1: median at about 73 % of the window (uniform: 50 %)
+    median = (statistics.median(waits) - p.gap_wait_min_ns) / (p.gap_wait_max_ns - p.gap_wait_min_ns)
+    assert 0.65 < median < 0.8, median
+    early = sum(w < p.gap_wait_min_ns + 0.2 * (p.gap_wait_max_ns - p.gap_wait_min_ns) for w in waits) / len(waits)
+    assert early < 0.06, early  # few handlers ask early, so the first one is usually alone
+
+
+def test_a_heard_request_for_the_gap_stands_for_ours_and_its_repair_fills_the_gap() -> None:
+    rec, core, pub = lossy_core()
+    first = pub.first_seq(1)
+    count = pub.first_seq(2) - first
+    assert core.on_request_heard(encode_request(SESSION, first - 1, count + 2), MS // 2) == []
+    sent = run_timers(core, _Clock(MS // 2), 50 * MS)
+    assert not [a for a in sent if isinstance(a, SendNack)]
+    assert core.counters["nacks_suppressed"] == 1 and core._in_flight() == 0
+    core.on_unicast(pub.datagrams[1], 0, 50 * MS)  # the repair the other handler asked for, on the repair group
+    assert not core.gaps and [s for s, _ in rec.delivered] == list(range(pub.first_seq(0), pub.first_seq(3)))
+    (r,) = rec.events(Recovered)
+    assert (r.first, r.server) == (first, 0)
+    assert core.feed_counters[2]["first_arrivals"] == count
+
+
+def test_a_request_that_does_not_cover_the_gaps_start_does_not_suppress_it() -> None:
+    _, core, pub = lossy_core()
+    first = pub.first_seq(1)
+    core.on_request_heard(encode_request(SESSION, first + 1, 5), MS // 2)
+    core.on_request_heard(encode_request(SESSION, first, 0), MS // 2)  # count 0: an image query, not a NACK
+    sent = run_timers(core, _Clock(MS // 2), 20 * MS)
+    assert [(a.server, a.sequence) for a in sent if isinstance(a, SendNack)] == [(0, first)]
+
+
+def test_a_heard_request_left_unanswered_makes_us_ask_after_its_timeout() -> None:
+    _, core, pub = lossy_core()
+    first = pub.first_seq(1)
+    clock = _Clock(MS // 2)
+    core.on_request_heard(encode_request(SESSION, first, 3), clock.now_ns)
+    assert not run_timers(core, clock, 199 * MS)
+    nacks = [a for a in run_timers(core, clock, 215 * MS) if isinstance(a, SendNack)]
+    assert [(a.server, a.sequence) for a in nacks] == [(0, first)]
+
+
+def test_a_flood_of_heard_requests_delays_our_nack_by_one_timeout_at_most() -> None:
+    _, core, pub = lossy_core()
+    first = pub.first_seq(1)
+    clock = _Clock(0)
+    nacks: list[SendNack] = []
+    while clock.now_ns < 2_000 * MS:  # another host repeats a request for our range every ms, and nobody answers
+        core.on_request_heard(encode_request(SESSION, first, 3), clock.now_ns)
+        nacks += [a for a in run_timers(core, clock, clock.now_ns + MS) if isinstance(a, SendNack)]
+    assert nacks and nacks[0].sequence == first
+    sent_at = core.counters["nacks_sent"]
+    assert sent_at >= 3, sent_at  # ours go on, with backoff, whatever is heard
+    assert core.counters["nacks_suppressed"] <= sent_at + 1  # a heard request stands in once per own attempt
+
+
+def test_a_rate_limited_reject_of_a_heard_request_sends_us_to_ask_ourselves() -> None:
+    _, core, pub = lossy_core()
+    first = pub.first_seq(1)
+    clock = _Clock(MS // 2)
+    core.on_request_heard(encode_request(SESSION, first, 3), clock.now_ns)
+    core.on_unicast(reject(first, 3, ord("L"), 5_000 * MS), 0, clock.now_ns)  # the requester we heard is limited, not us
+    nacks = [a for a in run_timers(core, clock, 15 * MS) if isinstance(a, SendNack)]
+    assert [a.sequence for a in nacks] == [first]
+
+
+def test_our_own_request_looped_back_changes_nothing() -> None:
+    _, core, pub = lossy_core()
+    clock = _Clock(0)
+    (nack,) = [a for a in run_timers(core, clock, 15 * MS) if isinstance(a, SendNack)]
+    core.on_request_heard(encode_request(nack.session, nack.sequence, nack.count), clock.now_ns)
+    assert core.counters["nacks_suppressed"] == 0 and core._in_flight() == 1
+
+
+def test_an_unanswering_group_fails_over_to_a_listed_server() -> None:
+    _, core, pub = lossy_core(unicast=1)
+    clock = _Clock(0)
+    nacks = [a for a in run_timers(core, clock, 2_000 * MS) if isinstance(a, SendNack)]
+    servers = [a.server for a in nacks]
+    assert servers[0] == 0 and 1 in servers, servers
+
+
+class _Clock:
+    def __init__(self, now_ns: int) -> None:
+        self.now_ns = now_ns
+
+    def advance(self, ns: int) -> int:
+        self.now_ns += ns
+        return self.now_ns
