@@ -61,8 +61,10 @@ class RecoveryConfig:
     max_request_messages: int = opt(2000, "most messages asked for in one NACK", "messages")
     requests_per_s: float = opt(50.0, "client-side limit on NACKs", "requests/s")
     messages_per_s: float = opt(200_000.0, "client-side limit on messages asked for", "messages/s")
-    group_size: int = opt(10, "with a request group: how many handlers are expected to miss the same datagrams; shapes the "
-                                  "random back-off before a NACK so that one asks and the others hear it")
+    group_size: int = opt(8, "with a request group: how many handlers are expected to miss the same datagrams; shapes the "
+                                 "random back-off before a NACK so that one asks and the others hear it")
+    group_backoff_ms: float = opt(20.0, "with a request group: a NACK waits the shortest gap-wait plus a random back-off below "
+                                        "this (wider than the gap-wait: the first request must reach the others in time)", "ms")
     coalesce_held_messages: int = opt(1000, "when requests_per_s cannot ask for every waiting gap, one NACK may cover several gaps "
                                       "with at most this many messages already held between two (and anything within "
                                       "max_request_messages if that is still too many NACKs); 0 = always one NACK per gap", "messages")

@@ -109,6 +109,7 @@ def policy_from(config: HandlerConfig) -> RecoveryPolicy:
         server_holddown_ns=int(r.server_holddown_s * 1e9),
         coalesce_held_messages=r.coalesce_held_messages,
         group_size_estimate=r.group_size,
+        group_backoff_ns=int(r.group_backoff_ms * 1e6),
         max_buffer_messages=r.max_buffer_messages,
         max_buffer_bytes=r.max_buffer_bytes,
         stale_after_ns=int(r.stale_after_ms * 1e6),
@@ -131,7 +132,7 @@ RECV_SLOT = 65536
 class Channel:
     """One channel's sockets, servers and core."""
 
-    def __init__(self, cc: ChannelConfig, config: HandlerConfig, on_message: Callable, on_event: Callable, seed: int,
+    def __init__(self, cc: ChannelConfig, config: HandlerConfig, on_message: Callable, on_event: Callable, seed: int | None,
                  on_messages: Callable | None = None) -> None:
         self.name = cc.name
         self.config = cc
@@ -212,7 +213,10 @@ class LineHandler:
         self.channels: list[Channel] = []
         ccs = config.all_channels()
         for i, cc in enumerate(ccs):
-            ch = Channel(cc, config, self._message_sink(cc.name), self._event_sink(cc.name), seed=config.drop_seed * 1000 + i,
+            # Each process draws its own gap waits: with one seed for all (it was the drop seed), handlers that lose
+            # the same datagram drew the same back-off and NACKed in the same microsecond, and no suppression
+            # by a heard request (or spreading of load over servers) can work between them.
+            ch = Channel(cc, config, self._message_sink(cc.name), self._event_sink(cc.name), seed=None,
                          on_messages=self._messages_sink(cc.name) if on_messages is not None else None)
             self.channels.append(ch)
             for feed, sock in ch.socks.items():

@@ -44,7 +44,9 @@ class RecoveryPolicy:
     max_ahead_messages: int = 1_000_000  # a retransmission server's journal holds 1 M messages by default
     max_claims_datagrams: int = 16_384  # datagrams held unbelieved: far-ahead claims, another live session's
     max_claims_bytes: int = 32 << 20
-    # Anonymous recovery (docs/operations.md, "Anonymous recovery"): with a request group, a gap's first NACK waits a
-    # truncated exponential back-off shaped by how many handlers are expected to miss the same datagrams (RFC 5401)
-    group_size_estimate: int = 10
+    # Anonymous recovery (docs/operations.md, "Anonymous recovery"): with a request group, a gap's NACK waits
+    # gap_wait_min plus a truncated exponential back-off below group_backoff_ns, shaped by how many handlers are
+    # expected to miss the same datagrams (RFC 5401)
+    group_size_estimate: int = 8
+    group_backoff_ns: int = 20_000_000
     max_refused_sessions: int = 64  # distinct other sessions reported by name (each once); beyond, counted only

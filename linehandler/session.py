@@ -136,6 +136,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         self.ended = False
         self.end_sequence = 0  # what the believed end of session announced
         self.session_seen_ns = now_ns  # last datagram of this session on A or B: silence past stale_after ends it
+        self.heard_recent: deque[tuple[int, int, int]] = deque(maxlen=64)  # requests heard on the group: (first, last, until ns)
 
     def resume(self, session: bytes, next_sequence: int, image: Image | None = None) -> None:
         """Continue `session` from `next_sequence` (a restarted mirror with its journal on disk):

@@ -1,4 +1,4 @@
-"""A bad receiver: learns the session from feed A, then floods re-request servers with NACKs.
+"""A bad receiver: learns the session from feed A, then floods re-request servers (or a request group) with NACKs.
 
     python -m tests.lan.bad_apple --interface lana --group 239.194.1.1 --port 31001 \
         --server 10.202.1.21:31101 --server 10.202.1.22:31101 --seconds 5
@@ -18,6 +18,7 @@ import time
 
 from decoders.moldudp64 import decode_header, encode_request
 from mdcommon.mcast_recv_io import open_receiver
+from mdcommon.mcast_send_io import set_multicast_out
 
 
 def learn_session(interface: str, group: str, port: int) -> tuple[socket.socket, bytes, int]:
@@ -42,9 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--rate", type=float, default=0.0, help="requests/s to each server; 0 = as fast as the socket allows")
+    ap.add_argument("--multicast-if", default="", help="send through this NIC (a --server that is a request group)")
     args = ap.parse_args(argv)
     feed, session, head = learn_session(args.interface, args.group, args.port)
     out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if args.multicast_if:
+        set_multicast_out(out, args.multicast_if, 1)
     out.setblocking(False)
     servers = [(h, int(p)) for h, _, p in (s.rpartition(":") for s in args.server)]
     rng = random.Random(5)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from linehandler.config import ChannelConfig, HandlerConfig
+from linehandler.config import ChannelConfig, GroupConfig, HandlerConfig
 from linehandler.config import FeedConfig as HandlerFeed
 from mdcommon.config import to_toml
 from mdcommon.status_io import fetch_status
@@ -33,6 +33,8 @@ from .topology import NICS, Lan
 
 ROOT = Path(__file__).resolve().parents[2]
 FEEDS = {"A": ("239.194.1.1", 31001), "B": ("239.194.2.1", 31002)}
+# anonymous recovery (docs/operations.md): the request and repair groups, on LAN A
+POOL_GROUPS = {"request": ("239.194.3.1", 31003), "repair": ("239.194.3.2", 31004)}
 PLANT_REQUEST_PORT = 31100
 REQUEST_PORT = 31101
 IMAGE_PORT = 31102
@@ -135,8 +137,11 @@ class Cluster:
         return self._start(name, host, ["tickerplant"], c, [])
 
     def retransmitter(self, host: str, *, peer: str | None = None, plant: str = "plant", limits: dict[str, Any] | None = None,
-                      **overrides: Any) -> Daemon:
+                      pool: bool = False, **overrides: Any) -> Daemon:
+        """A retransmission server on `host`; with `pool`, also one of the anonymous pool on the recovery groups."""
         c = ServerConfig()
+        if pool:
+            c.request_group, c.repair_group = (GroupConfig(interface=NICS["A"], group=g, port=p) for g, p in POOL_GROUPS.values())
         for feed, attr in (("A", "feed_a"), ("B", "feed_b")):
             group, port = FEEDS[feed]
             getattr(c, attr).interface, getattr(c, attr).group, getattr(c, attr).port = NICS[feed], group, port
@@ -155,13 +160,17 @@ class Cluster:
         return d
 
     def handler(self, host: str, *, servers: tuple[str, ...] = ("rtx1", "rtx2"), cwd: Path = ROOT, env: dict[str, str] | None = None,
-                recovery: dict[str, Any] | None = None, sources: tuple[str, ...] = (), **overrides: Any) -> Daemon:
-        """A line handler on `host`; with `sources` (host names), each feed is accepted only from those hosts' NIC on its LAN."""
+                recovery: dict[str, Any] | None = None, sources: tuple[str, ...] = (), pool: bool = False, **overrides: Any) -> Daemon:
+        """A line handler on `host`; with `sources` (host names), each feed is accepted only from those hosts' NIC on its LAN;
+        with `pool`, it recovers through the recovery groups (and from `servers` only if some are given)."""
         feeds = {f: HandlerFeed(interface=NICS[f], group=FEEDS[f][0], port=FEEDS[f][1], sources=[Lan.addr(h, f) for h in sources])
                  for f in FEEDS}
         c = HandlerConfig(channel=ChannelConfig(feed_a=feeds["A"], feed_b=feeds["B"],
                                                 nack_servers=[f"{Lan.addr(s, 'A')}:{REQUEST_PORT}" for s in servers],
                                                 image_servers=[f"{Lan.addr(s, 'A')}:{IMAGE_PORT}" for s in servers]))
+        if pool:
+            c.channel.request_group, c.channel.repair_group = (GroupConfig(interface=NICS["A"], group=g, port=p)
+                                                               for g, p in POOL_GROUPS.values())
         c.stats_interval_s, c.exit_on_session_end = 0, True
         c.record_file, c.status_socket, c.image_file = (str(self.dir / f"{host}.record.jsonl"), str(self.dir / f"{host}.sock"),
                                                         str(self.dir / f"{host}.image.csv"))
