@@ -212,7 +212,7 @@ class LineHandler:
         self.dropped = {"A": 0, "B": 0}
         self.channels: list[Channel] = []
         ccs = config.all_channels()
-        for i, cc in enumerate(ccs):
+        for cc in ccs:
             # Each process draws its own gap waits: with one seed for all (it was the drop seed), handlers that lose
             # the same datagram drew the same back-off and NACKed in the same microsecond, and no suppression
             # by a heard request (or spreading of load over servers) can work between them.
