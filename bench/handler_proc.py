@@ -2,6 +2,7 @@
 
     python bench/handler_proc.py --channel GA:PA,GB:PB [--channel ...] --seconds S
         [--nack HOST:PORT] [--image HOST:PORT] [--drop-a P] [--drop-b P] [--keep-image] [--until-image]
+        [--request-group G:P --repair-group G:P]
 
 Figures: datagrams (A+B), messages delivered, lost, gap counters, publish-to-callback latency
 (every 7th market message, from its publish timestamp), CPU seconds of this process while running,
@@ -24,7 +25,7 @@ import time
 
 from common import percentiles, self_cpu_s, self_rss_bytes
 
-from linehandler.config import ChannelConfig, FeedConfig, HandlerConfig, RecoveryConfig
+from linehandler.config import ChannelConfig, FeedConfig, GroupConfig, HandlerConfig, RecoveryConfig
 from linehandler.events import ImageApplied, Recovered
 from linehandler.handler_io import LineHandler
 from mdcommon.logs import setup_logging
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drop-both", type=float, default=0.0,
                     help="drop this fraction of datagrams on BOTH feeds (the same datagrams, chosen by sequence number), "
                          "so every one is a real gap that only retransmission can fill")
+    ap.add_argument("--request-group", default="", help="G:P: anonymous recovery (NACKs to this group, repairs on --repair-group)")
+    ap.add_argument("--repair-group", default="")
     ap.add_argument("--keep-image", action="store_true")
     ap.add_argument("--warmup-s", type=float, default=1.0, help="latency before this, from the first market message, is start-up")
     ap.add_argument("--until-image", action="store_true", help="stop once the initial image is applied")
@@ -71,10 +74,16 @@ def main(argv: list[str] | None = None) -> int:
         (ga, pa), (gb, pb) = a.split(":"), b.split(":")
         channels.append({"name": f"ch{i + 1}", "feed_a": {"group": ga, "port": int(pa)}, "feed_b": {"group": gb, "port": int(pb)},
                          "nack_servers": [args.nack] if args.nack else [], "image_servers": [args.image] if args.image else []})
-    recovery = RecoveryConfig(late_join_image=bool(args.image), max_buffer_messages=5_000_000)
+    if args.request_group:
+        (rg, rp), (pg, pp) = args.request_group.split(":"), args.repair_group.split(":")
+        for ch in channels:
+            ch["request_group"], ch["repair_group"] = {"group": rg, "port": int(rp)}, {"group": pg, "port": int(pp)}
+    recovery = RecoveryConfig(late_join_image=bool(args.image or args.request_group), max_buffer_messages=5_000_000)
     config = HandlerConfig(channel=ChannelConfig(feed_a=FeedConfig(group=channels[0]["feed_a"]["group"], port=channels[0]["feed_a"]["port"]),
                                                  feed_b=FeedConfig(group=channels[0]["feed_b"]["group"], port=channels[0]["feed_b"]["port"]),
-                                                 nack_servers=channels[0]["nack_servers"], image_servers=channels[0]["image_servers"]),
+                                                 nack_servers=channels[0]["nack_servers"], image_servers=channels[0]["image_servers"],
+                                                 request_group=GroupConfig(**channels[0].get("request_group", {})),
+                                                 repair_group=GroupConfig(**channels[0].get("repair_group", {}))),
                            channels=channels if len(channels) > 1 else [], recovery=recovery, keep_image=args.keep_image,
                            drop_a=args.drop_a, drop_b=args.drop_b, stats_interval_s=0, exit_on_session_end=not args.until_image)
     lat: list[int] = []
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"delivered": n[0], "wall_s": wall, "cpu_s": cpu, "rss_bytes": self_rss_bytes(),
                  "instruments": sum(len(ch.core.image) for ch in handler.channels), "image_s": image_s[0] if image_s else None}
     for key in ("delivered", "gaps_detected", "gaps_filled_by_other_feed", "gaps_recovered_by_nack", "gaps_unrecoverable",
-                "messages_lost", "nacks_sent", "messages_requested", "rejects", "nack_timeouts", "nacks_throttled"):
+                "messages_lost", "nacks_sent", "messages_requested", "rejects", "nack_timeouts", "nacks_throttled", "nacks_suppressed"):
         out["stream_" + key] = sum(c["stream"][key] for c in st.values())
     out["datagrams"] = sum(c["feeds"][f]["datagrams"] for c in st.values() for f in ("A", "B"))
     out["ended"] = all(ch.core.ended for ch in handler.channels)

@@ -97,9 +97,14 @@ def free_port(kind: int) -> int:
 class Server:
     """`python -m retransmit run` mirroring a feed pair; NACKs on a UDP port, images on a TCP port."""
 
-    def __init__(self, a, b, repair: str = "") -> None:
+    def __init__(self, a, b, repair: str = "", pool: tuple | None = None, flags: tuple[str, ...] = ()) -> None:
+        """`pool`: ((request group, port), (repair group, port)) to serve as one of an anonymous pool."""
         self.udp, self.tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
         extra = ["--repair-servers", repair] if repair else []
+        if pool:
+            (rg, rp), (pg, pp) = pool
+            extra += ["--request-group-group", rg, "--request-group-port", str(rp), "--repair-group-group", pg, "--repair-group-port", str(pp)]
+        extra += list(flags)
         self.status = f"/tmp/md-bench-live-{os.getpid()}-{self.udp}.sock"
         self.p = subprocess.Popen([PY, "-m", "retransmit", "run", *feed_flags(a, b), "--request-port", str(self.udp),
                                    "--image-port", str(self.tcp), "--stats-interval-s", "0", "--status-socket", self.status,

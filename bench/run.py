@@ -40,6 +40,7 @@ STEPS = {
     "peer": (["bench/peer.py", "--seconds", "2", "--repeats", "3", "--norm"],
              ["bench/peer.py", "--seconds", "1", "--repeats", "2", "--replay-datagrams", "30000"]),
     "hotpath": (["bench/hotpath.py", "--seconds", "2"], ["bench/hotpath.py", "--seconds", "1", "--top", "12"]),
+    "pool": (["bench/pool.py", "--seconds", "4", "--repeats", "3"], ["bench/pool.py", "--seconds", "3", "--repeats", "1"]),
 }
 COMPONENTS = [
     ("floor", ["bench/floor.py", "--seconds", "3"]),
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer, shorter repetitions (about 3 minutes)")
     ap.add_argument("--out", help="results folder (default bench/results/<timestamp>)")
-    ap.add_argument("--steps", default="side,live,peer,hotpath,components", help="comma-separated subset of the steps")
+    ap.add_argument("--steps", default="side,live,peer,pool,hotpath,components", help="comma-separated subset of the steps")
     ap.add_argument("--components", action="store_true", help="run the per-component scripts in --quick mode too")
     args = ap.parse_args(argv)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -211,6 +212,17 @@ def main(argv: list[str] | None = None) -> int:
           "matched on the destination group) drops 1 % of multicast datagrams for our A and B groups and for the PGM group, inside a "
           "private network namespace (`unshare -n`). PGM's repair data (RDATA) goes to the same group and is dropped at the same rate.", ""]
 
+    L += ["", "## Recovery: unicast servers against an anonymous pool (bench/pool.py)", "", s.notes.get("pool.setup", ""), "",
+          "Per gap (the same gaps at every handler): requests all handlers sent, repairs all servers sent and their bytes. "
+          "Unicast: each handler asks one of two configured servers. Multicast: handlers NACK to the request group and hear "
+          "each other; the two servers answer on the repair group, one per request.", ""]
+    pool_cols = [(f"{n} h {m}", f"{m}.{n}") for n in (1, 4, 8) for m in ("unicast", "multicast")]
+    L += grid(s, "figure", [("gaps at each handler", "gaps"), ("requests per gap", "requests_per_gap"), ("repairs per gap", "repairs_per_gap"),
+                            ("repair bytes per gap", "repair_bytes_per_gap"), ("NACKs suppressed per gap", "suppressed_per_gap"),
+                            ("recovery p50 ms", "recovery_p50_ms"), ("recovery p99 ms (worst handler)", "recovery_p99_ms"),
+                            ("messages lost", "lost")], pool_cols, "pool.{col}.{row}")
+    L.append("")
+
     if pngs:
         L += ["## Plots", ""] + [f"![{p}]({p})" for p in pngs] + [""]
     missed = [x for x in (plant_ok, hot_ok, h_ok) if x is False] + [r[0] for r in peer_rows if r[0] is False]
@@ -219,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
               "cProfile charges a cost to every Python call, so the shares matter, not the seconds.", "", "```",
               texts["hotpath"].rstrip(), "```", ""]
     notes = {k: v for k, v in s.notes.items()
-             if not k.startswith(("side.handler_tries", "side.template", "peer.setup")) and not k.endswith(".timeline")}
+             if not k.startswith(("side.handler_tries", "side.template", "peer.setup", "pool.setup")) and not k.endswith(".timeline")}
     if notes:
         L += ["## Notes from the runs", ""] + [f"- `{k}`: {v}" for k, v in sorted(notes.items())] + [""]
     L += ["## Step times", ""] + [f"- {k}: {v:.0f} s" for k, v in times.items()] + [""]

@@ -93,6 +93,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         self.feed_counters = [FEED_COUNTERS.new() for _ in FEEDS]
         self.counters = STREAM_COUNTERS.new()
         self.lead_lag = [0] * (len(LEAD_LAG_EDGES_NS) + 1)  # A minus B arrival time, by bucket
+        self.recovery_ns: deque[int] = deque(maxlen=4096)  # the latest gaps' times from detection to recovery
         self.request_bucket = TokenBucket(p.requests_per_s, p.request_burst, now_ns)
         self.message_bucket = TokenBucket(p.messages_per_s, p.message_burst, now_ns)
         self.last_rx_ns = [now_ns, now_ns]
@@ -210,7 +211,17 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
             "feeds": {FEEDS[i]: {"stale": self.stale[i] if i < 2 else None, **self.feed_counters[i].as_dict()} for i in range(3)},
             "stream": self.counters.as_dict(),
             "lead_lag_a_minus_b": dict(zip(_bucket_labels(), self.lead_lag, strict=True)),
+            "recovery_ms": _percentiles(self.recovery_ns),
         }
+
+
+def _percentiles(samples_ns: deque[int]) -> dict[str, float]:
+    """p50, p99 and max of the latest recoveries (detection to fill), in ms: what an operator asks first."""
+    if not samples_ns:
+        return {"recent": 0, "p50": 0.0, "p99": 0.0, "max": 0.0}
+    s = sorted(samples_ns)
+    n = len(s)
+    return {"recent": n, "p50": s[n // 2] / 1e6, "p99": s[min(n - 1, int(n * 0.99))] / 1e6, "max": s[-1] / 1e6}
 
 
 def _bucket_labels() -> list[str]:

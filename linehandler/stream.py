@@ -187,6 +187,7 @@ class StreamMixin:
             for g in self.gaps.remove_range(first_new, min(last_new, old_horizon - 1)):
                 if g.attempts or g.heard or feed == 2:  # asked for, by us or by a handler we heard, or repaired for another
                     self.counters.values[STREAM_COUNTERS.gaps_recovered_by_nack] += 1
+                    self.recovery_ns.append(now_ns - g.detected_ns)
                     self.on_event(Recovered(g.first, g.last, g.server, now_ns - g.detected_ns))
                 else:
                     self.counters.values[STREAM_COUNTERS.gaps_filled_by_other_feed] += 1

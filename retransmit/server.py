@@ -22,7 +22,8 @@ Rules:
    any window never exceed its byte burst + rate x window.
 4. A requester is a host (the IP address of `addr`, which the I/O shell passes as
    `(ip, port)`), not a source port: a host's 64 ports share one set of buckets. Answers
-   still go to the full address, which the shell does.
+   still go to the full address, which the shell does, and a repeat is recognised per address
+   (rule 2's dedupe), since an answer reached that address only.
 5. The requester table is bounded (least recently seen forgotten first), so a flood of
    spoofed addresses costs memory only up to the bound. The price: a host forgotten and
    seen again starts with full buckets; the global buckets still bound the total.
@@ -128,7 +129,7 @@ class _Requester:
     requests: TokenBucket
     messages: TokenBucket
     bytes: TokenBucket
-    served: list[tuple[int, int, int]] = field(default_factory=list)  # (first, last, when)
+    served: list[tuple[int, int, int, object]] = field(default_factory=list)  # (first, last, when, address sent to)
     quiet_until_ns: int = 0  # told "rate limited, retry after": no answer at all before this
 
 
@@ -193,8 +194,10 @@ class RequestServer:
         first = seq
         window = self.limits.dedupe_window_ns
         r.served = [x for x in r.served if now_ns - x[2] < window]
-        for first_s, last_s, _ in sorted(r.served):  # by first sequence, so ranges sent in any order all count
-            if first_s <= first <= last_s:
+        # by first sequence, so ranges sent in any order all count; only what went to this very address: two handlers
+        # on one host share the host's buckets, but one's answer never reached the other
+        for first_s, last_s, _, to in sorted(r.served, key=lambda x: x[:3]):
+            if to == addr and first_s <= first <= last_s:
                 first = last_s + 1
         if first > last:
             c[SERVER_COUNTERS.deduplicated] += 1
@@ -216,7 +219,7 @@ class RequestServer:
         k = sum(map(len, groups))
         for bucket, amount in ((r.messages, k), (self.g_messages, k), (r.bytes, sent), (self.g_bytes, sent)):
             bucket.take(amount, now_ns)  # never refused: amount <= what the bucket held just now
-        r.served.append((first, first + k - 1, now_ns))
+        r.served.append((first, first + k - 1, now_ns, addr))
         if k < n:
             c[SERVER_COUNTERS.clipped] += 1
         c[SERVER_COUNTERS.served] += 1

@@ -33,7 +33,7 @@ from .config import ServerConfig
 from .image import ImageSession, ImageSnapshot
 from .journal import Journal
 from .journal_store import JournalFile
-from .pool import PoolLimits, RepairPool
+from .pool import POOL_COUNTERS, PoolLimits, RepairPool
 from .server import SERVER_COUNTERS, RequestServer, ServerLimits
 
 __all__ = ["RetransmitServer", "limits_from"]
@@ -91,7 +91,7 @@ class RetransmitServer:
         self.core = self.handler.channels[0].core
         self.handler.snapshot = self.status  # the status socket and metrics show the whole server, mirror included
         if config.metrics_port:
-            self.handler.metrics = Metrics("retransmit", [FEED_COUNTERS, STREAM_COUNTERS, SERVER_COUNTERS], config.metrics_port,
+            self.handler.metrics = Metrics("retransmit", [FEED_COUNTERS, STREAM_COUNTERS, SERVER_COUNTERS, POOL_COUNTERS], config.metrics_port,
                                            config.metrics_address)
         self.handler.extra_stats.append(self._log_server_stats)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -196,3 +196,12 @@ def test_image_login_checks_both_when_either_is_configured() -> None:
             assert sess.state == "streaming" and out == [soup.login_accepted(S, 11)]
         else:
             assert sess.state == "closed" and out == [soup.login_rejected("not_authorized")], (user, password, login_user, login_password)
+
+
+def test_two_handlers_on_one_host_both_get_a_range_the_other_just_got(clock) -> None:
+    srv = server()
+    a, b = ("10.0.0.5", 40000), ("10.0.0.5", 40001)  # one host (one set of buckets), two handlers
+    assert srv.on_request(encode_request(S, 10, 5), a, clock.now_ns)
+    assert srv.on_request(encode_request(S, 10, 5), b, clock.now_ns)  # b never saw a's answer
+    assert srv.on_request(encode_request(S, 10, 5), a, clock.now_ns) == []  # a's own repeat inside the window
+    assert srv.counters["deduplicated"] == 1
