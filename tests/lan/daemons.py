@@ -137,11 +137,13 @@ class Cluster:
         return self._start(name, host, ["tickerplant"], c, [])
 
     def retransmitter(self, host: str, *, peer: str | None = None, plant: str = "plant", limits: dict[str, Any] | None = None,
-                      pool: bool = False, **overrides: Any) -> Daemon:
-        """A retransmission server on `host`; with `pool`, also one of the anonymous pool on the recovery groups."""
+                      pool: bool = False, requesters: tuple[str, ...] = (), **overrides: Any) -> Daemon:
+        """A retransmission server on `host`; with `pool`, also one of the anonymous pool on the recovery groups, hearing
+        requests only from the `requesters` hosts when some are given (a source-specific join)."""
         c = ServerConfig()
         if pool:
             c.request_group, c.repair_group = (GroupConfig(interface=NICS["A"], group=g, port=p) for g, p in POOL_GROUPS.values())
+            c.request_group.sources = [Lan.addr(h, "A") for h in requesters]
         for feed, attr in (("A", "feed_a"), ("B", "feed_b")):
             group, port = FEEDS[feed]
             getattr(c, attr).interface, getattr(c, attr).group, getattr(c, attr).port = NICS[feed], group, port
