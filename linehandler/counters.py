@@ -59,5 +59,6 @@ STREAM_COUNTERS = CounterSet(
         Counter(26, "requests_heard", "requests heard on the request group (other handlers', and ours looped back)"),
         Counter(27, "nacks_suppressed", "gaps not NACKed because another handler's request for them was heard: the repair "
                                         "on the repair group fills them too"),
+        Counter(28, "images_refused", "images whose end-of-image sequence lay beyond the receive window (not applied)"),
     ],
 )

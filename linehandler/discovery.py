@@ -4,9 +4,10 @@ The query is a MoldUDP64 request packet with sequence number 0 and count 0 (a re
 nothing, which no server would serve as one), multicast to the channel's request group. A
 pool server that can serve an image answers it unicast with an `image_offer` message in a
 packet of sequence number 0 (decoders/schema/control.py); the first offer of our session
-wins. An offer names only a TCP port (and optionally an address): the image is fetched and
-checked exactly as from a configured image server, so a forged offer costs one failed
-fetch, never data.
+wins. Offers are taken only from the repair group's `sources` when it has some (the pool's
+addresses); without them anyone who learns a handler's port can answer first, so list them
+wherever the LAN is shared. Whatever its source, an image is checked as one from a configured
+server is: an image claiming a sequence beyond the receive window is refused (join.py).
 """
 
 from __future__ import annotations

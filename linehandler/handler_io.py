@@ -169,6 +169,7 @@ class Channel:
             set_multicast_out(self.unicast, rq.interface, rq.ttl)  # our requests leave through the request group's NIC
         self.discovery_deadline_ns = 0  # an image query is out until then (0: none)
         self.discovery_session = b""
+        self.offers_refused = 0
         self.feed_addrs = {"A": (cc.feed_a.group, cc.feed_a.port), "B": (cc.feed_b.group, cc.feed_b.port)}
         self.image_client: ImageClient | None = None
         self.nack_send_errors = 0
@@ -526,6 +527,10 @@ class LineHandler:
         offer = parse_offer(data, ch.discovery_session)
         if offer is None:
             return False
+        trusted = ch.config.repair_group.sources
+        if trusted and addr[0] not in trusted:
+            ch.offers_refused += 1  # the pool is its repair group's sources: an offer from elsewhere is not its
+            return False
         ch.discovery_deadline_ns = 0
         host = addr[0] if offer.address == 0 else socket.inet_ntoa(offer.address.to_bytes(4, "big"))
         event(log, "image_offered", channel=ch.name, server=f"{host}:{offer.port}", next_sequence=offer.next_sequence)
@@ -575,6 +580,7 @@ class LineHandler:
         return {
             "daemon": "linehandler",
             "channels": {ch.name: {**ch.core.status(), "nack_send_errors": ch.nack_send_errors, "unknown_unicast": ch.unknown_unicast,
+                                  "offers_refused": ch.offers_refused,
                                   "core_errors": ch.core_errors.count}
                          for ch in self.channels},
             "dropped_in_process": self.dropped,

@@ -93,6 +93,11 @@ class JoinMixin:
         if img is None:
             return NO_ACTIONS
         self.image_records = None
+        if self.expected is not None and sequence >= self.horizon + self.ahead_window:
+            # an image claiming to be further on than anything the stream corroborates would skip live messages
+            # unannounced (a forged or misdirected image server): refused, like a failed fetch
+            self.counters.values[STREAM_COUNTERS.images_refused] += 1
+            return self.on_image_failed(f"image at sequence {sequence} is beyond the receive window (stream at {self.horizon})", now_ns)
         if self.joining:
             self._finish_join(img, sequence, now_ns)
             return NO_ACTIONS

@@ -35,7 +35,7 @@ from .stream import FEEDS, NO_ACTIONS
 __all__ = ["RecoveryMixin"]
 
 _REJECT_FIELDS = itemgetter(*CODECS.by_name["retransmission_reject"].slots(
-    "reason", "requested_sequence_number", "retry_after_ns", "first_available_sequence_number"))
+    "reason", "requested_sequence_number", "retry_after_ns", "first_available_sequence_number", "requested_message_count"))
 _RATE_LIMITED, _TOO_OLD, _TOO_FAR_AHEAD = (REJECT_REASONS[n] for n in ("rate_limited", "too_old", "too_far_ahead"))
 
 
@@ -120,7 +120,7 @@ class RecoveryMixin:
             # only a request from the gap's own first sequence: a handler that lost the same datagrams asks exactly
             # that, while a stranger asking for some range that happens to cover our gap (a bad apple, a handler
             # far behind) would make us wait on an answer the servers may never give it
-            if g.first == seq and not (g.abandoned or g.outstanding or g.heard > g.attempts):
+            if g.first == seq and not (g.abandoned or g.outstanding or g.heard > g.attempts) and self.server_down_until[0] <= now_ns:
                 g.heard += 1
                 g.server, g.sent_first, g.sent_count = 0, seq, count
                 self.gaps.set_outstanding(g, True, by_other=True)
@@ -147,15 +147,18 @@ class RecoveryMixin:
         return p.gap_wait_min_ns + int(p.group_backoff_ns * math.log(self.rng.random() * math.expm1(lam) + 1.0) / lam)
 
     def _on_reject(self, server: int, m: tuple, now_ns: int) -> None:
-        reason, req_seq, retry_after_ns, first_available = _REJECT_FIELDS(m)
+        reason, req_seq, retry_after_ns, first_available, req_count = _REJECT_FIELDS(m)
         self.counters.values[STREAM_COUNTERS.rejects] += 1
+        group = self.request_group and server == 0
         for g in list(self.gaps.gaps.irange_key(req_seq, req_seq + self.policy.max_request_messages)):
             if not (g.outstanding and g.server == server and g.sent_first == req_seq):
                 continue
+            if group and min(g.sent_count, 0xFFFF) != req_count:
+                continue  # on the group a reject answers whoever asked: ours only if it echoes our count too
             heard = g.by_other
             self.gaps.set_outstanding(g, False)
             if heard and reason == _RATE_LIMITED:
-                g.due_ns = now_ns + self._group_wait()  # the requester we heard is limited, not us: ask ourselves
+                g.due_ns = max(g.due_ns, now_ns + self._group_wait())  # the requester we heard is limited, not us: ask ourselves
             else:
                 self._answer_reject(g, server, reason, retry_after_ns, first_available, now_ns)
             self.gaps.schedule(g)
@@ -164,6 +167,11 @@ class RecoveryMixin:
         """When `g` may be asked for again, and of whom, after `server` refused it for `reason`."""
         if reason == _RATE_LIMITED:
             g.due_ns = now_ns + max(retry_after_ns, 1)
+        elif reason == _TOO_OLD and self.request_group and server == 0 and g.failures_on_server + 1 < self.policy.retries_per_server:
+            # one pool server's journal does not reach back that far; another's may (a server that joined late, or
+            # whose mirror had a gap): ask the group again before believing the pool has lost it
+            g.failures_on_server += 1
+            g.due_ns = now_ns + self._backoff(g)
         elif reason == _TOO_OLD:
             g.too_old_servers |= 1 << server
             if g.too_old_servers == (1 << self.nack_servers) - 1:
@@ -189,7 +197,7 @@ class RecoveryMixin:
             wait = p.gap_wait_min_ns + int(self.rng.random() * (p.gap_wait_max_ns - p.gap_wait_min_ns))
         self.counters.values[STREAM_COUNTERS.gaps_detected] += 1
         gap = Gap(first, last, now_ns, now_ns + wait, server=server)
-        if self.request_group and self.heard_recent and not self.joining:
+        if self.request_group and self.heard_recent and not self.joining and server == 0:
             # another handler asked for it before we saw it missing (our copy of the feed is behind theirs): its
             # repair is on the way, so wait for it as for a request heard now, until that request times out
             for h_first, h_last, until in reversed(self.heard_recent):
@@ -374,7 +382,7 @@ class RecoveryMixin:
         """No answer in `request_timeout`: a failure on this server; after `retries_per_server`, the next one."""
         if gap.by_other:  # the request we heard went unanswered: ask ourselves now, after a fresh group back-off
             self.gaps.set_outstanding(gap, False)
-            gap.due_ns = now_ns + self._group_wait()
+            gap.due_ns = max(gap.due_ns, now_ns + self._group_wait())  # never sooner than a backoff or retry-after said
             self.gaps.schedule(gap)
             return
         self.gaps.set_outstanding(gap, False)

@@ -12,9 +12,12 @@ Rules:
    budget. One requester cannot take more than `requester_share` of the repair group.
 2. A request that can be served becomes a pending answer, sent after a random slot in
    `[0, answer_slot_ns)` unless, meanwhile, another server's repair for the range is seen on
-   the repair group: then the range is that server's (the answer is trimmed or dropped).
-   Rejects (the same `J` packets as unicast, sequence 0) wait their slot the same way and
-   yield to an identical reject from another server.
+   the repair group: then the range is that server's (the answer is trimmed, split or
+   dropped). A heard repair is believed only where it matches this server's own journal
+   message for message, so a forged one makes no server stand down. Rejects (the same `J`
+   packets as unicast, sequence 0) wait their slot the same way and yield to an identical
+   reject from another server; a reject about this server's journal (too old, too far
+   ahead) waits a slot longer and yields to another server's repair of the range.
 3. A range repaired on the group (by any server) inside the dedupe window is not repaired
    again; a request for a range already pending is merged into that answer.
 4. The pool-wide budget: every repair on the group, this server's and the others' seen,
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from itertools import count as counter
 
 from decoders import CODECS, REJECT_REASONS, RETRANSMISSION_REJECT, DecodeError
-from decoders.moldudp64 import HEARTBEAT_COUNT, decode_datagram, decode_header, decode_request
+from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_datagram, decode_header, decode_request, split_blocks
 from mdcommon.counters import Counter, CounterSet
 from mdcommon.ratelimit import TokenBucket
 
@@ -47,6 +50,7 @@ from .server import REJECT_BYTES, RequestServer, requester_key
 
 __all__ = ["RepairPool", "PoolLimits", "POOL_COUNTERS"]
 
+_RANGE_REASONS = ("too_old", "too_far_ahead")  # rejects about this server's journal, not about the request
 _REJECT_KEY = CODECS.by_name["retransmission_reject"].slots("reason", "requested_sequence_number", "requested_message_count")
 
 POOL_COUNTERS = CounterSet(
@@ -72,6 +76,8 @@ POOL_COUNTERS = CounterSet(
         Counter(17, "repairs_heard", "datagrams of other servers heard on the repair group"),
         Counter(18, "requesters_evicted", "requesters forgotten to bound the table"),
         Counter(19, "stale_answers", "pending answers whose range left the journal before their slot came"),
+        Counter(20, "repairs_unverified", "datagrams on the repair group that did not match this server's journal (or lay "
+                                          "outside it): not believed, nothing yielded to them"),
     ],
 )
 
@@ -117,11 +123,11 @@ class RepairPool:
     """One server's part in the pool; see the module rules."""
 
     def __init__(self, server: RequestServer, limits: PoolLimits | None = None, *, rng: random.Random | None = None,
-                 now_ns: int = 0, offer: Callable[[int], bytes | None] | None = None) -> None:
+                 now_ns: int = 0, offer: Callable[[int, str], bytes | None] | None = None) -> None:
         self.server = server
         self.limits = lim = limits or PoolLimits()
         self.rng = rng or random.Random()
-        self.offer = offer or (lambda now_ns: None)
+        self.offer = offer or (lambda now_ns, asker: None)  # (now, asker's IP) -> an offer packet, or None
         self.counters = POOL_COUNTERS.new()
         rate = lim.min_repair_bytes_per_s
         self.budget = TokenBucket(rate, self._burst(rate), now_ns)
@@ -187,7 +193,7 @@ class RepairPool:
         r.requests.take(1, now_ns)
         if seq == 0 and count == 0 and session == self.server.session:
             c[POOL_COUNTERS.image_queries] += 1
-            offer = self.offer(now_ns)
+            offer = self.offer(now_ns, addr[0] if isinstance(addr, tuple) and addr else "")
             if offer is None:
                 return []
             c[POOL_COUNTERS.offers] += 1
@@ -241,7 +247,11 @@ class RepairPool:
         for _, _, p in self.pending:
             if not p.done and p.reject is not None and p.reject[:3] == reject[:3]:
                 return  # the same reject is pending already
-        self._push(_Pending(now_ns + int(self.rng.random() * self.limits.answer_slot_ns), reject[1], reject[1], reject))
+        slot = self.limits.answer_slot_ns
+        # a range this server does not hold another may: its reject waits a slot longer, so a server that holds the
+        # range answers first and the reject is dropped when its repair is heard (rule 2)
+        wait = int(self.rng.random() * slot) + (slot if reject[0] in _RANGE_REASONS else 0)
+        self._push(_Pending(now_ns + wait, reject[1], reject[1], reject))
 
     def _push(self, p: _Pending) -> None:
         if len(self.pending) >= self.limits.max_pending:
@@ -260,7 +270,7 @@ class RepairPool:
             session, seq, count = decode_header(data)
         except DecodeError:
             return
-        if session != self.server.session or count == HEARTBEAT_COUNT:
+        if session != self.server.session or count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT):
             return
         if seq == 0:
             try:
@@ -269,34 +279,64 @@ class RepairPool:
                 return
             for m in msgs:
                 if m[0] == RETRANSMISSION_REJECT:
-                    self._reject_heard(tuple(m[i] for i in _REJECT_KEY), len(data), now_ns)
+                    self._reject_heard(tuple(m[i] for i in _REJECT_KEY))
             return
         if (seq, count) in self.own:
             self.own.remove((seq, count))  # our own repair, looped back: charged and noted when sent
             return
         c = self.counters.values
+        try:
+            blocks = split_blocks(data)[3]
+        except DecodeError:
+            blocks = []
+        if len(blocks) != count:
+            c[POOL_COUNTERS.repairs_unverified] += 1
+            return
+        last = seq + count - 1
+        for _, _, p in self.pending:
+            # a reject about our journal yields to any well-formed repair of the range: another server holds what we
+            # do not (a forged one only delays a reject; the handler's own timeout covers it)
+            if not p.done and p.reject is not None and p.reject[0] in _RANGE_REASONS and seq <= p.first <= last:
+                p.done = True
+                c[POOL_COUNTERS.rejects_yielded] += 1
+        if not self._verified(blocks, seq, count):
+            c[POOL_COUNTERS.repairs_unverified] += 1  # a forgery must not make the pool stand down: ignored
+            return
         c[POOL_COUNTERS.repairs_heard] += 1
         self.budget.take(min(len(data), self.budget.available(now_ns)), now_ns)
-        last = seq + count - 1
         self._note_repaired(seq, last, now_ns)
+        split: list[_Pending] = []
         for _, _, p in self.pending:
             if p.done or p.reject is not None or seq > p.last or last < p.first:
                 continue
             c[POOL_COUNTERS.yielded] += 1
-            if seq <= p.first:
+            if last < p.last and seq > p.first:  # a repair inside our answer: both ends of ours are still asked for
+                split.append(_Pending(p.due_ns, last + 1, p.last))
+                p.last = seq - 1
+            elif seq <= p.first:
                 p.first = last + 1  # the other server answers from here: its next datagrams carry the rest
             else:
                 p.last = seq - 1
             if p.first > p.last:
                 p.done = True
+        for p in split:
+            self._push(p)
 
-    def _reject_heard(self, key: tuple, nbytes: int, now_ns: int) -> None:
+    def _verified(self, blocks: list, seq: int, count: int) -> bool:
+        """A heard repair is believed only where it matches this server's own journal, message for message: only
+        then may it stand for an answer of ours (a range beyond our journal is one we could not answer anyway)."""
+        j = self.server.journal
+        lo, hi = max(seq, j.first_sequence), min(seq + count, j.next_sequence)
+        return lo < hi and blocks[lo - seq : hi - seq] == j.get(lo, hi - lo)
+
+    def _reject_heard(self, key: tuple) -> None:
         reason = key[0]
         if (reason, key[1], key[2]) in self.own_rejects:
             self.own_rejects.remove((reason, key[1], key[2]))
             return
         self.counters.values[POOL_COUNTERS.repairs_heard] += 1
-        self.budget.take(min(nbytes, self.budget.available(now_ns)), now_ns)
+        # not charged to the budget: a reject cannot be checked against the journal, and a flood of forged ones
+        # must not spend the budget of real repairs (each server pays its own rejects when it sends them)
         for _, _, p in self.pending:
             if not p.done and p.reject is not None and (REJECT_REASONS[p.reject[0]], p.reject[1], min(p.reject[2], 0xFFFF)) == key:
                 p.done = True

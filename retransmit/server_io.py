@@ -28,6 +28,7 @@ from mdcommon.logs import CoreErrors, event
 from mdcommon.mcast_recv_io import open_receiver
 from mdcommon.mcast_send_io import open_sender
 from mdcommon.metrics_io import Metrics
+from mdcommon.validate_io import interface_addresses, interfaces
 
 from .config import ServerConfig
 from .image import ImageSession, ImageSnapshot
@@ -132,17 +133,29 @@ class RetransmitServer:
                             min_repair_bytes_per_s=pc.min_repair_bytes_per_s, requester_share=pc.requester_share)
         self.pool = RepairPool(self.server, limits, rng=random.Random(), now_ns=time.monotonic_ns(), offer=self._offer)
         self.repair_addr = (rp.group, rp.port)
-        self.pool_requests, _ = open_receiver(rq.interface, rq.group, rq.port, 4 << 20, rq.sources)
-        self.pool_repairs, _ = open_receiver(rp.interface, rp.group, rp.port, 4 << 20, rp.sources)
-        self.pool_send = open_sender(rp.interface, rp.ttl, loop=True)  # handlers on this host hear the repairs too
+        opened: list[socket.socket] = []
+        try:
+            self.pool_requests, _ = open_receiver(rq.interface, rq.group, rq.port, 4 << 20, rq.sources)
+            opened.append(self.pool_requests)
+            self.pool_repairs, _ = open_receiver(rp.interface, rp.group, rp.port, 4 << 20, rp.sources)
+            opened.append(self.pool_repairs)
+            self.pool_send = open_sender(rp.interface, rp.ttl, loop=True)  # handlers on this host hear the repairs too
+        except OSError:
+            for sock in opened:
+                sock.close()
+            raise
         self.handler.add_reader(self.pool_requests, self._on_pool_request)
         self.handler.add_reader(self.pool_repairs, self._on_pool_repair)
         self.handler.wakeups.append(self.pool.next_timer)
         self.offer_address = 0 if config.image_address in ("", "0.0.0.0") else int.from_bytes(socket.inet_aton(config.image_address), "big")
+        # a listener on a loopback address serves only this host: offer it only to askers with one of our addresses
+        self.offer_local_only = config.image_address.startswith("127.")
+        self.local_addresses = {a for name in interfaces() for a in interface_addresses(name)}
 
-    def _offer(self, now_ns: int) -> bytes | None:
-        """An image offer, if this server can serve an image now."""
-        if not self._image_ready():
+    def _offer(self, now_ns: int, asker: str = "") -> bytes | None:
+        """An image offer, if this server can serve an image now, and to this asker (a listener on a loopback
+        address serves only this host)."""
+        if not self._image_ready() or (self.offer_local_only and asker and asker not in self.local_addresses):
             return None
         core = self.core
         msg = CODECS.by_name["image_offer"].from_dict({"timestamp_ns": time.time_ns(), "image_address": self.offer_address,
@@ -186,7 +199,12 @@ class RetransmitServer:
             self.fed_mark = (now, self.fed_bytes)
         nt = pool.next_timer()
         if nt is not None and nt <= now:
-            for datagram in pool.on_timer(now):
+            try:
+                answers = pool.on_timer(now)
+            except Exception as exc:  # as in _on_udp: a core bug must not take the server down
+                self.core_errors.record(exc, now)
+                return
+            for datagram in answers:
                 self._pool_send(datagram, self.repair_addr)
 
     def _pool_send(self, datagram: bytes, addr: tuple[str, int]) -> None:

@@ -7,7 +7,7 @@ import statistics
 
 from decoders import CODECS
 from decoders.moldudp64 import encode_datagram, encode_request
-from linehandler.events import Recovered, SendNack
+from linehandler.events import GapEvent, ImageApplied, Recovered, SendNack
 from linehandler.session import RecoveryPolicy
 from tests.unit.handler_harness import MS, SESSION, Published, Recorder, make_core, open_stream, run_timers
 
@@ -155,3 +155,38 @@ def test_a_repair_on_the_group_ahead_of_our_copy_of_the_feed_is_kept_like_feed_d
     core.on_datagram("B", pub.datagrams[1], 2 * MS)
     assert not core.gaps and rec.delivered[-1][0] == pub.first_seq(3) - 1
     assert core.feed_counters[2]["first_arrivals"] == pub.first_seq(3) - pub.first_seq(2)
+
+
+def test_one_too_old_from_the_group_is_one_servers_word_and_the_group_is_asked_again() -> None:
+    rec, core, pub = lossy_core()
+    clock = _Clock(0)
+    (nack,) = [a for a in run_timers(core, clock, 25 * MS) if isinstance(a, SendNack)]
+    core.on_unicast(reject(nack.sequence, nack.count, ord("O"), 0), 0, clock.now_ns)  # a server that joined late
+    assert core.gaps and not core.gaps.head().abandoned
+    again: list = []
+    while not again and clock.now_ns < 2_000 * MS:
+        again = [a for a in run_timers(core, clock, clock.now_ns + MS) if isinstance(a, SendNack)]
+    assert again and again[0].server == 0
+    core.on_unicast(reject(nack.sequence, nack.count, ord("O"), 0), 0, clock.now_ns)  # the pool says it again: lost
+    core.on_timer(clock.now_ns)
+    assert not core.gaps and rec.events(GapEvent)
+
+
+def test_a_reject_on_the_group_for_another_count_is_someone_elses() -> None:
+    _, core, pub = lossy_core()
+    clock = _Clock(0)
+    (nack,) = [a for a in run_timers(core, clock, 25 * MS) if isinstance(a, SendNack)]
+    core.on_unicast(reject(nack.sequence, 65535, ord("C"), 0), 0, clock.now_ns)  # a bad apple asked 65,535 from our start
+    assert core._in_flight() == 1
+
+
+def test_an_image_beyond_the_receive_window_is_refused() -> None:
+    rec = Recorder()
+    core = make_core(rec, policy=RecoveryPolicy(**POLICY), image_servers=1)
+    pub = Published(30)
+    core.on_datagram("A", pub.datagrams[5], 0)
+    core.on_datagram("A", pub.announce(5), 0)  # a late join: the image is asked for
+    assert core.joining
+    core.on_image_end(pub.next_sequence + 10**6, MS)  # "consistent with" a sequence a million ahead of the stream
+    assert core.counters["images_refused"] == 1 and not rec.events(ImageApplied)
+    assert core.expected <= pub.first_seq(5)  # nothing skipped: with no other image to be had, it recovers from the start

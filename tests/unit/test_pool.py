@@ -156,9 +156,9 @@ def test_the_pool_budget_counts_the_other_servers_repairs() -> None:
 
 
 def test_an_image_query_is_answered_by_the_offer_at_once_and_only_when_there_is_one() -> None:
-    p = pool_server(1, offer=lambda now: b"offer")
+    p = pool_server(1, offer=lambda now, asker: b"offer")
     assert p.on_request(encode_request(S, 0, 0), H1, 0) == [b"offer"]
-    q = pool_server(1, offer=lambda now: None)
+    q = pool_server(1, offer=lambda now, asker: None)
     assert q.on_request(encode_request(S, 0, 0), H1, 0) == []
     assert p.counters.as_dict()["offers"] == 1 and q.counters.as_dict()["image_queries"] == 1
 
@@ -176,3 +176,48 @@ def test_garbage_on_the_request_group_is_counted_and_never_answered() -> None:
 def test_impossible_pool_limits_are_refused_at_start(bad: dict) -> None:
     with pytest.raises(ValueError):
         PoolLimits(**bad)
+
+
+def test_a_forged_repair_makes_no_server_stand_down() -> None:
+    p = pool_server(1)
+    p.on_request(encode_request(S, 100, 10), H1, 0)
+    real = Group(pool_server(2))
+    real.servers[0].on_request(encode_request(S, 100, 10), H2, 0)
+    real.run(0, 10 * MS)
+    (genuine,) = [d for _, d in real.wire]
+    forged = bytearray(genuine)
+    forged[-1] ^= 0xFF  # same header, other content
+    p.on_repair_heard(bytes(forged), MS)
+    p.on_repair_heard(genuine[:18] + b"\xff\xff", MS)  # a bare end-of-session header claiming 65,535 messages
+    out = Group(p)
+    out.run(MS, 10 * MS)
+    assert out.repaired() == list(range(100, 110))
+    assert p.counters["repairs_unverified"] == 1 and p.counters["yielded"] == 0
+
+
+def test_a_repair_inside_a_pending_answer_leaves_both_ends_to_be_sent() -> None:
+    p = pool_server(1)
+    p.on_request(encode_request(S, 10, 91), H1, 0)  # 10..100 pending
+    other = pool_server(2)
+    other.on_request(encode_request(S, 50, 11), H2, 0)  # another handler's loss inside ours: the other server answers it
+    (repair,) = other.on_timer(10 * MS)
+    p.on_repair_heard(repair, 0)
+    g = Group(p)
+    g.run(0, 10 * MS)
+    assert sorted(g.repaired()) == [*range(10, 50), *range(61, 101)]
+
+
+def test_a_server_without_the_range_leaves_it_to_one_that_has_it() -> None:
+    holder = pool_server(1)
+    late = pool_server(2)
+    late.server.journal.reset(3000)  # joined late: its journal starts at 3000
+    for s in range(3000, 5001):
+        late.server.journal.append(s, CODECS.encode((b"Q", s, 1, s, 1, s + 1, 1)), 0)
+    for seed in range(20):  # whatever the slots drawn, the holder's repair comes first and the too_old is dropped
+        holder.rng.seed(seed), late.rng.seed(seed + 100)
+        g = Group(holder, late)
+        t = seed * 100 * MS
+        g.request(encode_request(S, 100 + seed * 20, 10), H1, t)
+        g.run(t, t + 20 * MS)
+        assert [decode_header(d)[1] for _, d in g.wire] == [100 + seed * 20], seed  # one repair, no reject
+    assert late.counters["rejects_yielded"] == 20
