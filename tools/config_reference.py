@@ -13,6 +13,7 @@ from pathlib import Path
 
 from linehandler.config import HandlerConfig
 from mdcommon.config import describe
+from relay.config import RelayConfig
 from retransmit.config import ServerConfig
 from tickerplant.config import PlantConfig
 
@@ -22,6 +23,7 @@ DAEMONS = [
     ("python -m tickerplant run", PlantConfig),
     ("python -m linehandler run", HandlerConfig),
     ("python -m retransmit run", ServerConfig),
+    ("python -m relay itch", RelayConfig),
 ]
 
 

@@ -61,6 +61,34 @@ OrderExecuted = Struct(
     "match_number" / Int64ub * "Nasdaq match number",
 ) * "4.4.1 Order Executed"
 
+OrderExecutedWithPrice = Struct(
+    *header(b"C"),
+    "order_reference_number" / Int64ub * "order executed",
+    "executed_shares" / Int32ub * "shares executed",
+    "match_number" / Int64ub * "Nasdaq match number",
+    "printable" / Int8ub * "N: not to be counted in time and sales (part of a later bulk print), Y: printable",
+    "execution_price" / Int32ub * "price of the execution, 4 implied decimals",
+) * "4.4.2 Order Executed With Price"
+
+OrderCancel = Struct(
+    *header(b"X"),
+    "order_reference_number" / Int64ub * "order partly cancelled",
+    "cancelled_shares" / Int32ub * "shares removed from the order",
+) * "4.4.3 Order Cancel"
+
+OrderDelete = Struct(
+    *header(b"D"),
+    "order_reference_number" / Int64ub * "order removed from the book",
+) * "4.4.4 Order Delete"
+
+OrderReplace = Struct(
+    *header(b"U"),
+    "original_order_reference_number" / Int64ub * "order being replaced (it leaves the book)",
+    "new_order_reference_number" / Int64ub * "the new order (same side and stock)",
+    "shares" / Int32ub * "shares of the new order",
+    "price" / Int32ub * "price of the new order, 4 implied decimals",
+) * "4.4.5 Order Replace"
+
 Trade = Struct(
     *header(b"P"),
     "order_reference_number" / Int64ub * "always 0 for non-displayed orders",
@@ -76,5 +104,9 @@ MESSAGES = {
     "stock_directory": StockDirectory,
     "add_order": AddOrder,
     "order_executed": OrderExecuted,
+    "order_executed_with_price": OrderExecutedWithPrice,
+    "order_cancel": OrderCancel,
+    "order_delete": OrderDelete,
+    "order_replace": OrderReplace,
     "trade": Trade,
 }

@@ -24,7 +24,7 @@ from decoders.moldudp64 import HEADER_SIZE, encode_datagram  # noqa: E402
 from examples.itch.schema import MESSAGES  # noqa: E402
 from tests.schema_strategies import message_dicts  # noqa: E402
 
-ITCH_NAME = {"luld_reference_price_tier": "luld_ref"}  # our field name -> itchfeed's attribute, where they differ
+ITCH_NAME = {"luld_reference_price_tier": "luld_ref", "original_order_reference_number": "order_reference_number"}  # our field name -> itchfeed's attribute, where they differ
 PADDED = {"stock": 8, "issue_sub_type": 2}  # ITCH alphanumerics: left justified, padded with spaces
 
 

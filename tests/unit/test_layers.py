@@ -1,8 +1,9 @@
 """The packages import downward only (docs/architecture.md, "Layers"), function-level imports included:
 
     tools      bench/, examples/, tools/, wireshark/ (the generator)
-    daemons    tickerplant/  ->  retransmit/  ->  linehandler/    (the plant serves re-requests with the
-               server's core; the server's mirror is a line handler); none imports another's __main__
+    daemons    relay/  ->  tickerplant/  ->  retransmit/  ->  linehandler/    (a relay is a line handler in
+               and a plant out; the plant serves re-requests with the server's core; the server's mirror is
+               a line handler); none imports another's __main__
     common     mdcommon/     imports only the wire
     wire       decoders/     imports nothing of ours
 
@@ -16,15 +17,16 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = ("decoders", "mdcommon", "linehandler", "retransmit", "tickerplant", "wireshark", "tools", "bench", "examples")
+OURS = ("decoders", "mdcommon", "linehandler", "retransmit", "tickerplant", "relay", "wireshark", "tools", "bench", "examples")
 ALLOWED = {
     "decoders": set(),
     "mdcommon": {"decoders"},
     "linehandler": {"decoders", "mdcommon"},
     "retransmit": {"decoders", "mdcommon", "linehandler"},
     "tickerplant": {"decoders", "mdcommon", "retransmit"},
+    "relay": {"decoders", "mdcommon", "linehandler", "retransmit", "tickerplant"},  # a line handler in, a plant out
     "wireshark": {"decoders"},
-    "tools": {"decoders", "mdcommon", "linehandler", "retransmit", "tickerplant"},
+    "tools": {"decoders", "mdcommon", "linehandler", "retransmit", "tickerplant", "relay"},
 }
 
 
@@ -93,7 +95,7 @@ def test_every_declared_runtime_dependency_is_imported_by_the_packages() -> None
         return re.sub(r"[-_.]+", "-", name).lower()
 
     declared = {norm(re.split(r"[<>=!~ ;\[]", d)[0]) for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
-    shipped = ("decoders", "mdcommon", "linehandler", "retransmit", "tickerplant", "wireshark")
+    shipped = ("decoders", "mdcommon", "linehandler", "retransmit", "tickerplant", "relay", "wireshark")
     by_module = packages_distributions()
     imported = {norm(dist) for module in _third_party_imports(shipped) for dist in by_module.get(module, [])}
     unused = sorted(declared - imported)

@@ -1,0 +1,1 @@
+"""Relays: an exchange feed or our channels in, our channel out (normalize, delay, filter, vendor switch)."""

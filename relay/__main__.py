@@ -1,0 +1,117 @@
+"""python -m relay MODE: an upstream feed in, one of our channels out, through a plant (A/B, journal,
+re-requests, images, hot standby), so everything downstream works unchanged.
+
+Modes:
+  itch    normalize a NASDAQ TotalView-ITCH 5.0 MoldUDP64 feed from a capture (`--input-pcap`): an
+          order-by-order book per stock (add, execute, execute with price, cancel, delete, replace),
+          published as our instrument directory (from the stock directory), top-of-book quotes and
+          trades. The capture's A and B copies are arbitrated by sequence number; it is replayed at the
+          captured pace (`--input-speed`, 0 = as fast as the plant publishes), and the session ends
+          when the capture is out. The same capture gives the same output, so two relays with the same
+          `--plant-source-origin-ns` form a hot-standby pair.
+
+Not built yet (issue 20): a live ITCH feed (a line handler over the ITCH schema: the fast codecs do
+not yet read ITCH's 6-byte timestamps), our own channels as input, and the delay, filter and
+vendor-switch layers.
+
+    python -m relay itch --input-pcap itch.pcap --input-port 26400 --plant-feed-a-group 239.194.5.1 ...
+    python -m relay itch --config relay.toml          # [input] and [plant] tables; --print-config shows them
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+from typing import Any
+
+from mdcommon import config as cfg
+from mdcommon.logs import event, setup_logging
+from mdcommon.validate_io import ConfigError
+from tickerplant.runner_io import PlantRunner, serve
+from tickerplant.runner_io import validate as validate_plant
+
+from .config import RelayConfig
+from .itch_feed import ItchFeed, read_capture
+
+log = logging.getLogger("relay")
+MODES = ("itch",)
+
+
+def validate(config: RelayConfig) -> None:
+    if not config.input.pcap:
+        raise ConfigError("input.pcap: the capture of the ITCH feed is needed (--input-pcap FILE)")
+    if config.input.speed < 0:
+        raise ConfigError("input.speed must be 0 (as fast as possible) or positive")
+    if config.input.date:
+        try:
+            datetime.date.fromisoformat(config.input.date)
+        except ValueError:
+            raise ConfigError(f"input.date {config.input.date!r} is not YYYY-MM-DD") from None
+    validate_plant(config.plant)
+
+
+def midnight_ns(date: str, first_capture_ns: int) -> int:
+    """The session date's midnight (UTC), ns since the epoch: ITCH times count from it."""
+    day = datetime.date.fromisoformat(date) if date else datetime.datetime.fromtimestamp(first_capture_ns / 1e9, datetime.UTC).date()
+    return int(datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()) * 1_000_000_000
+
+
+def run_itch(config: RelayConfig) -> int:
+    inp = config.input
+    try:
+        capture = read_capture(inp.pcap, inp.port, inp.group, inp.schema)
+    except (OSError, ValueError, ImportError, AttributeError) as exc:
+        print(f"python -m relay itch: cannot read {inp.pcap}: {exc}", file=sys.stderr)
+        return 2
+    if not capture.messages:
+        print(f"python -m relay itch: no ITCH messages on port {inp.port} in {inp.pcap}", file=sys.stderr)
+        return 2
+    from decoders.pcap import read_udp
+
+    first_ns = next(iter(read_udp(inp.pcap)))[0]
+    midnight = midnight_ns(inp.date, first_ns)
+    feeds: list[ItchFeed] = []
+    event(log, "capture_read", pcap=inp.pcap, session=capture.session.decode("ascii", "replace"), datagrams=capture.datagrams,
+          messages=sum(len(r) for _, r in capture.messages), duplicates=capture.duplicates, malformed=capture.malformed,
+          undecodable=capture.undecodable, gaps=len(capture.gaps))
+    for first, last in capture.gaps:
+        event(log, "capture_gap", logging.WARNING, first=first, last=last,
+              detail="ITCH messages missing from the capture: the books of the stocks they touched may be wrong from here")
+
+    def factory(origin_ns: int) -> ItchFeed:
+        feed = ItchFeed(capture, midnight, origin_ns, inp.speed)
+        feeds.append(feed)
+        return feed
+
+    def setup(runner: PlantRunner) -> None:
+        def done(now: int) -> Any:
+            if config.exit_when_done and feeds and feeds[-1].done and runner.plant.sending:
+                c = feeds[-1].normalizer.counters
+                event(log, "capture_published", **{k: v for k, v in c.as_dict().items() if v})
+                runner.stop()
+            return None
+
+        runner.tickers.append(done)
+
+    return serve(config.plant, factory, setup)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    mode, rest = argv[0], argv[1:]
+    if mode not in MODES:
+        print(f"relay: unknown mode {mode!r} (modes: {', '.join(MODES)})", file=sys.stderr)
+        return 2
+    config = cfg.daemon_config(f"python -m relay {mode}", __doc__, RelayConfig, rest, validate)
+    if isinstance(config, int):
+        return config
+    setup_logging(config.plant.log_level, config.plant.log_json)
+    return run_itch(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
