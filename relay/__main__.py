@@ -10,12 +10,20 @@ Modes:
           when the capture is out. The same capture gives the same output, so two relays with the same
           `--plant-source-origin-ns` form a hot-standby pair.
 
+  channel one of our channels in (a line handler: arbitration, recovery, late join), our channel out:
+          only the `--instruments` given (repeat the flag), each message republished `--delay-ms` after it arrived (a
+          delay engine: delayed data can be given away), in our own session, with its own journal,
+          re-requests and images. When the upstream session ends, what the delay holds still
+          leaves at its time, then ours ends.
+
 Not built yet (issue 20): a live ITCH feed (a line handler over the ITCH schema: the fast codecs do
-not yet read ITCH's 6-byte timestamps), our own channels as input, and the delay, filter and
-vendor-switch layers.
+not yet read ITCH's 6-byte timestamps), the vendor switch, upstream gaps shown downstream as
+MAYBE_STALE instruments, and spilling a long delay to disk.
 
     python -m relay itch --input-pcap itch.pcap --input-port 26400 --plant-feed-a-group 239.194.5.1 ...
     python -m relay itch --config relay.toml          # [input] and [plant] tables; --print-config shows them
+    python -m relay channel --upstream-feed-a-group 239.194.5.1 --upstream-feed-b-group 239.194.6.1 \
+        --delay-ms 900000 --plant-feed-a-group 239.194.7.1 --plant-feed-b-group 239.194.8.1   # 15 minutes late
 """
 
 from __future__ import annotations
@@ -31,11 +39,12 @@ from mdcommon.validate_io import ConfigError
 from tickerplant.runner_io import PlantRunner, serve
 from tickerplant.runner_io import validate as validate_plant
 
-from .config import RelayConfig
+from .channel_io import run_channel
+from .config import ChannelRelayConfig, RelayConfig
 from .itch_feed import ItchFeed, read_capture
 
 log = logging.getLogger("relay")
-MODES = ("itch",)
+MODES = ("itch", "channel")
 
 
 def validate(config: RelayConfig) -> None:
@@ -48,6 +57,22 @@ def validate(config: RelayConfig) -> None:
             datetime.date.fromisoformat(config.input.date)
         except ValueError:
             raise ConfigError(f"input.date {config.input.date!r} is not YYYY-MM-DD") from None
+    validate_plant(config.plant)
+
+
+def validate_channel(config: ChannelRelayConfig) -> None:
+    if config.delay_ms < 0:
+        raise ConfigError("delay_ms must not be negative")
+    if config.max_queued_messages < 1:
+        raise ConfigError("max_queued_messages must be positive")
+    try:
+        config.instruments = [int(i) for i in config.instruments]
+    except (TypeError, ValueError):
+        raise ConfigError(f"instruments {config.instruments!r}: instrument ids are integers") from None
+    up, out = config.upstream, config.plant
+    if {(up.feed_a.group, up.feed_a.port), (up.feed_b.group, up.feed_b.port)} & {(out.feed_a.group, out.feed_a.port),
+                                                                                  (out.feed_b.group, out.feed_b.port)}:
+        raise ConfigError("the relay would publish on a group it reads: give the plant's feeds other groups or ports")
     validate_plant(config.plant)
 
 
@@ -106,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     if mode not in MODES:
         print(f"relay: unknown mode {mode!r} (modes: {', '.join(MODES)})", file=sys.stderr)
         return 2
+    if mode == "channel":
+        chan = cfg.daemon_config("python -m relay channel", __doc__, ChannelRelayConfig, rest, validate_channel)
+        if isinstance(chan, int):
+            return chan
+        setup_logging(chan.plant.log_level, chan.plant.log_json)
+        return run_channel(chan)
     config = cfg.daemon_config(f"python -m relay {mode}", __doc__, RelayConfig, rest, validate)
     if isinstance(config, int):
         return config

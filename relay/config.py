@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from linehandler.config import ChannelConfig, RecoveryConfig
 from mdcommon.config import opt
-from tickerplant.config import PlantConfig
+from tickerplant.config import PlantConfig, SourceConfig
 
-__all__ = ["ItchInputConfig", "RelayConfig"]
+__all__ = ["ItchInputConfig", "RelayConfig", "ChannelRelayConfig"]
 
 
 @dataclass
@@ -29,3 +30,18 @@ class RelayConfig:
     input: ItchInputConfig = opt(ItchInputConfig(), "the ITCH input")
     plant: PlantConfig = opt(PlantConfig(), "the plant the normalized channel is published through (A/B, journal, re-requests, images, standby)")
     exit_when_done: bool = opt(True, "end the session and exit once the capture is published")
+
+
+@dataclass
+class ChannelRelayConfig:
+    """`python -m relay channel` configuration: one of our channels in, filtered and delayed, our channel out."""
+
+    upstream: ChannelConfig = opt(ChannelConfig(name="upstream"), "the channel relayed: its feeds, re-request and image servers")
+    recovery: RecoveryConfig = opt(RecoveryConfig(), "recovery of the upstream channel (as a line handler's)")
+    delay_ms: float = opt(0.0, "republish each message this long after it arrived (a delay engine: delayed data can be given away)", "ms")
+    instruments: list = opt([], "relay only these instrument ids; empty = all")
+    max_queued_messages: int = opt(10_000_000, "most messages held for the delay (rate x delay must fit; going over stops the relay loudly)",
+                                   "messages")
+    plant: PlantConfig = opt(PlantConfig(source=SourceConfig(kind="none")), "the plant the relayed channel is published through")
+    duration_s: float = opt(0.0, "stop by itself after this long; 0 = until signalled or the upstream session ends", "s")
+    exit_on_session_end: bool = opt(True, "when the upstream session ends, publish what the delay holds, end ours and exit")

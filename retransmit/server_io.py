@@ -150,7 +150,8 @@ class RetransmitServer:
         self.offer_address = 0 if config.image_address in ("", "0.0.0.0") else int.from_bytes(socket.inet_aton(config.image_address), "big")
         # a listener on a loopback address serves only this host: offer it only to askers with one of our addresses
         self.offer_local_only = config.image_address.startswith("127.")
-        self.local_addresses = {a for name in interfaces() for a in interface_addresses(name)}
+        # (0.0.0.0 too: what a host whose only interface is loopback, a private test namespace, sends multicast from)
+        self.local_addresses = {a for name in interfaces() for a in interface_addresses(name)} | {"0.0.0.0"}
 
     def _offer(self, now_ns: int, asker: str = "") -> bytes | None:
         """An image offer, if this server can serve an image now, and to this asker (a listener on a loopback

@@ -1,0 +1,76 @@
+"""`python -m relay channel` on loopback: a plant, a relay that keeps 20 instruments and delays by 400 ms,
+and a line handler on the relay's output.
+
+The downstream handler must deliver exactly the plant's messages of those instruments, in order, each
+once (session events aside: the relay has its own session), and none earlier than the delay after it was
+published upstream. The delay figures (how late after the 400 ms) are printed; they are not a timed
+assertion beyond "never early" and a generous bound, since this machine is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from linehandler.config import ChannelConfig, FeedConfig, HandlerConfig
+from linehandler.handler_io import LineHandler
+from tests.integration.mcast import unique_feeds
+from tests.integration.test_end_to_end import feed_flags
+
+ROOT = Path(__file__).resolve().parents[2]
+DELAY_MS = 400
+KEEP = list(range(1, 21))
+
+
+def test_a_relay_filters_and_delays_a_channel_and_a_handler_gets_exactly_that(tmp_path: Path) -> None:
+    up_a, up_b = unique_feeds()
+    out_a, out_b = unique_feeds()
+    relay = subprocess.Popen([sys.executable, "-m", "relay", "channel", *feed_flags("upstream-", up_a, up_b), *feed_flags("plant-", out_a, out_b),
+                              "--delay-ms", str(DELAY_MS), *[x for i in KEEP for x in ("--instruments", str(i))], "--plant-stats-interval-s", "0",
+                              "--plant-end-of-session-linger-ms", "300", "--duration-s", "40"],
+                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    record = tmp_path / "published.jsonl"
+    got: list[tuple[int, tuple]] = []
+    lateness_ms: list[float] = []
+
+    def on_message(channel: str, seq: int, msg: tuple) -> None:
+        got.append((seq, msg))
+        if msg[0] != b"S":
+            lateness_ms.append((time.time_ns() - msg[1]) / 1e6 - DELAY_MS)
+
+    config = HandlerConfig(channel=ChannelConfig(feed_a=FeedConfig(group=out_a[0], port=out_a[1]), feed_b=FeedConfig(group=out_b[0], port=out_b[1])),
+                           stats_interval_s=0, exit_on_session_end=True)
+    handler = LineHandler(config, on_message)
+    try:
+        time.sleep(1.0)  # the relay and this handler join before the plant starts
+        plant = subprocess.Popen([sys.executable, "-m", "tickerplant", *feed_flags("", up_a, up_b), "--source-rate", "3000",
+                                  "--source-instruments", "200", "--source-burst-seconds", "0", "--duration-s", "3",
+                                  "--stats-interval-s", "0", "--end-of-session-linger-ms", "300", "--record-file", str(record)],
+                                 cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        handler.run(duration_s=30)
+        assert plant.wait(timeout=20) == 0, plant.stderr.read()[-2000:]
+        assert relay.wait(timeout=20) == 0, relay.stderr.read()[-3000:]
+    finally:
+        handler.close()
+        for p in (relay,):
+            if p.poll() is None:
+                p.kill()
+    published = []
+    for line in record.read_text().splitlines():
+        d = json.loads(line)
+        if d["type"] != "system_event" and d["instrument_id"] in KEEP:
+            published.append((d["type"], d["instrument_id"], d["timestamp_ns"]))
+    delivered = [m for _, m in got if m[0] != b"S"]
+    type_name = {b"R": "instrument_directory", b"Q": "quote", b"T": "trade", b"F": "field_update"}
+    assert [(type_name[m[0]], m[2], m[1]) for m in delivered] == published  # those instruments, each once, in order
+    assert [s for s, _ in got] == list(range(1, len(got) + 1))  # the relay's own session, from 1, no gap
+    assert len(published) > 500
+    lateness_ms.sort()
+    p50, p99 = lateness_ms[len(lateness_ms) // 2], lateness_ms[int(len(lateness_ms) * 0.99)]
+    print(f"\nrelay delay {DELAY_MS} ms: delivered {len(delivered):,} messages of {len(KEEP)} instruments; "
+          f"late by p50 {p50:.2f} ms, p99 {p99:.2f} ms, min {lateness_ms[0]:.2f} ms")
+    assert lateness_ms[0] >= -0.5  # never early (the clocks are the same host's; 0.5 ms for the publish stamp)
+    assert p50 < 50, p50
