@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime
 import logging
 import sys
+import time
 from typing import Any
 
 from mdcommon import config as cfg
@@ -105,7 +106,7 @@ def run_itch(config: RelayConfig) -> int:
               detail="ITCH messages missing from the capture: the books of the stocks they touched may be wrong from here")
 
     def factory(origin_ns: int) -> ItchFeed:
-        feed = ItchFeed(capture, midnight, origin_ns, inp.speed)
+        feed = ItchFeed(capture, midnight, origin_ns, inp.speed, time.time_ns)
         feeds.append(feed)
         return feed
 

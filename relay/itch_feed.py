@@ -8,8 +8,8 @@ schema is named by module, as for the Wireshark generator) and normalized (`norm
 As a plant input it follows the feed protocol of `tickerplant/source.py`: batch k is what the
 k-th ITCH datagram normalized into, due at the origin plus its ITCH time since the first one
 (divided by `speed`; speed 0 = all at once). The output depends only on the capture, so two
-relays on the same capture publish the same bytes (a hot-standby pair, given the same
-`origin_ns`). A sequence range missing from the capture is counted and reported (`gaps`): the
+relays on the same capture publish the same bytes: a hot-standby pair (the standby learns the
+pace from the stream, exactly with the same `origin_ns` configured on both). A sequence range missing from the capture is counted and reported (`gaps`): the
 book may be wrong from there, which the relay's log says; marking the instruments it touched
 MAYBE_STALE downstream is not built yet.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from decoders import DecodeError
@@ -95,8 +96,10 @@ class ItchFeed:
 
     batch_ns = 1
 
-    def __init__(self, capture: ItchCapture, midnight_ns: int, origin_ns: int, speed: float = 1.0) -> None:
+    def __init__(self, capture: ItchCapture, midnight_ns: int, origin_ns: int, speed: float = 1.0,
+                 clock_ns: Callable[[], int] | None = None) -> None:
         self.origin_ns = origin_ns
+        self.clock_ns = clock_ns  # wall clock, for a standby learning the origin from the stream (origin_from)
         self.next_batch = 0
         self.normalizer = ItchNormalizer(midnight_ns)
         self.batches: list[list[tuple]] = []
@@ -132,8 +135,13 @@ class ItchFeed:
         return max(0, bisect.bisect_right(self.firsts, sequence) - 1)
 
     def origin_from(self, sequence: int, timestamp_ns: int) -> int:
-        """Messages carry ITCH times, not due times: a standby cannot learn the origin from them (configure it)."""
-        return self.origin_ns
+        """Messages carry ITCH times, not due times: a standby learning the session from the stream takes the
+        batch of `sequence` as due now (the active published it a moment ago), so after a takeover it keeps the
+        pace; without a clock, the origin it was built with. A configured `origin_ns` is exact."""
+        if self.clock_ns is None:
+            return self.origin_ns
+        k = self.batch_of_sequence(sequence)
+        return self.clock_ns() - (self.offsets[k] if k < len(self.offsets) else 0)
 
     @property
     def done(self) -> bool:
