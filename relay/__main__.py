@@ -14,10 +14,12 @@ Modes:
           only the `--instruments` given (repeat the flag), each message republished `--delay-ms` after it arrived (a
           delay engine: delayed data can be given away), in our own session, with its own journal,
           re-requests and images. When the upstream session ends, what the delay holds still
-          leaves at its time, then ours ends.
+          leaves at its time, then ours ends. With `--switch`, `--vendor-b-*` is a second vendor of
+          the same messages: the relay takes the upstream and switches to the other when the one taken
+          goes stale or reports a gap, with no duplicate and no gap for messages both carried.
 
 Not built yet (issue 20): a live ITCH feed (a line handler over the ITCH schema: the fast codecs do
-not yet read ITCH's 6-byte timestamps), the vendor switch, upstream gaps shown downstream as
+not yet read ITCH's 6-byte timestamps), upstream gaps shown downstream as
 MAYBE_STALE instruments, and spilling a long delay to disk.
 
     python -m relay itch --input-pcap itch.pcap --input-port 26400 --plant-feed-a-group 239.194.5.1 ...
@@ -70,10 +72,13 @@ def validate_channel(config: ChannelRelayConfig) -> None:
         config.instruments = [int(i) for i in config.instruments]
     except (TypeError, ValueError):
         raise ConfigError(f"instruments {config.instruments!r}: instrument ids are integers") from None
-    up, out = config.upstream, config.plant
-    if {(up.feed_a.group, up.feed_a.port), (up.feed_b.group, up.feed_b.port)} & {(out.feed_a.group, out.feed_a.port),
-                                                                                  (out.feed_b.group, out.feed_b.port)}:
+    out = config.plant
+    ins = [config.upstream, config.vendor_b] if config.switch else [config.upstream]
+    reads = {(c.feed_a.group, c.feed_a.port) for c in ins} | {(c.feed_b.group, c.feed_b.port) for c in ins}
+    if reads & {(out.feed_a.group, out.feed_a.port), (out.feed_b.group, out.feed_b.port)}:
         raise ConfigError("the relay would publish on a group it reads: give the plant's feeds other groups or ports")
+    if config.switch and config.upstream.name == config.vendor_b.name:
+        raise ConfigError("upstream and vendor_b need different names")
     validate_plant(config.plant)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from linehandler.config import ChannelConfig, RecoveryConfig
+from linehandler.config import ChannelConfig, FeedConfig, RecoveryConfig
 from mdcommon.config import opt
 from tickerplant.config import PlantConfig, SourceConfig
 
@@ -37,6 +37,12 @@ class ChannelRelayConfig:
     """`python -m relay channel` configuration: one of our channels in, filtered and delayed, our channel out."""
 
     upstream: ChannelConfig = opt(ChannelConfig(name="upstream"), "the channel relayed: its feeds, re-request and image servers")
+    switch: bool = opt(False, "vendor switch: `upstream` and `vendor_b` carry the same messages; take upstream, and switch to the other "
+                              "when the one taken goes stale or reports a gap (no duplicate, no gap for what both carried)")
+    vendor_b: ChannelConfig = opt(ChannelConfig(name="vendor_b", feed_a=FeedConfig(group="239.194.3.1", port=31005),
+                                                feed_b=FeedConfig(group="239.194.4.1", port=31006)),
+                                  "with switch: the second vendor's channel")
+    switch_window_messages: int = opt(200_000, "with switch: messages of the vendor not taken kept to continue from", "messages")
     recovery: RecoveryConfig = opt(RecoveryConfig(), "recovery of the upstream channel (as a line handler's)")
     delay_ms: float = opt(0.0, "republish each message this long after it arrived (a delay engine: delayed data can be given away)", "ms")
     instruments: list = opt([], "relay only these instrument ids; empty = all")
