@@ -44,7 +44,7 @@ from tickerplant.runner_io import validate as validate_plant
 
 from .channel_io import run_channel
 from .config import ChannelRelayConfig, RelayConfig
-from .itch_feed import ItchFeed, read_capture
+from .itch_feed import ItchFeed, midnight_ns, read_capture
 
 log = logging.getLogger("relay")
 MODES = ("itch", "channel")
@@ -64,10 +64,13 @@ def validate(config: RelayConfig) -> None:
 
 
 def validate_channel(config: ChannelRelayConfig) -> None:
-    if config.delay_ms < 0:
-        raise ConfigError("delay_ms must not be negative")
-    if config.max_queued_messages < 1:
-        raise ConfigError("max_queued_messages must be positive")
+    if not 0 <= config.delay_ms < 1e9:  # NaN fails too
+        raise ConfigError("delay_ms must be a number of milliseconds, 0 or more")
+    if config.max_queued_messages < 1 or config.switch_window_messages < 1:
+        raise ConfigError("max_queued_messages and switch_window_messages must be positive")
+    if config.switch and {(config.upstream.feed_a.group, config.upstream.feed_a.port), (config.upstream.feed_b.group, config.upstream.feed_b.port)} & {
+            (config.vendor_b.feed_a.group, config.vendor_b.feed_a.port), (config.vendor_b.feed_b.group, config.vendor_b.feed_b.port)}:
+        raise ConfigError("upstream and vendor_b read the same group and port: a vendor switch needs two channels")
     try:
         config.instruments = [int(i) for i in config.instruments]
     except (TypeError, ValueError):
@@ -80,12 +83,6 @@ def validate_channel(config: ChannelRelayConfig) -> None:
     if config.switch and config.upstream.name == config.vendor_b.name:
         raise ConfigError("upstream and vendor_b need different names")
     validate_plant(config.plant)
-
-
-def midnight_ns(date: str, first_capture_ns: int) -> int:
-    """The session date's midnight (UTC), ns since the epoch: ITCH times count from it."""
-    day = datetime.date.fromisoformat(date) if date else datetime.datetime.fromtimestamp(first_capture_ns / 1e9, datetime.UTC).date()
-    return int(datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()) * 1_000_000_000
 
 
 def run_itch(config: RelayConfig) -> int:
@@ -105,7 +102,7 @@ def run_itch(config: RelayConfig) -> int:
     feeds: list[ItchFeed] = []
     event(log, "capture_read", pcap=inp.pcap, session=capture.session.decode("ascii", "replace"), datagrams=capture.datagrams,
           messages=sum(len(r) for _, r in capture.messages), duplicates=capture.duplicates, malformed=capture.malformed,
-          undecodable=capture.undecodable, gaps=len(capture.gaps))
+          undecodable=capture.undecodable, other_session=capture.other_session, gaps=len(capture.gaps))
     for first, last in capture.gaps:
         event(log, "capture_gap", logging.WARNING, first=first, last=last,
               detail="ITCH messages missing from the capture: the books of the stocks they touched may be wrong from here")

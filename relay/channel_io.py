@@ -114,29 +114,51 @@ def run_channel(config: ChannelRelayConfig) -> int:
         polled[0] = plant.poll()
 
     handler.tickers.append(publish_due)
-    if switch is not None and config.exit_on_session_end:
-        def end_with_the_active(now_ns: int) -> None:  # the vendor not taken may never end (it was killed)
-            core = handler.channels[switch.active].core
-            if core.ended and not core.gaps:
-                handler.stop()
+    if switch is not None:
+        stale_ns = int(config.recovery.stale_after_ms * 1e6)
+        other_since: list[int | None] = [None]
 
-        handler.tickers.append(end_with_the_active)
+        def watch_vendors(now_ns: int) -> None:
+            taken = handler.channels[switch.active].core
+            other = handler.channels[1 - switch.active].core
+            if taken.expected is None and other.expected is not None:
+                # the vendor taken has carried nothing while the other is live: past stale_after, take the other
+                other_since[0] = other_since[0] or now_ns
+                if now_ns - other_since[0] >= stale_ns:
+                    other_since[0] = None
+                    switch_over(f"{names[switch.active]}: nothing received while {names[1 - switch.active]} is live")
+            else:
+                other_since[0] = None
+            if config.exit_on_session_end and taken.ended and not taken.gaps:
+                handler.stop()  # the vendor not taken may never end (it was killed)
+
+        handler.tickers.append(watch_vendors)
     handler.wakeups += [layers.next_due_ns, lambda: polled[0]]
     if plant.request_sock is not None:
         handler.add_reader(plant.request_sock, lambda sock, mask, now: plant.serve_requests())
-    signal.signal(signal.SIGTERM, lambda *_: handler.stop())
-    signal.signal(signal.SIGINT, lambda *_: handler.stop())
+    signalled: list[bool] = []
+
+    def on_signal(*_: Any) -> None:
+        signalled.append(True)
+        handler.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     plant.start()
     event(log, "relay_started", upstream=f"{config.upstream.feed_a.group}:{config.upstream.feed_a.port}",
           out=f"{config.plant.feed_a.group}:{config.plant.feed_a.port}", delay_ms=config.delay_ms,
           instruments=len(config.instruments) or "all")
     try:
         handler.run(config.duration_s)
-        while layers.queue and not failure:  # the upstream ended: what the delay holds still leaves at its time
-            wait = (layers.next_due_ns() or 0) - time.monotonic_ns()
-            if wait > 0:
-                time.sleep(wait / 1e9)
+        while layers.queue and not failure and not signalled:  # the upstream ended: what the delay holds leaves at its time
+            wait_ns = min((layers.next_due_ns() or 0) - time.monotonic_ns(), 100_000_000)  # heartbeats and re-requests go on
+            if wait_ns > 0:
+                time.sleep(wait_ns / 1e9)
             publish_due(time.monotonic_ns())
+            plant.serve_requests()
+        if layers.queue:
+            event(log, "delay_not_published", logging.WARNING, messages=layers.queued,
+                  detail="stopped by a signal or an error with messages still held for the delay: they are not published")
     finally:
         if plant.request_sock is not None:
             handler.remove_reader(plant.request_sock)

@@ -18,7 +18,8 @@ class ItchInputConfig:
     pcap: str = opt("", "capture (pcap or pcapng) holding the ITCH feed's datagrams (A and B copies are arbitrated)")
     port: int = opt(26400, "UDP port of the ITCH feed in the capture")
     group: str = opt("", "destination group of the ITCH feed in the capture; empty = any")
-    date: str = opt("", "session date (YYYY-MM-DD, UTC) that ITCH's times since midnight belong to; empty = the capture's first day")
+    date: str = opt("", "session date (YYYY-MM-DD) whose midnight, US Eastern time, ITCH's times count from; empty = the date of the "
+                        "capture's first frame there")
     speed: float = opt(1.0, "replay at this multiple of the captured pace; 0 = as fast as the plant publishes")
     schema: str = opt("examples.itch.schema", "module whose MESSAGES declare the ITCH messages (construct)")
 

@@ -17,9 +17,11 @@ MAYBE_STALE downstream is not built yet.
 from __future__ import annotations
 
 import bisect
+import datetime
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from decoders import DecodeError
 from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, split_blocks
@@ -27,7 +29,7 @@ from decoders.pcap import read_udp
 
 from .normalizer import ItchNormalizer
 
-__all__ = ["ItchCapture", "ItchFeed", "read_capture"]
+__all__ = ["ItchCapture", "ItchFeed", "read_capture", "midnight_ns"]
 
 
 @dataclass
@@ -41,6 +43,7 @@ class ItchCapture:
     undecodable: int = 0  # ITCH messages of a type the schema does not declare, or that do not parse
     gaps: list[tuple[int, int]] = field(default_factory=list)  # (first, last) sequences the capture does not hold
     session: bytes = b""
+    other_session: int = 0  # datagrams of another MoldUDP64 session on the same port (not this feed's: skipped)
 
 
 def read_capture(path: str, port: int, group: str = "", schema: str = "examples.itch.schema") -> ItchCapture:
@@ -49,6 +52,7 @@ def read_capture(path: str, port: int, group: str = "", schema: str = "examples.
     by_type = {con.subcons[0].subcon.value: (name, con) for name, con in messages.items()}  # msg type Const -> (name, construct)
     cap = ItchCapture()
     taken: dict[int, list[bytes]] = {}
+    announced = 0
     for _, _, _, dst, dport, payload in read_udp(path):
         if dport != port or (group and dst != group):
             continue
@@ -58,15 +62,20 @@ def read_capture(path: str, port: int, group: str = "", schema: str = "examples.
         except DecodeError:
             cap.malformed += 1
             continue
-        if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) or not blocks:
-            continue
         cap.session = cap.session or session
+        if session != cap.session:
+            cap.other_session += 1
+            continue
+        if count in (HEARTBEAT_COUNT, END_OF_SESSION_COUNT) or not blocks:
+            announced = max(announced, seq)  # the next sequence the feed says it will send: a lost tail shows here
+            continue
+        announced = max(announced, seq + count)
         for i, block in enumerate(blocks):
             if seq + i in taken:
                 cap.duplicates += 1
             else:
                 taken[seq + i] = block
-    expected = min(taken, default=1)
+    expected = 1  # a MoldUDP64 session starts at 1: a capture that starts later misses its head
     run_first, run = expected, []
     for seq in sorted(taken):
         if seq != expected:
@@ -88,7 +97,17 @@ def read_capture(path: str, port: int, group: str = "", schema: str = "examples.
             run_first, run = expected, []
     if run:
         cap.messages.append((run_first, run))
+    if announced > expected:
+        cap.gaps.append((expected, announced - 1))  # heartbeats announced messages the capture does not hold
     return cap
+
+
+def midnight_ns(date: str, first_capture_ns: int, zone: str = "America/New_York") -> int:
+    """The session date's midnight in the exchange's time zone (ITCH counts nanoseconds from it), in ns since
+    the epoch; without a date, the date of the capture's first frame there."""
+    tz = ZoneInfo(zone)
+    day = datetime.date.fromisoformat(date) if date else datetime.datetime.fromtimestamp(first_capture_ns / 1e9, tz).date()
+    return int(datetime.datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()) * 1_000_000_000
 
 
 class ItchFeed:
@@ -111,7 +130,14 @@ class ItchFeed:
             self.batches.append(out)
             itch_times.append(run[0][1]["timestamp"])
         t0 = itch_times[0] if itch_times else 0
-        self.offsets = [int((t - t0) / speed) if speed > 0 else 0 for t in itch_times]
+        self.offsets: list[int] = []
+        self.time_regressions = 0  # batches whose ITCH time went backwards: due with the one before, never earlier
+        for t in itch_times:
+            off = int((t - t0) / speed) if speed > 0 else 0
+            if self.offsets and off < self.offsets[-1]:
+                self.time_regressions += 1
+                off = self.offsets[-1]
+            self.offsets.append(off)
         self.firsts = []  # our sequence number of each batch's first message (1 is the start-of-session event)
         seq = 2
         for b in self.batches:
@@ -138,6 +164,8 @@ class ItchFeed:
         """Messages carry ITCH times, not due times: a standby learning the session from the stream takes the
         batch of `sequence` as due now (the active published it a moment ago), so after a takeover it keeps the
         pace; without a clock, the origin it was built with. A configured `origin_ns` is exact."""
+        if sequence == 1:
+            return timestamp_ns  # the start-of-session event is stamped with the origin itself
         if self.clock_ns is None:
             return self.origin_ns
         k = self.batch_of_sequence(sequence)

@@ -32,6 +32,8 @@ __all__ = ["ItchNormalizer", "NORMALIZER_COUNTERS", "PRICE_EXPONENT"]
 
 PRICE_EXPONENT = -4  # ITCH prices carry 4 implied decimals; ours are the same integers with a declared exponent
 _BUY, _SELL = ord("B"), ord("S")
+_HANDLED = frozenset({"stock_directory", "add_order", "order_executed", "order_executed_with_price", "order_cancel", "order_delete",
+                      "order_replace", "trade"})
 _SIDES = {"buy": _BUY, "sell": _SELL, _BUY: _BUY, _SELL: _SELL, b"B": _BUY, b"S": _SELL}
 
 NORMALIZER_COUNTERS = CounterSet(
@@ -47,6 +49,7 @@ NORMALIZER_COUNTERS = CounterSet(
         Counter(7, "unknown_stock", "orders for a stock locate never in the directory (ignored)"),
         Counter(8, "not_printable", "executions with price marked non-printable (book changed, no trade)"),
         Counter(9, "other", "ITCH messages this normalizer does not use (system events, ...)"),
+        Counter(10, "bad_side", "adds or trades whose side is neither B nor S (ignored)"),
     ],
 )
 
@@ -88,7 +91,7 @@ class ItchNormalizer:
         c = self.counters.values
         c[NORMALIZER_COUNTERS.messages] += 1
         ts = self.midnight_ns + m["timestamp"]
-        handler = getattr(self, "_" + name, None)
+        handler = getattr(self, "_" + name, None) if name in _HANDLED else None
         if handler is None:
             c[NORMALIZER_COUNTERS.other] += 1
             return []
@@ -104,8 +107,17 @@ class ItchNormalizer:
 
     # -- the book -------------------------------------------------------------------
 
+    def _side(self, value: Any) -> int | None:
+        side = _SIDES.get(value if isinstance(value, (int, bytes)) else str(value))
+        if side is None:
+            self.counters.values[NORMALIZER_COUNTERS.bad_side] += 1
+        return side
+
     def _add_order(self, ts: int, m: Mapping[str, Any]) -> list[tuple]:
-        return self._add(ts, m["stock_locate"], m["order_reference_number"], _SIDES[m["buy_sell_indicator"]], m["price"], m["shares"])
+        side = self._side(m["buy_sell_indicator"])
+        if side is None:
+            return []
+        return self._add(ts, m["stock_locate"], m["order_reference_number"], side, m["price"], m["shares"])
 
     def _add(self, ts: int, locate: int, ref: int, side: int, price: int, shares: int) -> list[tuple]:
         c = self.counters.values
@@ -195,7 +207,10 @@ class ItchNormalizer:
         if locate not in self.books:
             self.counters.values[NORMALIZER_COUNTERS.unknown_stock] += 1
             return []
-        return [self._print(ts, locate, m["price"], m["shares"], _SIDES[m["buy_sell_indicator"]], m["match_number"])]
+        side = self._side(m["buy_sell_indicator"])
+        if side is None:
+            return []
+        return [self._print(ts, locate, m["price"], m["shares"], side, m["match_number"])]
 
     def _quote(self, ts: int, locate: int, book: _Book) -> list[tuple]:
         top = book.best()

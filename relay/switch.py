@@ -19,6 +19,9 @@ Rules:
    with what is newer and says so, a `SwitchGap`: what lies between cannot be known, and is
    never passed over silently.
 5. Session events (`S`) never pass: the downstream plant has its own session.
+The match is by equality, so two identical messages close together (the same quote twice at one
+timestamp) can make a switch continue from the wrong one of them: both vendors must carry messages
+that differ, as a plant's do (timestamps, trade ids).
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class VendorSwitch:
         """Make the other vendor active; return its messages after the last one published (rule 2)."""
         self.active ^= 1
         self.switches += 1
+        self.catching_up = None  # a catch-up of the vendor left is over
         w = self.windows[self.active]
         last = self.last
         out: list[tuple] = []
@@ -100,8 +104,10 @@ class VendorSwitch:
             if found >= 0:
                 out = list(w)[found + 1 :]
                 resumed = found + 1
-            elif not w or w[-1][1] < last[1]:
-                self.catching_up = last  # rule 3: behind; what it holds is older than what was published
+            elif not w or w[-1][1] <= last[1]:
+                # rule 3: behind (what it holds is not newer than what was published: at the same timestamp it may
+                # still be on its way to the last message, as a trade's quote precedes it)
+                self.catching_up = last
                 resumed = -1
             else:
                 # rule 4: its window reaches past the last message's time without holding it

@@ -20,6 +20,7 @@ from decoders import make_session
 from decoders.moldudp64 import encode_datagram
 from decoders.pcap import PcapWriter
 from examples.itch.schema import MESSAGES
+from relay.itch_feed import midnight_ns
 from relay.normalizer import ItchNormalizer
 from tests.integration.mcast import unique_feeds
 from tests.integration.test_end_to_end import feed_flags, free_port
@@ -56,7 +57,8 @@ def records(path: Path) -> list[dict]:
 
 
 def expected(itch: list[tuple[str, bytes]]) -> list[tuple]:
-    norm = ItchNormalizer(MIDNIGHT)
+    """The normalizer's output for the session, with the midnight the relay takes: US Eastern, on the capture's date."""
+    norm = ItchNormalizer(midnight_ns("", CAPTURE_T0))
     return [m for name, raw in itch for m in norm.on_message(name, MESSAGES[name].parse(raw))]
 
 

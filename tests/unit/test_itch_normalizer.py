@@ -108,3 +108,14 @@ def test_input_that_does_not_fit_the_book_is_counted_and_changes_nothing() -> No
     assert out == [(b"Q", MIDNIGHT + 1, 1, 0, 0, 0, 0)]
     c = norm.counters
     assert (c["duplicate_order"], c["unknown_stock"], c["unknown_order"], c["overfill"]) == (1, 1, 1, 1)
+
+
+def test_a_side_that_is_neither_buy_nor_sell_is_counted_not_a_crash() -> None:
+    norm = ItchNormalizer(MIDNIGHT)
+    (_, directory), = session(1, 0)[:1]
+    norm.on_message("stock_directory", MESSAGES["stock_directory"].parse(directory))
+    raw = bytearray(MESSAGES["add_order"].build({"stock_locate": 1, "tracking_number": 0, "timestamp": 1, "order_reference_number": 7,
+                                                 "buy_sell_indicator": "buy", "shares": 100, "stock": "AAPL    ", "price": 990_000}))
+    raw[19] = ord("X")  # the side byte
+    assert norm.on_message("add_order", MESSAGES["add_order"].parse(bytes(raw))) == []
+    assert norm.counters["bad_side"] == 1

@@ -70,3 +70,13 @@ def test_switching_back_finds_its_place_in_the_first_vendors_history() -> None:
     out += sw.offer(0, STREAM[20:25])
     assert out == STREAM[:25]
     assert not [e for e in sw.events if isinstance(e, SwitchGap)]
+
+
+def test_a_new_active_one_message_behind_at_the_same_timestamp_catches_up_without_doubling() -> None:
+    quote, trade = (b"Q", 500, 1, 10, 1, 11, 1), (b"T", 500, 1, 10, 1, ord("S"), 7)  # a trade and its quote share a timestamp
+    after = (b"Q", 501, 1, 10, 2, 11, 1)
+    sw = VendorSwitch()
+    out = sw.offer(0, [quote, trade]) + sw.offer(1, [quote])  # B has the quote, the trade is on its way
+    out += sw.switch("A stale")
+    out += sw.offer(1, [trade, after])
+    assert out == [quote, trade, after] and not [e for e in sw.events if isinstance(e, SwitchGap)]
