@@ -5,9 +5,11 @@ what is missing), the layers hold each batch until it is due, and a ticker hands
 the embedded plant, which sequences it into our own session, journals it and serves re-requests.
 With the vendor switch, two upstream channels are handled in the same loop and the switch
 (`switch.py`) decides which one's messages pass; a gap or staleness of the one taken switches.
-An upstream gap is logged as a warning; telling the downstream handlers which instruments it
-touched (MAYBE_STALE until an image) is not built yet, nor is rebuilding the downstream image
-when the relay itself joins the upstream late.
+Gaps upstream become quality downstream: when messages are lost upstream (a GapEvent, or a
+switch across a gap), every instrument the relay has carried gets a field update `maybe_stale`
+= 1, in order with the rest; when the upstream replica is refreshed from an image, its records
+are published as field updates with `maybe_stale` = 0. Never silence. Rebuilding the downstream
+image when the relay itself joins the upstream late is not built.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import signal
 import time
 from typing import Any
 
+from decoders import SYSTEM_EVENT
+from decoders.schema.fields import FIELDS, FIELDS_BY_NAME, VALUE_BOOLEAN
 from linehandler.config import HandlerConfig
-from linehandler.events import QUALITY_STALE, GapEvent, QualityChanged, SessionEnded
+from linehandler.events import QUALITY_STALE, GapEvent, ImageApplied, QualityChanged, SessionEnded
 from linehandler.handler_io import LineHandler
 from mdcommon.logs import event
 from tickerplant.plant_io import Plant
@@ -28,6 +32,8 @@ from .layers import QueueFull, RelayLayers
 from .switch import SwitchGap, VendorSwitch
 
 __all__ = ["run_channel"]
+
+_MAYBE_STALE = FIELDS_BY_NAME["maybe_stale"].field_id
 
 log = logging.getLogger("relay")
 
@@ -49,8 +55,11 @@ def run_channel(config: ChannelRelayConfig) -> int:
         channels.append(config.vendor_b)
     names = [c.name for c in channels]
     hc = HandlerConfig(channels=[_table(c) for c in channels] if switch else [], channel=config.upstream, recovery=config.recovery,
-                       keep_image=False, stats_interval_s=0, exit_on_session_end=config.exit_on_session_end,
-                       log_level=config.plant.log_level, log_json=config.plant.log_json)
+                       keep_image=True, stats_interval_s=0, exit_on_session_end=config.exit_on_session_end,
+                       log_level=config.plant.log_level, log_json=config.plant.log_json,
+                       drop_a=config.upstream_drop, drop_b=config.upstream_drop)
+    seen: set[int] = set()  # instruments the relay has carried (after the filter): those a lost message may have touched
+    marked: list[bool] = [False]  # instruments are marked maybe_stale downstream
 
     def take(msgs: Any) -> None:
         try:
@@ -58,6 +67,31 @@ def run_channel(config: ChannelRelayConfig) -> int:
         except QueueFull as exc:
             failure.append(str(exc))
             handler.stop()
+            return
+        for m in msgs:
+            if m[0] != SYSTEM_EVENT:
+                seen.add(m[2])
+
+    def mark_stale(why: str) -> None:
+        """Messages were lost upstream: every instrument carried may be wrong downstream until an image refreshes it."""
+        now = time.time_ns()
+        take([(b"F", now, iid, _MAYBE_STALE, VALUE_BOOLEAN, 1) for iid in sorted(seen)])
+        marked[0] = True
+        event(log, "marked_maybe_stale", logging.WARNING, instruments=len(seen), why=why)
+
+    def refreshed(channel: str) -> None:
+        """The upstream replica was refreshed from an image: publish its records, and clear the mark."""
+        keep = layers.instruments
+        now = time.time_ns()
+        out = []
+        for iid, rec in sorted(handler.replica(channel).records.items()):
+            if keep is None or iid in keep:
+                out += [(b"F", now, iid, fid, rec.types.get(fid, FIELDS[fid].value_type if fid in FIELDS else 1), v)
+                        for fid, v in sorted(rec.values.items()) if fid != _MAYBE_STALE]
+                out.append((b"F", now, iid, _MAYBE_STALE, VALUE_BOOLEAN, 0))
+        take(out)
+        marked[0] = False
+        event(log, "refreshed_from_image", instruments=len(out))
 
     def on_messages(channel: str, first: int, msgs: Any) -> None:
         take(msgs if switch is None else switch.offer(names.index(channel), msgs))
@@ -68,6 +102,7 @@ def run_channel(config: ChannelRelayConfig) -> int:
             if isinstance(ev, SwitchGap):
                 event(log, "switch_gap", logging.WARNING, to=names[ev.to], window_messages=ev.window_messages,
                       detail="the last message published was not carried by the vendor switched to: messages may be missing")
+                mark_stale(f"switched to {names[ev.to]} across a gap")
             else:
                 event(log, "switched", logging.WARNING, to=names[ev.to], reason=ev.reason, resumed_after=ev.resumed_after_window)
         switch.events.clear()
@@ -81,6 +116,10 @@ def run_channel(config: ChannelRelayConfig) -> int:
     def on_event(channel: str, ev: Any) -> None:
         if isinstance(ev, GapEvent):
             event(log, "upstream_gap", logging.WARNING, channel=channel, first=ev.first, last=ev.last, reason=ev.reason)
+            if switch is None:
+                mark_stale(f"{channel}: lost {ev.first}-{ev.last} ({ev.reason})")
+        elif isinstance(ev, ImageApplied) and marked[0] and (switch is None or names.index(channel) == switch.active):
+            refreshed(channel)
         elif isinstance(ev, SessionEnded):
             event(log, "upstream_session_ended", channel=channel, session=ev.session.decode("ascii", "replace"))
         if switch is None:

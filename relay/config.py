@@ -51,4 +51,5 @@ class ChannelRelayConfig:
                                    "messages")
     plant: PlantConfig = opt(PlantConfig(source=SourceConfig(kind="none")), "the plant the relayed channel is published through")
     duration_s: float = opt(0.0, "stop by itself after this long; 0 = until signalled or the upstream session ends", "s")
+    upstream_drop: float = opt(0.0, "TEST ONLY: drop this fraction of upstream datagrams on each feed in-process", "fraction")
     exit_on_session_end: bool = opt(True, "when the upstream session ends, publish what the delay holds, end ours and exit")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from linehandler.config import HandlerConfig
 from mdcommon.config import describe
-from relay.config import RelayConfig
+from relay.config import ChannelRelayConfig, RelayConfig
 from retransmit.config import ServerConfig
 from tickerplant.config import PlantConfig
 
@@ -24,6 +24,7 @@ DAEMONS = [
     ("python -m linehandler run", HandlerConfig),
     ("python -m retransmit run", ServerConfig),
     ("python -m relay itch", RelayConfig),
+    ("python -m relay channel", ChannelRelayConfig),
 ]
 
 

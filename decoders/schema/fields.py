@@ -45,6 +45,8 @@ _DEFS = (
     FieldDef(15, "halted", VALUE_BOOLEAN, "1 while trading is halted"),
     FieldDef(16, "vwap", VALUE_PRICE, "volume-weighted average price today"),
     FieldDef(17, "open_interest", VALUE_INTEGER, "open interest"),
+    FieldDef(18, "maybe_stale", VALUE_BOOLEAN, "1 while messages a relay lost upstream may have touched this instrument; "
+                                               "0 once an image refreshed it (relay/channel_io.py)"),
 )
 
 FIELDS: dict[int, FieldDef] = {f.field_id: f for f in _DEFS}

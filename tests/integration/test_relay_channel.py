@@ -74,3 +74,36 @@ def test_a_relay_filters_and_delays_a_channel_and_a_handler_gets_exactly_that(tm
           f"late by p50 {p50:.2f} ms, p99 {p99:.2f} ms, min {lateness_ms[0]:.2f} ms")
     assert lateness_ms[0] >= -0.5  # never early (the clocks are the same host's; 0.5 ms for the publish stamp)
     assert p50 < 50, p50
+
+
+def test_messages_lost_upstream_mark_every_instrument_maybe_stale_downstream(tmp_path: Path) -> None:
+    """No retransmission server upstream and heavy in-process loss: the relay's handler gives gaps up, and the relay
+    must say so downstream, a maybe_stale = 1 field update for every instrument it carried, never silence."""
+    from decoders.schema.fields import FIELDS_BY_NAME
+
+    stale_field = FIELDS_BY_NAME["maybe_stale"].field_id
+    up_a, up_b = unique_feeds()
+    out_a, out_b = unique_feeds()
+    relay = subprocess.Popen([sys.executable, "-m", "relay", "channel", *feed_flags("upstream-", up_a, up_b), *feed_flags("plant-", out_a, out_b),
+                              "--upstream-drop", "0.3", "--plant-stats-interval-s", "0", "--plant-end-of-session-linger-ms", "300",
+                              "--duration-s", "30"], cwd=ROOT, stderr=(tmp_path / "relay.log").open("w"), text=True)  # a log per gap: a file, not a pipe
+    handler = LineHandler(HandlerConfig(channel=ChannelConfig(feed_a=FeedConfig(group=out_a[0], port=out_a[1]),
+                                                              feed_b=FeedConfig(group=out_b[0], port=out_b[1])),
+                                        stats_interval_s=0, exit_on_session_end=True))
+    try:
+        time.sleep(1.0)
+        plant = subprocess.Popen([sys.executable, "-m", "tickerplant", *feed_flags("", up_a, up_b), "--source-rate", "2000",
+                                  "--source-instruments", "50", "--source-burst-seconds", "0", "--duration-s", "2",
+                                  "--stats-interval-s", "0", "--end-of-session-linger-ms", "300"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        handler.run(duration_s=25)
+        assert plant.wait(timeout=20) == 0
+        assert relay.wait(timeout=20) == 0
+        log = (tmp_path / "relay.log").read_text()
+        replica = handler.replica()
+    finally:
+        handler.close()
+        if relay.poll() is None:
+            relay.kill()
+    assert "upstream_gap" in log and "marked_maybe_stale" in log, log[-2000:]
+    marked = {iid for iid, rec in replica.records.items() if rec.values.get(stale_field) == 1}
+    assert marked and marked == set(replica.records), (len(marked), len(replica.records))
