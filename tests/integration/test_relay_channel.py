@@ -107,3 +107,52 @@ def test_messages_lost_upstream_mark_every_instrument_maybe_stale_downstream(tmp
     assert "upstream_gap" in log and "marked_maybe_stale" in log, log[-2000:]
     marked = {iid for iid, rec in replica.records.items() if rec.values.get(stale_field) == 1}
     assert marked and marked == set(replica.records), (len(marked), len(replica.records))
+
+
+def test_an_image_refreshing_the_upstream_clears_the_mark_downstream(tmp_path: Path) -> None:
+    """Loss upstream with an image server but no re-request server: every gap is given up, the relay marks its
+    instruments maybe_stale, the upstream handler refreshes its replica from an image, and the relay publishes the
+    refreshed records with maybe_stale = 0."""
+    import socket
+
+    from decoders.schema.fields import FIELDS_BY_NAME
+    from tests.integration.test_end_to_end import free_port, wait_for_port
+
+    stale_field = FIELDS_BY_NAME["maybe_stale"].field_id
+    up_a, up_b = unique_feeds()
+    out_a, out_b = unique_feeds()
+    tcp = free_port(socket.SOCK_STREAM)
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed_flags("", up_a, up_b), "--request-port",
+                               str(free_port(socket.SOCK_DGRAM)), "--image-port", str(tcp), "--stats-interval-s", "0", "--duration-s", "30"],
+                              cwd=ROOT, stderr=subprocess.DEVNULL)
+    wait_for_port(tcp)
+    relay = subprocess.Popen([sys.executable, "-m", "relay", "channel", *feed_flags("upstream-", up_a, up_b), *feed_flags("plant-", out_a, out_b),
+                              "--upstream-image-servers", f"127.0.0.1:{tcp}", "--upstream-drop", "0.1", "--recovery-late-join-image",
+                              "--plant-stats-interval-s", "0", "--plant-end-of-session-linger-ms", "300", "--duration-s", "30"],
+                             cwd=ROOT, stderr=(tmp_path / "relay.log").open("w"))
+    cleared: list[int] = []
+
+    def on_message(channel: str, seq: int, msg: tuple) -> None:
+        if msg[0] == b"F" and msg[3] == stale_field and msg[5] == 0:
+            cleared.append(msg[2])
+
+    handler = LineHandler(HandlerConfig(channel=ChannelConfig(feed_a=FeedConfig(group=out_a[0], port=out_a[1]),
+                                                              feed_b=FeedConfig(group=out_b[0], port=out_b[1])),
+                                        stats_interval_s=0, exit_on_session_end=True), on_message)
+    try:
+        time.sleep(1.0)
+        plant = subprocess.Popen([sys.executable, "-m", "tickerplant", *feed_flags("", up_a, up_b), "--source-rate", "2000",
+                                  "--source-instruments", "50", "--source-burst-seconds", "0", "--duration-s", "4",
+                                  "--stats-interval-s", "0", "--end-of-session-linger-ms", "300"], cwd=ROOT, stderr=subprocess.DEVNULL)
+        handler.run(duration_s=25)
+        assert plant.wait(timeout=20) == 0
+        assert relay.wait(timeout=20) == 0
+    finally:
+        handler.close()
+        for p in (relay, server):
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=10)
+    log = (tmp_path / "relay.log").read_text()
+    assert "marked_maybe_stale" in log and "refreshed_from_image" in log, log[-2000:]
+    assert len(set(cleared)) == 50  # every instrument's record republished, and its mark cleared
