@@ -269,6 +269,9 @@ class RetransmitServer:
         elif isinstance(ev, GapEvent):
             self.journal.reset(ev.last + 1)  # the journal never holds a hole: history before a lost range is dropped
             self._store_reset(ev.last + 1)
+            # nor is an image served that misses what the mirror lost: its replica is incomplete until an image refreshes
+            # it (ImageApplied). Serving it, a handler resyncing from this server got a replica short of those messages.
+            self.image_complete = False
             self.figures["journal_resets"] += 1
         elif isinstance(ev, ImageApplied):
             self.journal.reset(ev.sequence + 1)
