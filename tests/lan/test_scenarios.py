@@ -218,7 +218,10 @@ def test_8_all_servers_down_live_flows_losses_reported_exactly_then_resync(clust
         time.sleep(0.1)
     time.sleep(0.5)
     mid = h1.status()["channels"]["ch1"]
-    cluster.retransmitter("rtx1", peer="rtx2")  # back: it rebuilds its history from the plant, then serves the image
+    # back, with the plant as its only repair source (its peer is still dead): it rebuilds its history from the plant, then
+    # serves the image. A server whose rebuild gave up a range serves no image (its replica would miss it); with the dead
+    # peer listed first, the tail of the rebuild was sometimes asked of it until the give-up
+    cluster.retransmitter("rtx1")
     deadline = time.monotonic() + 40  # the handler retries every image_retry (5 s) until one is served
     while h1.status()["channels"]["ch1"]["stream"]["images_applied"] == 0:
         assert time.monotonic() < deadline, "no resync from an image once a server came back"
