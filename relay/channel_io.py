@@ -63,7 +63,7 @@ def run_channel(config: ChannelRelayConfig) -> int:
 
     def take(msgs: Any) -> None:
         try:
-            layers.offer(0, msgs, time.monotonic_ns())
+            layers.offer(msgs, time.monotonic_ns())
         except QueueFull as exc:
             failure.append(str(exc))
             handler.stop()

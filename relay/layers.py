@@ -1,6 +1,6 @@
 """The layers a relay can put between our channel in and our channel out: a filter and a delay line.
 
-Sans-I/O: `offer(first_sequence, messages, now_ns)` takes what the upstream line handler
+Sans-I/O: `offer(messages, now_ns)` takes what the upstream line handler
 delivered (in order, exactly once); `due(now_ns)` gives back, in the same order, what is due
 for the plant now; `next_due_ns()` says when the next batch is.
 
@@ -40,7 +40,7 @@ class RelayLayers:
         self.passed = 0
         self.filtered = 0
 
-    def offer(self, first_sequence: int, messages: list | tuple, now_ns: int) -> None:
+    def offer(self, messages: list | tuple, now_ns: int) -> None:
         keep = self.instruments
         out = [m for m in messages if m[0] != SYSTEM_EVENT and (keep is None or m[2] in keep)]
         self.filtered += len(messages) - len(out)

@@ -165,19 +165,7 @@ class RetransmitServer:
         return encode_datagram(core.session, 0, [CODECS.encode(msg)])
 
     def _on_pool_request(self, sock: socket.socket, mask: int, now_ns: int) -> None:
-        for _ in range(256):
-            try:
-                data, addr = sock.recvfrom(2048)
-            except BlockingIOError:
-                return
-            now = time.monotonic_ns()
-            try:
-                answers = self.pool.on_request(data, addr, now)
-            except Exception as exc:  # as in _on_udp
-                self.core_errors.record(exc, now)
-                continue
-            for datagram in answers:  # an image offer, to the asker alone
-                self._pool_send(datagram, addr)
+        self._serve(sock, self.pool.on_request, self._pool_send)  # an image offer goes to the asker alone
 
     def _on_pool_repair(self, sock: socket.socket, mask: int, now_ns: int) -> None:
         for _ in range(256):
@@ -282,6 +270,11 @@ class RetransmitServer:
     # -- re-requests --------------------------------------------------------
 
     def _on_udp(self, sock: socket.socket, mask: int, now_ns: int) -> None:
+        self._serve(sock, self.server.on_request, lambda datagram, addr: self._send_unicast(sock, datagram, addr))
+
+    def _serve(self, sock: socket.socket, answer: Any, send: Any) -> None:
+        """Read what is queued on a request socket (bounded), answer each datagram with `answer(data, addr, now)`
+        and `send(datagram, addr)` the answers."""
         for _ in range(256):
             try:
                 data, addr = sock.recvfrom(2048)
@@ -289,16 +282,19 @@ class RetransmitServer:
                 return
             now = time.monotonic_ns()
             try:
-                answers = self.server.on_request(data, addr, now)
+                answers = answer(data, addr, now)
             except Exception as exc:  # a core bug must not take the server down: counted, logged, request dropped
                 self.core_errors.record(exc, now)
                 continue
             for datagram in answers:
-                try:
-                    sock.sendto(datagram, addr)
-                except OSError as exc:
-                    self.figures["udp_send_errors"] += 1
-                    event(log, "retransmit_send_failed", logging.WARNING, requester=f"{addr[0]}:{addr[1]}", error=str(exc))
+                send(datagram, addr)
+
+    def _send_unicast(self, sock: socket.socket, datagram: bytes, addr: tuple[str, int]) -> None:
+        try:
+            sock.sendto(datagram, addr)
+        except OSError as exc:
+            self.figures["udp_send_errors"] += 1
+            event(log, "retransmit_send_failed", logging.WARNING, requester=f"{addr[0]}:{addr[1]}", error=str(exc))
 
     # -- images -------------------------------------------------------------
 

@@ -37,18 +37,23 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(line)
 
 
-@pytest.fixture
-def lan() -> Iterator[Lan]:
+def lan_of(hosts: list[str]) -> Iterator[Lan]:
+    """A test LAN of `hosts`, removed afterwards (a fixture's body: `yield from lan_of(...)`)."""
     need_root()
     need_tool("ip")
     need_tool("nft")
     need_tool("ss")
-    net = Lan(HOSTS).build()
+    net = Lan(hosts).build()
     try:
         yield net
     finally:
         net.teardown()
         assert not list(namespaces()), "namespaces left behind"
+
+
+@pytest.fixture
+def lan() -> Iterator[Lan]:
+    yield from lan_of(HOSTS)
 
 
 @pytest.fixture

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_root, need_tool
-
 from .checker import check
+from .conftest import lan_of
 from .daemons import POOL_GROUPS, ROOT, Cluster, Daemon
 from .impair import Faults
 from .test_scenarios import pct, recovery_ms
-from .topology import NICS, Lan, namespaces
+from .topology import NICS, Lan
 
 HANDLERS = [f"h{i}" for i in range(1, 9)]
 HOSTS = ["plant", "rtx1", "rtx2", "rtx3", *HANDLERS, "inject"]
@@ -31,16 +30,7 @@ RATE = 10_000  # eight handlers, two or three servers and the plant share two co
 
 @pytest.fixture
 def lan() -> Iterator[Lan]:
-    need_root()
-    need_tool("ip")
-    need_tool("nft")
-    need_tool("ss")
-    net = Lan(HOSTS).build()
-    try:
-        yield net
-    finally:
-        net.teardown()
-        assert not list(namespaces()), "namespaces left behind"
+    yield from lan_of(HOSTS)  # this module's hosts: eight handlers and a third server
 
 
 def correlated_loss(faults: Faults, hosts: list[str], every_per_mille: int) -> list[str]:
