@@ -6,6 +6,8 @@ Steps (each a script of its own, runnable alone; see its docstring):
   side       plant and live handler against the C sendmmsg/recvmmsg floor and a bare Python loop (bench/side.py)
   live       latency against throughput, recovery, initial images, scaling (bench/live.py)
   peer       ZeroMQ epgm/NORM and tcpreplay, with nftables loss, in a private namespace (bench/peer.py)
+  pool       recovery with unicast servers against an anonymous pool (bench/pool.py)
+  relay      relays: throughput, latency added per layer and by a chain of 3, ITCH normalization (bench/relay.py)
   hotpath    cProfile top-N of the plant's and the handler's hot paths (bench/hotpath.py)
   components the per-component scripts (floor, codec, plant, handler, pcap, retransmit); full runs only
 
@@ -29,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, Samples, fmt, merge_samples, summarize  # noqa: E402
-from report import grid, paced_target, plots, table, verdict  # noqa: E402
+from report import cell, grid, paced_target, plots, table, verdict  # noqa: E402
 
 PY = sys.executable
 STEPS = {
@@ -41,6 +43,8 @@ STEPS = {
              ["bench/peer.py", "--seconds", "1", "--repeats", "2", "--replay-datagrams", "30000"]),
     "hotpath": (["bench/hotpath.py", "--seconds", "2"], ["bench/hotpath.py", "--seconds", "1", "--top", "12"]),
     "pool": (["bench/pool.py", "--seconds", "4", "--repeats", "3"], ["bench/pool.py", "--seconds", "3", "--repeats", "1"]),
+    "relay": (["bench/relay.py", "--seconds", "2", "--repeats", "3"],
+              ["bench/relay.py", "--seconds", "1", "--repeats", "1", "--rates", "10000,100000,200000", "--itch-messages", "20000"]),
 }
 COMPONENTS = [
     ("floor", ["bench/floor.py", "--seconds", "3"]),
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer, shorter repetitions (about 3 minutes)")
     ap.add_argument("--out", help="results folder (default bench/results/<timestamp>)")
-    ap.add_argument("--steps", default="side,live,peer,pool,hotpath,components", help="comma-separated subset of the steps")
+    ap.add_argument("--steps", default="side,live,peer,pool,relay,hotpath,components", help="comma-separated subset of the steps")
     ap.add_argument("--components", action="store_true", help="run the per-component scripts in --quick mode too")
     args = ap.parse_args(argv)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -223,6 +227,25 @@ def main(argv: list[str] | None = None) -> int:
                             ("messages lost", "lost")], pool_cols, "pool.{col}.{row}")
     L.append("")
 
+    relay_kinds = [("direct", "direct"), ("1 relay", "relay"), ("filter", "filter"), ("delay 100 ms", "delay"), ("chain of 3", "chain3")]
+    relay_rates = sorted({int(float(k.split(".")[1])) for k in s.figures if k.startswith("relay.") and k.split(".")[1][:1].isdigit()})
+    if relay_rates:
+        L += ["", "## Relays (bench/relay.py)", "", s.notes.get("relay.setup", ""), "",
+              "Latency is from the plant's publish timestamp to the handler's callback, steady state; added = the set-up's "
+              "percentile less direct's in the same repetition (for the delay, less the 100 ms too: the delay's error). "
+              "CPU is per message delivered downstream and per relay.", ""]
+        for rate in relay_rates:
+            L += [f"Plant at {rate:,} msg/s:", ""]
+            L += grid(s, "figure", [("market msg/s delivered", "msgs_s"), ("latency p50 µs", "p50_us"), ("latency p99 µs", "p99_us"),
+                                    ("added p50 µs", "added_p50_us"), ("added p99 µs", "added_p99_us"),
+                                    ("lost upstream (relays' GapEvents)", "lost_upstream"), ("lost downstream", "lost_downstream"),
+                                    ("relay CPU s per M messages", "relay_cpu_s_per_M")], relay_kinds, f"relay.{rate}.{{col}}.{{row}}")
+            L.append("")
+        L += grid(s, "highest rate tried with nothing lost, msg/s", [("", "x")], relay_kinds, "relay.zero_loss_rate.{col}")
+        L += ["", "`relay itch`, offline, per ITCH message: capture read (MoldUDP64 split and construct parse) "
+              f"{cell(s, 'relay.itch_read_msgs_s')} msg/s; normalization into our messages {cell(s, 'relay.itch_normalize_msgs_s')} "
+              f"msg/s; {cell(s, 'relay.itch_out_per_in')} of our messages per ITCH message.", ""]
+
     if pngs:
         L += ["## Plots", ""] + [f"![{p}]({p})" for p in pngs] + [""]
     missed = [x for x in (plant_ok, hot_ok, h_ok) if x is False] + [r[0] for r in peer_rows if r[0] is False]
@@ -231,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
               "cProfile charges a cost to every Python call, so the shares matter, not the seconds.", "", "```",
               texts["hotpath"].rstrip(), "```", ""]
     notes = {k: v for k, v in s.notes.items()
-             if not k.startswith(("side.handler_tries", "side.template", "peer.setup", "pool.setup")) and not k.endswith(".timeline")}
+             if not k.startswith(("side.handler_tries", "side.template", "peer.setup", "pool.setup", "relay.setup")) and not k.endswith(".timeline")}
     if notes:
         L += ["## Notes from the runs", ""] + [f"- `{k}`: {v}" for k, v in sorted(notes.items())] + [""]
     L += ["## Step times", ""] + [f"- {k}: {v:.0f} s" for k, v in times.items()] + [""]
