@@ -18,9 +18,13 @@ Modes:
           the same messages: the relay takes the upstream and switches to the other when the one taken
           goes stale or reports a gap, with no duplicate and no gap for messages both carried.
 
+          The delay holds its messages encoded: in memory up to `--delay-memory-bytes`, then in a spill
+          file (`--spill-dir`) read back in order, so a 15-minute delay needs disk, not memory.
+          Messages lost upstream mark every instrument carried `maybe_stale` downstream until an image
+          refreshes the upstream replica.
+
 Not built yet (issue 20): a live ITCH feed (a line handler over the ITCH schema: the fast codecs do
-not yet read ITCH's 6-byte timestamps), upstream gaps shown downstream as
-MAYBE_STALE instruments, and spilling a long delay to disk.
+not yet read ITCH's 6-byte timestamps).
 
     python -m relay itch --input-pcap itch.pcap --input-port 26400 --plant-feed-a-group 239.194.5.1 ...
     python -m relay itch --config relay.toml          # [input] and [plant] tables; --print-config shows them
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -66,8 +71,10 @@ def validate(config: RelayConfig) -> None:
 def validate_channel(config: ChannelRelayConfig) -> None:
     if not 0 <= config.delay_ms < 1e9:  # NaN fails too
         raise ConfigError("delay_ms must be a number of milliseconds, 0 or more")
-    if config.max_queued_messages < 1 or config.switch_window_messages < 1:
-        raise ConfigError("max_queued_messages and switch_window_messages must be positive")
+    if config.max_queued_messages < 1 or config.switch_window_messages < 1 or config.delay_memory_bytes < 1:
+        raise ConfigError("max_queued_messages, delay_memory_bytes and switch_window_messages must be positive")
+    if config.spill_dir and not os.path.isdir(config.spill_dir):
+        raise ConfigError(f"spill_dir {config.spill_dir!r} is not a directory")
     if config.switch and {(config.upstream.feed_a.group, config.upstream.feed_a.port), (config.upstream.feed_b.group, config.upstream.feed_b.port)} & {
             (config.vendor_b.feed_a.group, config.vendor_b.feed_a.port), (config.vendor_b.feed_b.group, config.vendor_b.feed_b.port)}:
         raise ConfigError("upstream and vendor_b read the same group and port: a vendor switch needs two channels")

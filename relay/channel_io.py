@@ -46,7 +46,8 @@ def _table(c: Any) -> dict:
 
 
 def run_channel(config: ChannelRelayConfig) -> int:
-    layers = RelayLayers(int(config.delay_ms * 1e6), set(config.instruments), config.max_queued_messages)
+    layers = RelayLayers(int(config.delay_ms * 1e6), set(config.instruments), config.max_queued_messages, config.delay_memory_bytes,
+                         config.spill_dir)
     failure: list[str] = []
     channels = [config.upstream]
     switch: VendorSwitch | None = None
@@ -189,13 +190,13 @@ def run_channel(config: ChannelRelayConfig) -> int:
           instruments=len(config.instruments) or "all")
     try:
         handler.run(config.duration_s)
-        while layers.queue and not failure and not signalled:  # the upstream ended: what the delay holds leaves at its time
+        while layers.queued and not failure and not signalled:  # the upstream ended: what the delay holds leaves at its time
             wait_ns = min((layers.next_due_ns() or 0) - time.monotonic_ns(), 100_000_000)  # heartbeats and re-requests go on
             if wait_ns > 0:
                 time.sleep(wait_ns / 1e9)
             publish_due(time.monotonic_ns())
             plant.serve_requests()
-        if layers.queue:
+        if layers.queued:
             event(log, "delay_not_published", logging.WARNING, messages=layers.queued,
                   detail="stopped by a signal or an error with messages still held for the delay: they are not published")
     finally:
@@ -204,7 +205,9 @@ def run_channel(config: ChannelRelayConfig) -> int:
         handler.close()
         plant.flush()
         plant.stop()
-        event(log, "relay_stopped", passed=layers.passed, filtered=layers.filtered, published=plant.sequencer.next_sequence - 1)
+        layers.close()
+        event(log, "relay_stopped", passed=layers.passed, filtered=layers.filtered, published=plant.sequencer.next_sequence - 1,
+              spilled_batches=layers.spilled_batches, spill_peak_bytes=layers.spill_peak_bytes)
     if failure:
         event(log, "relay_failed", logging.ERROR, error=failure[0])
         return 1

@@ -47,8 +47,12 @@ class ChannelRelayConfig:
     recovery: RecoveryConfig = opt(RecoveryConfig(), "recovery of the upstream channel (as a line handler's)")
     delay_ms: float = opt(0.0, "republish each message this long after it arrived (a delay engine: delayed data can be given away)", "ms")
     instruments: list = opt([], "relay only these instrument ids; empty = all")
-    max_queued_messages: int = opt(10_000_000, "most messages held for the delay (rate x delay must fit; going over stops the relay loudly)",
-                                   "messages")
+    max_queued_messages: int = opt(200_000_000, "most messages held for the delay, in memory and spilled (rate x delay must fit; going "
+                                                "over stops the relay loudly)", "messages")
+    delay_memory_bytes: int = opt(256 << 20, "delayed messages held in memory (encoded, about 40 bytes each); past this they are "
+                                             "spilled to a file and read back in order", "bytes")
+    spill_dir: str = opt("", "directory of the delay's spill file (unlinked at once: nothing is left behind); empty = the system's "
+                             "temporary directory")
     plant: PlantConfig = opt(PlantConfig(source=SourceConfig(kind="none")), "the plant the relayed channel is published through")
     duration_s: float = opt(0.0, "stop by itself after this long; 0 = until signalled or the upstream session ends", "s")
     upstream_drop: float = opt(0.0, "TEST ONLY: drop this fraction of upstream datagrams on each feed in-process", "fraction")

@@ -146,9 +146,7 @@ class Plant:
         seq = self.sequencer.next_sequence
         out = self.sequencer.publish_many(msgs, time.monotonic_ns())
         if self.image is not None:
-            apply = self.image.apply
-            for m in msgs:
-                apply(m)
+            self.image.apply_many(msgs)
         if self._record is not None:
             for i, m in enumerate(msgs):
                 self._record.write(json.dumps(message_record(CODECS, m, sequence=seq + i)) + "\n")

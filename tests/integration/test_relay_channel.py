@@ -1,5 +1,5 @@
-"""`python -m relay channel` on loopback: a plant, a relay that keeps 20 instruments and delays by 400 ms,
-and a line handler on the relay's output.
+"""`python -m relay channel` on loopback: a plant, a relay that keeps 20 instruments and delays by 400 ms
+(holding 2 KB in memory, spilling the rest to its file), and a line handler on the relay's output.
 
 The downstream handler must deliver exactly the plant's messages of those instruments, in order, each
 once (session events aside: the relay has its own session), and none earlier than the delay after it was
@@ -10,6 +10,7 @@ assertion beyond "never early" and a generous bound, since this machine is share
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -30,7 +31,8 @@ def test_a_relay_filters_and_delays_a_channel_and_a_handler_gets_exactly_that(tm
     out_a, out_b = unique_feeds()
     relay = subprocess.Popen([sys.executable, "-m", "relay", "channel", *feed_flags("upstream-", up_a, up_b), *feed_flags("plant-", out_a, out_b),
                               "--delay-ms", str(DELAY_MS), *[x for i in KEEP for x in ("--instruments", str(i))], "--plant-stats-interval-s", "0",
-                              "--plant-end-of-session-linger-ms", "300", "--duration-s", "40"],
+                              "--plant-end-of-session-linger-ms", "300", "--duration-s", "40",
+                              "--delay-memory-bytes", "2048", "--spill-dir", str(tmp_path)],  # a few batches in memory: the rest spills
                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
     record = tmp_path / "published.jsonl"
     got: list[tuple[int, tuple]] = []
@@ -53,11 +55,15 @@ def test_a_relay_filters_and_delays_a_channel_and_a_handler_gets_exactly_that(tm
         handler.run(duration_s=30)
         assert plant.wait(timeout=20) == 0, plant.stderr.read()[-2000:]
         assert relay.wait(timeout=20) == 0, relay.stderr.read()[-3000:]
+        log = relay.stderr.read()
     finally:
         handler.close()
         for p in (relay,):
             if p.poll() is None:
                 p.kill()
+    spilled = re.search(r"spilled_batches=(\d+)", log)
+    assert spilled and int(spilled.group(1)) > 10, log[-2000:]  # the delay went through its spill file
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["published.jsonl"]  # and left nothing behind
     published = []
     for line in record.read_text().splitlines():
         d = json.loads(line)
