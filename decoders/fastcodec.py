@@ -7,7 +7,8 @@ into the same shape construct's `parse` gives, for printing and tests. Tuples, n
 namedtuples or dicts, because allocation per message is the main cost (docs/architecture.md, "The hot path");
 use `codec.index["field"]` (resolved once, at import) to read a field.
 
-What the fast path supports: integers, `Const`, `Enum`, fixed `Bytes`, `PaddedString`,
+What the fast path supports: integers (odd sizes such as ITCH's 6-byte times too, read as bytes and
+converted), `Const`, `Enum`, fixed `Bytes`, `PaddedString`,
 `Padding` and nested fixed `Struct`s, optionally followed by one trailing
 `PrefixedArray` of a fixed-size element or one trailing `GreedyBytes`. Anything else
 raises `UnsupportedConstruct` naming its path when the codec is built, so a new
@@ -74,8 +75,13 @@ def _flatten(node: ir.Node, prefix: str, leaves: list[_Leaf], fmt: list[str], or
         return
     if isinstance(node, (ir.EnumNode, ir.Int)):
         base = node.base if isinstance(node, ir.EnumNode) else node
-        if base.fmt is None:
-            raise ir.UnsupportedConstruct(node.path, f"{base.size}-byte integer (no struct code)")
+        if base.fmt is None:  # an odd size (ITCH's 6-byte timestamps): raw bytes, converted after unpacking
+            if isinstance(node, ir.EnumNode):
+                raise ir.UnsupportedConstruct(node.path, f"Enum of a {base.size}-byte integer")
+            code = f"{base.size}s"
+            fmt.append(code)
+            leaves.append(_Leaf(name, code, node))
+            return
         if base.size > 1:
             byteorder(base.fmt[0])
         fmt.append(base.fmt[1:])
@@ -172,6 +178,8 @@ class MessageCodec:
                 checks.append((i, "const", node.value))
             elif isinstance(node, ir.StringNode):
                 checks.append((i, "string", node.encoding))
+            elif isinstance(node, ir.Int) and node.fmt is None:
+                checks.append((i, "int", (node.byteorder, node.signed)))
         return tuple(checks)
 
     @staticmethod
@@ -183,6 +191,8 @@ class MessageCodec:
             if action == "const":
                 if out[i] != arg:
                     raise DecodeError(DecodeErrorKind.BAD_CONST, offset, f"expected {arg!r}, got {out[i]!r}")
+            elif action == "int":
+                out[i] = int.from_bytes(out[i], arg[0], signed=arg[1])
             else:
                 try:
                     out[i] = out[i].rstrip(b"\x00").decode(arg)
@@ -249,7 +259,12 @@ class MessageCodec:
         for i, leaf in enumerate(leaves):
             node = leaf.node
             v = values[i]
-            if isinstance(node, ir.StringNode):
+            if isinstance(node, ir.Int) and node.fmt is None:
+                try:
+                    values[i] = v.to_bytes(node.size, node.byteorder, signed=node.signed)  # type: ignore[union-attr]
+                except (AttributeError, OverflowError, TypeError) as exc:
+                    raise EncodeError(f"{self.name}.{leaf.name}: {exc}") from None
+            elif isinstance(node, ir.StringNode):
                 try:
                     raw = v.encode(node.encoding)
                 except (AttributeError, UnicodeEncodeError) as exc:

@@ -23,31 +23,12 @@ from mdcommon import config as cfg
 from mdcommon.daemon_io import run_until_signalled
 from mdcommon.logs import setup_logging
 from mdcommon.status_view_io import cmd_status
-from mdcommon.validate_io import ConfigError, check_feed
 
+from .checks import validate
 from .config import HandlerConfig
-from .handler_io import LineHandler, parse_address
+from .handler_io import LineHandler
 
 __all__ = ["main"]
-
-
-def validate(config: HandlerConfig) -> None:
-    channels = config.all_channels()
-    for cc in channels:
-        for name, feed in (("feed_a", cc.feed_a), ("feed_b", cc.feed_b)):
-            check_feed(feed.interface, feed.group, feed.port, f"{cc.name}.{name}", feed.sources)
-        for addr in cc.nack_servers + cc.image_servers:
-            try:
-                parse_address(addr)
-            except ValueError as exc:
-                raise ConfigError(f"{cc.name}: server {exc}") from None
-    for name in ("drop_a", "drop_b"):
-        if not 0 <= getattr(config, name) < 1:
-            raise ConfigError(f"{name} must be in [0, 1)")
-    if config.recovery.gap_wait_min_ms > config.recovery.gap_wait_max_ms:
-        raise ConfigError("recovery.gap_wait_min_ms is above recovery.gap_wait_max_ms")
-    if not 1 <= config.recovery.max_request_messages <= 0xFFFF:
-        raise ConfigError("recovery.max_request_messages must be in 1..65535 (a request's count is a 16-bit field)")
 
 
 def cmd_run(argv: list[str]) -> int:

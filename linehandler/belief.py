@@ -95,7 +95,9 @@ class BeliefMixin:
         """A datagram of another session than ours, or any datagram before our stream has started."""
         counts = self.feed_counters[feed].values
         tag, instance = parse_session(session)
-        if tag != self.schema_tag or instance is None:
+        if self.schema_tag is None:
+            instance = 0  # a foreign feed (ITCH): any session name, no instance order; new sessions are corroborated as ours are
+        elif tag != self.schema_tag or instance is None:
             counts[FEED_COUNTERS.schema_mismatch] += 1
             if session not in self.refused_tags and len(self.refused_tags) < self.policy.max_refused_sessions:
                 self.refused_tags.add(bytes(session))
@@ -145,7 +147,7 @@ class BeliefMixin:
             self.image = Image()
             self.refreshed.clear()
         _, instance = parse_session(session)
-        self.session_instance = instance if instance is not None else -1
+        self.session_instance = (instance if instance is not None else -1) if self.schema_tag is not None else 0
         self.conflicting.discard(session)
         self.previous_session = session
         self._reset_stream(session, now_ns)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 from dataclasses import dataclass
+from typing import Any
 
+from decoders import build_table
+from decoders.ir import UnsupportedConstruct
 from mdcommon.config import opt
 
-__all__ = ["FeedConfig", "GroupConfig", "ChannelConfig", "HandlerConfig"]
+__all__ = ["FeedConfig", "GroupConfig", "ChannelConfig", "HandlerConfig", "foreign_table"]
 
 
 @dataclass
@@ -47,6 +52,9 @@ class ChannelConfig:
                                                     "suppress ours")
     repair_group: GroupConfig = opt(GroupConfig(), "anonymous recovery: the pool's repairs and rejects arrive here (feed R); "
                                                    "set with request_group; its sources are the pool servers' addresses")
+    schema: str = opt("", "a foreign MoldUDP64 feed: the module whose MESSAGES declare its messages (construct), e.g. "
+                          "examples.itch.schema for an exchange's ITCH 5.0; any session name is taken, no image or pool; "
+                          "empty = one of our channels (its schema checked from the session name)")
 
 
 @dataclass
@@ -107,3 +115,13 @@ class HandlerConfig:
         from mdcommon.config import load_table
 
         return [load_table(ChannelConfig, t, f"channels[{i}].") for i, t in enumerate(self.channels)] or [self.channel]
+
+
+@functools.cache
+def foreign_table(schema: str) -> Any:
+    """The fast codecs of a foreign feed's schema module (its MESSAGES), derived once; ValueError saying why not."""
+    try:
+        messages = importlib.import_module(schema).MESSAGES
+        return build_table(messages)
+    except (ImportError, AttributeError, TypeError, ValueError, UnsupportedConstruct) as exc:
+        raise ValueError(f"schema {schema!r}: {exc}") from None

@@ -40,7 +40,7 @@ from mdcommon.metrics_io import Metrics
 from mdcommon.status_io import StatusServer
 from mdcommon.validate_io import check_rcvbuf
 
-from .config import ChannelConfig, HandlerConfig
+from .config import ChannelConfig, HandlerConfig, foreign_table
 from .counters import FEED_COUNTERS, STREAM_COUNTERS
 from .discovery import IMAGE_QUERY_TIMEOUT_NS, image_query, parse_offer
 from .events import (
@@ -145,10 +145,11 @@ class Channel:
         self.group = bool(rq.group)
         self.request_addr = (rq.group, rq.port) if self.group else None
         now = time.monotonic_ns()
+        foreign = {"table": foreign_table(cc.schema), "schema_tag": None} if cc.schema else {}  # an exchange's feed: no replica
         self.core = HandlerCore(
             on_message, on_event, policy_from(config), rng=random.Random(seed), nack_servers=len(self.nack_addrs) + self.group,
-            image_servers=len(self.image_addrs) + self.group, keep_image=config.keep_image,
-            late_join_image=config.recovery.late_join_image, now_ns=now, on_messages=on_messages, request_group=self.group,
+            image_servers=len(self.image_addrs) + self.group, keep_image=config.keep_image and not cc.schema,
+            late_join_image=config.recovery.late_join_image, now_ns=now, on_messages=on_messages, request_group=self.group, **foreign,
         )
         self.socks: dict[str, socket.socket] = {}
         for feed, fc in (("A", cc.feed_a), ("B", cc.feed_b)):
@@ -217,8 +218,8 @@ class LineHandler:
             # Each process draws its own gap waits: with one seed for all (it was the drop seed), handlers that lose
             # the same datagram drew the same back-off and NACKed in the same microsecond, and no suppression
             # by a heard request (or spreading of load over servers) can work between them.
-            ch = Channel(cc, config, self._message_sink(cc.name), self._event_sink(cc.name), seed=None,
-                         on_messages=self._messages_sink(cc.name) if on_messages is not None else None)
+            ch = Channel(cc, config, self._message_sink(cc), self._event_sink(cc.name), seed=None,
+                         on_messages=self._messages_sink(cc) if on_messages is not None else None)
             self.channels.append(ch)
             for feed, sock in ch.socks.items():
                 self.sel.register(sock, selectors.EVENT_READ, (ch, feed))
@@ -241,9 +242,10 @@ class LineHandler:
 
     # -- sinks ------------------------------------------------------------------
 
-    def _message_sink(self, name: str) -> Callable[[int, tuple], None]:
-        sink = self._message_sink_plain(name)
-        if not self.config.metrics_port:
+    def _message_sink(self, cc: ChannelConfig) -> Callable[[int, tuple], None]:
+        name = cc.name
+        sink = self._message_sink_plain(cc)
+        if not self.config.metrics_port or cc.schema:  # a foreign feed's second field is not our publish time
             return sink
         count = [0]
         now = time.time_ns
@@ -256,26 +258,28 @@ class LineHandler:
 
         return sampled
 
-    def _messages_sink(self, name: str) -> Callable[[int, list | tuple], None]:
+    def _messages_sink(self, cc: ChannelConfig) -> Callable[[int, list | tuple], None]:
         """The batched sink: the application's on_messages, after the record file and the latency sample."""
+        name, table = cc.name, foreign_table(cc.schema) if cc.schema else CODECS
         app = self.app_messages
         assert app is not None
         record = self._record
-        if record is None and not self.config.metrics_port:
+        if record is None and (not self.config.metrics_port or cc.schema):
             return functools.partial(app, name)
         now = time.time_ns
 
         def sink(first: int, msgs: list | tuple) -> None:
             if record is not None:
                 for i, msg in enumerate(msgs):
-                    record.write(json.dumps(message_record(CODECS, msg, channel=name, sequence=first + i)) + "\n")
-            if self.metrics is not None and msgs:  # one sample a datagram
+                    record.write(json.dumps(message_record(table, msg, channel=name, sequence=first + i)) + "\n")
+            if self.metrics is not None and msgs and not cc.schema:  # one sample a datagram
                 self.metrics.latency.labels(name).observe(max(0, now() - msgs[0][1]) / 1e9)
             app(name, first, msgs)
 
         return sink
 
-    def _message_sink_plain(self, name: str) -> Callable[[int, tuple], None]:
+    def _message_sink_plain(self, cc: ChannelConfig) -> Callable[[int, tuple], None]:
+        name, table = cc.name, foreign_table(cc.schema) if cc.schema else CODECS
         app = self.app_message
         record = self._record
         if record is None and app is None:
@@ -284,7 +288,7 @@ class LineHandler:
             return functools.partial(app, name)  # a C-level call per message, not a Python frame
 
         def sink(seq: int, msg: tuple) -> None:
-            record.write(json.dumps(message_record(CODECS, msg, channel=name, sequence=seq)) + "\n")
+            record.write(json.dumps(message_record(table, msg, channel=name, sequence=seq)) + "\n")
             if app is not None:
                 app(name, seq, msg)
 

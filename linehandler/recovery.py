@@ -54,6 +54,8 @@ class RecoveryMixin:
             counts[FEED_COUNTERS.old_session] += 1
             return NO_ACTIONS
         if seq == 0:
+            if self.schema_tag is None:
+                return NO_ACTIONS  # a foreign feed's server: our reject message is not its schema
             try:
                 msgs = decode_datagram(data, self.table)[3]
             except DecodeError as exc:

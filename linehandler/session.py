@@ -16,7 +16,10 @@ Rules:
    message, so the application always knows precisely what it did not get.
 2. Only what is corroborated is believed: a datagram far ahead of the stream, before it
    has started, or of another live session is held until the stream continues it.
-3. A datagram of another schema (session tag) is refused before decoding.
+3. A datagram of another schema (session tag) is refused before decoding. With `schema_tag`
+   None the channel is a foreign MoldUDP64 feed (an exchange's ITCH, decoded with `table`):
+   any session name is taken, by the same corroboration as ours, and sequence-0 datagrams are
+   not read as our rejects.
 4. Recovery is paced, bounded and obeys the servers; nothing here reads a clock, opens a
    socket or starts a thread.
 
@@ -68,7 +71,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         keep_image: bool = True,
         late_join_image: bool = True,
         table: CodecTable = CODECS,
-        schema_tag: bytes = SCHEMA_TAG,
+        schema_tag: bytes | None = SCHEMA_TAG,
         now_ns: int = 0,
         on_messages: Callable[[int, list | tuple], Any] | None = None,
         request_group: bool = False,
@@ -143,7 +146,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         """Continue `session` from `next_sequence` (a restarted mirror with its journal on disk):
         what arrives beyond it is a gap like any other."""
         _, instance = parse_session(session)
-        self.session_instance = instance if instance is not None else -1
+        self.session_instance = (instance if instance is not None else -1) if self.schema_tag is not None else 0
         self._reset_stream(bytes(session), 0)
         self.expected = self.horizon = next_sequence
         if image is not None:

@@ -2,13 +2,18 @@
 re-requests, images, hot standby), so everything downstream works unchanged.
 
 Modes:
-  itch    normalize a NASDAQ TotalView-ITCH 5.0 MoldUDP64 feed from a capture (`--input-pcap`): an
-          order-by-order book per stock (add, execute, execute with price, cancel, delete, replace),
-          published as our instrument directory (from the stock directory), top-of-book quotes and
-          trades. The capture's A and B copies are arbitrated by sequence number; it is replayed at the
-          captured pace (`--input-speed`, 0 = as fast as the plant publishes), and the session ends
-          when the capture is out. The same capture gives the same output, so two relays with the same
-          `--plant-source-origin-ns` form a hot-standby pair.
+  itch    normalize a NASDAQ TotalView-ITCH 5.0 MoldUDP64 feed: an order-by-order book per stock (add,
+          execute, execute with price, cancel, delete, replace), published as our instrument directory
+          (from the stock directory), top-of-book quotes and trades.
+          Live (`--upstream-feed-a-group` ..., the default): a line handler reads the exchange's feed as
+          a foreign channel (`--upstream-schema examples.itch.schema`): A/B arbitration, gaps asked of
+          the exchange's MoldUDP64 re-request servers (`--upstream-nack-servers`); a range lost marks
+          every instrument `maybe_stale` for the rest of the session (ITCH has no image to refresh a
+          book from). The upstream end of session ends ours.
+          From a capture (`--input-pcap`): the capture's A and B copies are arbitrated by sequence
+          number; it is replayed at the captured pace (`--input-speed`, 0 = as fast as the plant
+          publishes), and the session ends when the capture is out. The same capture gives the same
+          output, so two relays with the same `--plant-source-origin-ns` form a hot-standby pair.
 
   channel one of our channels in (a line handler: arbitration, recovery, late join), our channel out:
           only the `--instruments` given (repeat the flag), each message republished `--delay-ms` after it arrived (a
@@ -23,9 +28,11 @@ Modes:
           Messages lost upstream mark every instrument carried `maybe_stale` downstream until an image
           refreshes the upstream replica.
 
-Not built yet (issue 20): a live ITCH feed (a line handler over the ITCH schema: the fast codecs do
-not yet read ITCH's 6-byte timestamps).
+Not built yet (issue 20): a hot-standby pair on a live ITCH feed (the plant's standby follows a
+deterministic input; the live relay's plant is embedded), and rebuilding the downstream image when a
+`channel` relay itself joins its upstream late.
 
+    python -m relay itch --upstream-feed-a-group 233.54.12.111 --upstream-feed-b-group 233.54.12.112 --plant-feed-a-group 239.194.5.1 ...
     python -m relay itch --input-pcap itch.pcap --input-port 26400 --plant-feed-a-group 239.194.5.1 ...
     python -m relay itch --config relay.toml          # [input] and [plant] tables; --print-config shows them
     python -m relay channel --upstream-feed-a-group 239.194.5.1 --upstream-feed-b-group 239.194.6.1 \
@@ -41,6 +48,8 @@ import sys
 import time
 from typing import Any
 
+from linehandler.checks import validate as validate_handler
+from linehandler.config import HandlerConfig
 from mdcommon import config as cfg
 from mdcommon.logs import event, setup_logging
 from mdcommon.validate_io import ConfigError
@@ -50,6 +59,7 @@ from tickerplant.runner_io import validate as validate_plant
 from .channel_io import run_channel
 from .config import ChannelRelayConfig, RelayConfig
 from .itch_feed import ItchFeed, midnight_ns, read_capture
+from .itch_live_io import run_itch_live
 
 log = logging.getLogger("relay")
 MODES = ("itch", "channel")
@@ -57,7 +67,15 @@ MODES = ("itch", "channel")
 
 def validate(config: RelayConfig) -> None:
     if not config.input.pcap:
-        raise ConfigError("input.pcap: the capture of the ITCH feed is needed (--input-pcap FILE)")
+        up = config.upstream
+        if not up.schema:
+            raise ConfigError("upstream.schema: a live ITCH feed is read with the ITCH schema (examples.itch.schema)")
+        handler_config = HandlerConfig(channel=up, recovery=config.recovery, drop_a=config.upstream_drop, drop_b=config.upstream_drop)
+        validate_handler(handler_config)
+        out = config.plant
+        if {(up.feed_a.group, up.feed_a.port), (up.feed_b.group, up.feed_b.port)} & {(out.feed_a.group, out.feed_a.port),
+                                                                                      (out.feed_b.group, out.feed_b.port)}:
+            raise ConfigError("the relay would publish on a group it reads: give the plant's feeds other groups or ports")
     if config.input.speed < 0:
         raise ConfigError("input.speed must be 0 (as fast as possible) or positive")
     if config.input.date:
@@ -87,6 +105,8 @@ def validate_channel(config: ChannelRelayConfig) -> None:
     reads = {(c.feed_a.group, c.feed_a.port) for c in ins} | {(c.feed_b.group, c.feed_b.port) for c in ins}
     if reads & {(out.feed_a.group, out.feed_a.port), (out.feed_b.group, out.feed_b.port)}:
         raise ConfigError("the relay would publish on a group it reads: give the plant's feeds other groups or ports")
+    if config.upstream.schema or (config.switch and config.vendor_b.schema):
+        raise ConfigError("relay channel relays our channels: an exchange's feed goes through `relay itch` (upstream.schema must be empty)")
     if config.switch and config.upstream.name == config.vendor_b.name:
         raise ConfigError("upstream and vendor_b need different names")
     validate_plant(config.plant)
@@ -94,6 +114,8 @@ def validate_channel(config: ChannelRelayConfig) -> None:
 
 def run_itch(config: RelayConfig) -> int:
     inp = config.input
+    if not inp.pcap:
+        return run_itch_live(config)
     try:
         capture = read_capture(inp.pcap, inp.port, inp.group, inp.schema)
     except (OSError, ValueError, ImportError, AttributeError) as exc:

@@ -13,9 +13,10 @@ __all__ = ["ItchInputConfig", "RelayConfig", "ChannelRelayConfig"]
 
 @dataclass
 class ItchInputConfig:
-    """An ITCH 5.0 MoldUDP64 feed, from a capture."""
+    """An ITCH 5.0 MoldUDP64 feed, from a capture (else live, `[upstream]`)."""
 
-    pcap: str = opt("", "capture (pcap or pcapng) holding the ITCH feed's datagrams (A and B copies are arbitrated)")
+    pcap: str = opt("", "capture (pcap or pcapng) holding the ITCH feed's datagrams (A and B copies are arbitrated); empty = the live "
+                        "feed of [upstream]")
     port: int = opt(26400, "UDP port of the ITCH feed in the capture")
     group: str = opt("", "destination group of the ITCH feed in the capture; empty = any")
     date: str = opt("", "session date (YYYY-MM-DD) whose midnight, US Eastern time, ITCH's times count from; empty = the date of the "
@@ -28,9 +29,16 @@ class ItchInputConfig:
 class RelayConfig:
     """`python -m relay itch` configuration (TOML file, then flags)."""
 
-    input: ItchInputConfig = opt(ItchInputConfig(), "the ITCH input")
+    input: ItchInputConfig = opt(ItchInputConfig(), "the ITCH input from a capture (`pcap`), and the session date of either input")
+    upstream: ChannelConfig = opt(ChannelConfig(name="itch", schema="examples.itch.schema",
+                                                feed_a=FeedConfig(group="239.194.9.1", port=26400),
+                                                feed_b=FeedConfig(group="239.194.10.1", port=26400)),
+                                  "without input.pcap: the live ITCH feed, a line handler's foreign channel (its A/B groups, the "
+                                  "exchange's MoldUDP64 re-request servers as nack_servers)")
+    recovery: RecoveryConfig = opt(RecoveryConfig(), "recovery of the live ITCH feed (as a line handler's)")
+    upstream_drop: float = opt(0.0, "TEST ONLY: drop this fraction of the live feed's datagrams on each of A and B in-process", "fraction")
     plant: PlantConfig = opt(PlantConfig(), "the plant the normalized channel is published through (A/B, journal, re-requests, images, standby)")
-    exit_when_done: bool = opt(True, "end the session and exit once the capture is published")
+    exit_when_done: bool = opt(True, "end the session and exit once the capture is published, or the live feed's session ended")
 
 
 @dataclass

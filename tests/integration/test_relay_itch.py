@@ -62,9 +62,9 @@ def expected(itch: list[tuple[str, bytes]]) -> list[tuple]:
     return [m for name, raw in itch for m in norm.on_message(name, MESSAGES[name].parse(raw))]
 
 
-def run_relay(tmp: Path, capture: Path, a, b, name: str) -> Path:
+def run_relay(tmp: Path, capture: Path, a, b, name: str, port: int = ITCH_PORT, date: str = "") -> Path:
     record = tmp / f"{name}.jsonl"
-    r = subprocess.run([sys.executable, "-m", "relay", "itch", "--input-pcap", str(capture), "--input-port", str(ITCH_PORT),
+    r = subprocess.run([sys.executable, "-m", "relay", "itch", "--input-pcap", str(capture), "--input-port", str(port), "--input-date", date,
                         "--input-speed", "0", *feed_flags("plant-", a, b), "--plant-stats-interval-s", "0",
                         "--plant-end-of-session-linger-ms", "300", "--plant-record-file", str(record), "--plant-duration-s", "30",
                         "--plant-request-port", str(free_port(socket.SOCK_DGRAM))],

@@ -74,3 +74,16 @@ def test_a_request_size_the_wire_cannot_carry_is_refused(count: str, capsys) -> 
 def test_a_plant_sending_from_an_address_its_nic_lacks_is_refused(capsys) -> None:
     assert plant_main(["--feed-b-source-address", "192.0.2.7"]) == 2
     assert "feed_b.source_address 192.0.2.7 is not an address of lo" in capsys.readouterr().err
+
+
+def test_a_foreign_feed_needs_a_schema_that_loads_and_has_no_images_or_pool(capsys) -> None:
+    assert handler_main(["run", "--channel-schema", "no.such.module"]) == 2
+    assert "schema 'no.such.module'" in capsys.readouterr().err
+    assert handler_main(["run", "--channel-schema", "examples.itch.schema", "--channel-image-servers", "127.0.0.1:9"]) == 2
+    assert "has no initial images" in capsys.readouterr().err
+    from relay.__main__ import main as relay_main
+
+    assert relay_main(["itch", "--upstream-schema", ""]) == 2
+    assert "read with the ITCH schema" in capsys.readouterr().err
+    assert relay_main(["itch", "--plant-feed-a-group", "239.194.9.1", "--plant-feed-a-port", "26400"]) == 2
+    assert "publish on a group it reads" in capsys.readouterr().err
