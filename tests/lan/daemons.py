@@ -40,6 +40,17 @@ REQUEST_PORT = 31101
 IMAGE_PORT = 31102
 
 
+def plant_feeds(host: str, feeds: dict[str, tuple[str, int]]) -> tuple[PlantFeed, PlantFeed]:
+    """A publisher's A and B feeds on `host`: feed A out of its NIC on LAN A, B on LAN B."""
+    a, b = (PlantFeed(interface=NICS[f], group=feeds[f][0], port=feeds[f][1], ttl=1, source_address=Lan.addr(host, f)) for f in "AB")
+    return a, b
+
+
+def handler_feeds(groups: dict[str, tuple[str, int]], sources: tuple[str, ...] = ()) -> dict[str, HandlerFeed]:
+    return {f: HandlerFeed(interface=NICS[f], group=groups[f][0], port=groups[f][1], sources=[Lan.addr(h, f) for h in sources])
+            for f in "AB"}
+
+
 @dataclasses.dataclass
 class Daemon:
     name: str
@@ -122,13 +133,12 @@ class Cluster:
         return d
 
     def plant(self, host: str = "plant", *, rate: float = 20_000, instruments: int = 1000, duration_s: float = 0, seed: int = 1,
-              name: str | None = None, **overrides: Any) -> Daemon:
+              name: str | None = None, feeds: dict[str, tuple[str, int]] = FEEDS, origin_ns: int = 0, **overrides: Any) -> Daemon:
         name = name or host
         c = PlantConfig()
-        for feed, attr in (("A", "feed_a"), ("B", "feed_b")):
-            group, port = FEEDS[feed]
-            setattr(c, attr, PlantFeed(interface=NICS[feed], group=group, port=port, ttl=1, source_address=Lan.addr(host, feed)))
+        c.feed_a, c.feed_b = plant_feeds(host, feeds)
         c.source.instruments, c.source.rate, c.source.seed, c.source.burst_seconds = instruments, rate, seed, 0.0
+        c.source.origin_ns = origin_ns
         c.request_address, c.request_port = Lan.addr(host, "A"), PLANT_REQUEST_PORT
         c.duration_s, c.stats_interval_s, c.end_of_session_linger_ms = duration_s, 0, 500
         c.record_file, c.status_socket = str(self.dir / f"{name}.record.jsonl"), str(self.dir / f"{name}.sock")
@@ -161,12 +171,17 @@ class Cluster:
         self.lan.wait_tcp_port(host, IMAGE_PORT)
         return d
 
+    def relay(self, host: str, config: Any, mode: str = "channel") -> Daemon:
+        """`python -m relay MODE` on `host` with `config` (a relay config dataclass), its log in `<host>.log`."""
+        return self._start(host, host, ["relay", mode], config, [])
+
     def handler(self, host: str, *, servers: tuple[str, ...] = ("rtx1", "rtx2"), cwd: Path = ROOT, env: dict[str, str] | None = None,
-                recovery: dict[str, Any] | None = None, sources: tuple[str, ...] = (), pool: bool = False, **overrides: Any) -> Daemon:
-        """A line handler on `host`; with `sources` (host names), each feed is accepted only from those hosts' NIC on its LAN;
-        with `pool`, it recovers through the recovery groups (and from `servers` only if some are given)."""
-        feeds = {f: HandlerFeed(interface=NICS[f], group=FEEDS[f][0], port=FEEDS[f][1], sources=[Lan.addr(h, f) for h in sources])
-                 for f in FEEDS}
+                recovery: dict[str, Any] | None = None, sources: tuple[str, ...] = (), pool: bool = False,
+                groups: dict[str, tuple[str, int]] = FEEDS, **overrides: Any) -> Daemon:
+        """A line handler on `host` (of the channel on `groups`); with `sources` (host names), each feed is accepted only from
+        those hosts' NIC on its LAN; with `pool`, it recovers through the recovery groups (and from `servers` only if some are
+        given)."""
+        feeds = handler_feeds(groups, sources)
         c = HandlerConfig(channel=ChannelConfig(feed_a=feeds["A"], feed_b=feeds["B"],
                                                 nack_servers=[f"{Lan.addr(s, 'A')}:{REQUEST_PORT}" for s in servers],
                                                 image_servers=[f"{Lan.addr(s, 'A')}:{IMAGE_PORT}" for s in servers]))

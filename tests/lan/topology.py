@@ -40,7 +40,7 @@ LAN_NS = RUN + "lan"
 NETS = {"A": "10.202.1", "B": "10.202.2"}
 BRIDGES = {"A": "br-a", "B": "br-b"}
 NICS = {"A": "lana", "B": "lanb"}
-_HOST_NUMBERS = {"plant": 10, "plant2": 11, "rtx1": 21, "rtx2": 22, "rtx3": 23, "inject": 99}
+_HOST_NUMBERS = {"plant": 10, "plant2": 11, "rtx1": 21, "rtx2": 22, "rtx3": 23, "relay1": 41, "relay2": 42, "inject": 99}
 
 _SIOCETHTOOL = 0x8946
 _ETHTOOL_STXCSUM = 0x17
