@@ -15,7 +15,6 @@ image when the relay itself joins the upstream late is not built.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from typing import Any
 
@@ -29,6 +28,7 @@ from tickerplant.plant_io import Plant
 
 from .config import ChannelRelayConfig
 from .layers import QueueFull, RelayLayers
+from .plant_link_io import attach, detach
 from .switch import SwitchGap, VendorSwitch
 
 __all__ = ["run_channel"]
@@ -174,16 +174,8 @@ def run_channel(config: ChannelRelayConfig) -> int:
 
         handler.tickers.append(watch_vendors)
     handler.wakeups += [layers.next_due_ns, lambda: polled[0]]
-    if plant.request_sock is not None:
-        handler.add_reader(plant.request_sock, lambda sock, mask, now: plant.serve_requests())
     signalled: list[bool] = []
-
-    def on_signal(*_: Any) -> None:
-        signalled.append(True)
-        handler.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    attach(handler, plant, signalled)
     plant.start()
     event(log, "relay_started", upstream=f"{config.upstream.feed_a.group}:{config.upstream.feed_a.port}",
           out=f"{config.plant.feed_a.group}:{config.plant.feed_a.port}", delay_ms=config.delay_ms,
@@ -200,11 +192,7 @@ def run_channel(config: ChannelRelayConfig) -> int:
             event(log, "delay_not_published", logging.WARNING, messages=layers.queued,
                   detail="stopped by a signal or an error with messages still held for the delay: they are not published")
     finally:
-        if plant.request_sock is not None:
-            handler.remove_reader(plant.request_sock)
-        handler.close()
-        plant.flush()
-        plant.stop()
+        detach(handler, plant)
         layers.close()
         event(log, "relay_stopped", passed=layers.passed, filtered=layers.filtered, published=plant.sequencer.next_sequence - 1,
               spilled_batches=layers.spilled_batches, spill_peak_bytes=layers.spill_peak_bytes)

@@ -15,7 +15,6 @@ The upstream end of session ends ours and, with `exit_when_done`, the relay.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from typing import Any
 
@@ -29,6 +28,7 @@ from tickerplant.plant_io import Plant
 from .config import RelayConfig
 from .itch_feed import midnight_ns
 from .normalizer import ItchNormalizer
+from .plant_link_io import attach, detach
 
 __all__ = ["run_itch_live"]
 
@@ -76,14 +76,7 @@ def run_itch_live(config: RelayConfig) -> int:
 
     handler.tickers.append(publish)
     handler.wakeups.append(lambda: polled[0])
-    if plant.request_sock is not None:
-        handler.add_reader(plant.request_sock, lambda sock, mask, now: plant.serve_requests())
-
-    def on_signal(*_: Any) -> None:
-        handler.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    attach(handler, plant, [])
     plant.start()
     event(log, "relay_started", upstream=f"{up.feed_a.group}:{up.feed_a.port}", schema=up.schema,
           out=f"{config.plant.feed_a.group}:{config.plant.feed_a.port}")
@@ -91,11 +84,7 @@ def run_itch_live(config: RelayConfig) -> int:
         handler.run(config.plant.duration_s or None)
         publish(time.monotonic_ns())
     finally:
-        if plant.request_sock is not None:
-            handler.remove_reader(plant.request_sock)
-        handler.close()
-        plant.flush()
-        plant.stop()
+        detach(handler, plant)
         c = normalizer.counters
         event(log, "relay_stopped", published=plant.sequencer.next_sequence - 1, gaps_marked=marked[0],
               **{k: v for k, v in c.as_dict().items() if v})
