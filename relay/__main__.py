@@ -1,5 +1,5 @@
 """python -m relay MODE: an upstream feed in, one of our channels out, through a plant (A/B, journal,
-re-requests, images, hot standby), so everything downstream works unchanged.
+re-requests, images; hot standby for `itch` from a capture), so everything downstream works unchanged.
 
 Modes:
   itch    normalize a NASDAQ TotalView-ITCH 5.0 MoldUDP64 feed: an order-by-order book per stock (add,
@@ -28,14 +28,14 @@ Modes:
           Messages lost upstream mark every instrument carried `maybe_stale` downstream until an image
           refreshes the upstream replica.
 
-Not built yet (issue 20): a hot-standby pair on a live ITCH feed (the plant's standby follows a
-deterministic input; the live relay's plant is embedded), and rebuilding the downstream image when a
-`channel` relay itself joins its upstream late.
+Not built yet (issue 20): a hot-standby pair of live relays (`itch` live, or `channel`): the plant's
+standby follows a deterministic input, and a live relay's plant is embedded; and rebuilding the
+downstream image when a `channel` relay itself joins its upstream late.
 
     python -m relay itch --upstream-feed-a-group 233.54.12.111 --upstream-feed-b-group 233.54.12.112 --plant-feed-a-group 239.194.5.1 ...
     python -m relay itch --input-pcap itch.pcap --input-port 26400 --plant-feed-a-group 239.194.5.1 ...
-    python -m relay itch --config relay.toml          # [input] and [plant] tables; --print-config shows them
-    python -m relay channel --upstream-feed-a-group 239.194.5.1 --upstream-feed-b-group 239.194.6.1 \
+    python -m relay itch --config relay.toml          # [input], [upstream] and [plant] tables; --print-config shows them
+    python -m relay channel --upstream-feed-a-group 239.194.5.1 --upstream-feed-b-group 239.194.6.1 \\
         --delay-ms 900000 --plant-feed-a-group 239.194.7.1 --plant-feed-b-group 239.194.8.1   # 15 minutes late
 """
 
