@@ -40,6 +40,7 @@ from typing import Any
 
 from decoders import CODECS, SCHEMA_TAG, CodecTable, DecodeError, DecodeErrorKind, parse_session
 from decoders.moldudp64 import END_OF_SESSION_COUNT, HEADER_SIZE, HEARTBEAT_COUNT, decode_header
+from decoders.schema.fields import FIELDS_BY_NAME
 from mdcommon.image import Image
 from mdcommon.ratelimit import TokenBucket
 
@@ -54,6 +55,8 @@ from .recovery import RecoveryMixin
 from .stream import FEED_INDEX, FEEDS, LEAD_LAG_EDGES_NS, StreamMixin
 
 __all__ = ["HandlerCore", "RecoveryPolicy", "FEEDS", "LEAD_LAG_EDGES_NS"]
+
+_MAYBE_STALE = FIELDS_BY_NAME["maybe_stale"].field_id
 
 
 class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
@@ -154,10 +157,14 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
 
     def instrument_quality(self, instrument_id: int) -> str:
         """STALE/MAYBE_STALE follow the stream; after an unrecoverable gap an instrument stays
-        MAYBE_STALE until an image refreshes its record."""
+        MAYBE_STALE until an image refreshes its record. A record whose `maybe_stale` field is set
+        (a relay upstream lost messages that may have touched it) is MAYBE_STALE too, while it is."""
         if self.quality != QUALITY_OK:
             return self.quality
         if self.refreshed.get(instrument_id, 0) < self.gap_generation:
+            return QUALITY_MAYBE_STALE
+        rec = self.image.records.get(instrument_id) if self.keep_image else None
+        if rec is not None and rec.values.get(_MAYBE_STALE):
             return QUALITY_MAYBE_STALE
         return QUALITY_OK
 

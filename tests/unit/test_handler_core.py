@@ -298,3 +298,23 @@ def test_stale_feeds_and_stream(clock) -> None:
     assert [e.feed for e in rec.events(FeedStale)] == ["B", "A"] and core.quality == "STALE"
     core.on_datagram("B", pub.datagrams[1], clock.now_ns)
     assert rec.events(FeedRecovered) == [FeedRecovered("B")] and core.quality == "OK"
+
+
+def test_an_instrument_a_relay_marked_maybe_stale_is_maybe_stale_until_the_mark_is_cleared(clock) -> None:
+    """A relay upstream lost messages (relay/channel_io.py): the field update `maybe_stale` = 1 makes the
+    instrument MAYBE_STALE at the handler, the others stay OK, and the relay's 0 clears it."""
+    from decoders.schema.fields import FIELDS_BY_NAME, VALUE_BOOLEAN
+
+    flag = FIELDS_BY_NAME["maybe_stale"].field_id
+    rec = Recorder()
+    core = make_core(rec)
+    quotes = [(b"Q", 1, 1, 100, 1, 101, 1), (b"Q", 1, 2, 100, 1, 101, 1)]
+    marks = [(b"F", 2, 1, flag, VALUE_BOOLEAN, 1)]
+    clears = [(b"F", 3, 1, flag, VALUE_BOOLEAN, 0)]
+    seq = 1
+    for msgs in (quotes, marks):
+        core.on_datagram("A", encode_datagram(SESSION, seq, [CODECS.encode(m) for m in msgs]), clock.now_ns)
+        seq += len(msgs)
+    assert (core.instrument_quality(1), core.instrument_quality(2)) == ("MAYBE_STALE", "OK")
+    core.on_datagram("A", encode_datagram(SESSION, seq, [CODECS.encode(m) for m in clears]), clock.now_ns)
+    assert core.instrument_quality(1) == "OK"
