@@ -28,9 +28,11 @@ Modes:
           Messages lost upstream mark every instrument carried `maybe_stale` downstream until an image
           refreshes the upstream replica.
 
+          A relay that joins its upstream late, from an image, publishes the image's records first
+          (record images), so the downstream replica is whole.
+
 Not built yet (issue 20): a hot-standby pair of live relays (`itch` live, or `channel`): the plant's
-standby follows a deterministic input, and a live relay's plant is embedded; and rebuilding the
-downstream image when a `channel` relay itself joins its upstream late.
+standby follows a deterministic input, and a live relay's plant is embedded.
 
     python -m relay itch --upstream-feed-a-group 233.54.12.111 --upstream-feed-b-group 233.54.12.112 --plant-feed-a-group 239.194.5.1 ...
     python -m relay itch --input-pcap itch.pcap --input-port 26400 --plant-feed-a-group 239.194.5.1 ...

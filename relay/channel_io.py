@@ -8,8 +8,9 @@ With the vendor switch, two upstream channels are handled in the same loop and t
 Gaps upstream become quality downstream: when messages are lost upstream (a GapEvent, or a
 switch across a gap), every instrument the relay has carried gets a field update `maybe_stale`
 = 1, in order with the rest; when the upstream replica is refreshed from an image, its records
-are published as field updates with `maybe_stale` = 0. Never silence. Rebuilding the downstream
-image when the relay itself joins the upstream late is not built.
+are published as field updates with `maybe_stale` = 0. Never silence. When the relay itself joins
+the upstream late from an image, the image's records are published first as record images, so
+the downstream replica is whole from the relay's first messages on.
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ def run_channel(config: ChannelRelayConfig) -> int:
         marked[0] = False
         event(log, "refreshed_from_image", instruments=len(out))
 
+    def joined(channel: str) -> None:
+        """The relay joined its upstream late, from an image: every record of it goes out first, as record images
+        (directory included), so that a handler of ours that joined at our start holds the whole replica."""
+        keep = layers.instruments
+        now = time.time_ns()
+        out = [rec.message(now) for iid, rec in sorted(handler.replica(channel).records.items()) if keep is None or iid in keep]
+        take(out)
+        event(log, "joined_from_image", instruments=len(out))
+
     def on_messages(channel: str, first: int, msgs: Any) -> None:
         take(msgs if switch is None else switch.offer(names.index(channel), msgs))
 
@@ -119,8 +129,11 @@ def run_channel(config: ChannelRelayConfig) -> int:
             event(log, "upstream_gap", logging.WARNING, channel=channel, first=ev.first, last=ev.last, reason=ev.reason)
             if switch is None:
                 mark_stale(f"{channel}: lost {ev.first}-{ev.last} ({ev.reason})")
-        elif isinstance(ev, ImageApplied) and marked[0] and (switch is None or names.index(channel) == switch.active):
-            refreshed(channel)
+        elif isinstance(ev, ImageApplied) and (switch is None or names.index(channel) == switch.active):
+            if marked[0]:
+                refreshed(channel)
+            else:
+                joined(channel)  # the first image of a late join (a resync after a loss comes marked)
         elif isinstance(ev, SessionEnded):
             event(log, "upstream_session_ended", channel=channel, session=ev.session.decode("ascii", "replace"))
         if switch is None:

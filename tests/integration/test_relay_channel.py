@@ -162,3 +162,48 @@ def test_an_image_refreshing_the_upstream_clears_the_mark_downstream(tmp_path: P
     log = (tmp_path / "relay.log").read_text()
     assert "marked_maybe_stale" in log and "refreshed_from_image" in log, log[-2000:]
     assert len(set(cleared)) == 50  # every instrument's record republished, and its mark cleared
+
+
+def test_a_relay_that_joins_its_upstream_late_publishes_the_image_first_so_the_downstream_replica_is_whole(tmp_path: Path) -> None:
+    """The plant has been publishing for 2 s when the relay starts: its line handler joins from a retransmission
+    server's image, and the relay publishes that image's records (record images) before the live messages. A
+    handler on the relay's channel from its first message must end with the plant's whole replica."""
+    import socket
+
+    from tests.integration.test_end_to_end import free_port, plant_image, wait_for_port
+
+    up_a, up_b = unique_feeds()
+    out_a, out_b = unique_feeds()
+    tcp, udp = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    server = subprocess.Popen([sys.executable, "-m", "retransmit", "run", *feed_flags("", up_a, up_b), "--request-port", str(udp),
+                               "--image-port", str(tcp), "--stats-interval-s", "0", "--duration-s", "40"], cwd=ROOT, stderr=subprocess.DEVNULL)
+    wait_for_port(tcp)
+    record = tmp_path / "published.jsonl"
+    plant = subprocess.Popen([sys.executable, "-m", "tickerplant", *feed_flags("", up_a, up_b), "--source-rate", "2000",
+                              "--source-instruments", "300", "--source-burst-seconds", "0", "--duration-s", "6",
+                              "--stats-interval-s", "0", "--end-of-session-linger-ms", "300", "--record-file", str(record)],
+                             cwd=ROOT, stderr=subprocess.DEVNULL)
+    handler = LineHandler(HandlerConfig(channel=ChannelConfig(feed_a=FeedConfig(group=out_a[0], port=out_a[1]),
+                                                              feed_b=FeedConfig(group=out_b[0], port=out_b[1])),
+                                        stats_interval_s=0, exit_on_session_end=True))
+    relay = None
+    try:
+        time.sleep(2.0)  # the upstream is well under way
+        relay = subprocess.Popen([sys.executable, "-m", "relay", "channel", *feed_flags("upstream-", up_a, up_b),
+                                  *feed_flags("plant-", out_a, out_b), "--upstream-image-servers", f"127.0.0.1:{tcp}",
+                                  "--upstream-nack-servers", f"127.0.0.1:{udp}", "--recovery-late-join-image",
+                                  "--plant-stats-interval-s", "0", "--plant-end-of-session-linger-ms", "300", "--duration-s", "30"],
+                                 cwd=ROOT, stderr=(tmp_path / "relay.log").open("w"))
+        handler.run(duration_s=25)
+        assert plant.wait(timeout=20) == 0
+        assert relay.wait(timeout=20) == 0
+    finally:
+        handler.close()
+        for p in (relay, server, plant):
+            if p is not None and p.poll() is None:
+                p.terminate()
+    log = (tmp_path / "relay.log").read_text()
+    assert "joined_from_image" in log and "upstream_gap" not in log, log[-2000:]
+    truth, _ = plant_image(record)
+    assert len(truth) == 300
+    assert handler.replica() == truth  # every instrument, every field, as the plant has it
