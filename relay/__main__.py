@@ -1,5 +1,5 @@
 """python -m relay MODE: an upstream feed in, one of our channels out, through a plant (A/B, journal,
-re-requests, images; hot standby for `itch` from a capture), so everything downstream works unchanged.
+re-requests, images, hot standby), so everything downstream works unchanged.
 
 Modes:
   itch    normalize a NASDAQ TotalView-ITCH 5.0 MoldUDP64 feed: an order-by-order book per stock (add,
@@ -30,9 +30,12 @@ Modes:
 
           A relay that joins its upstream late, from an image, publishes the image's records first
           (record images), so the downstream replica is whole.
+          Two relays with `--plant-standby-enabled` (priorities 0 and 1) on the same upstream and output
+          groups form a hot-standby pair: one publishes, the other computes the same messages, compares
+          them with the active's, and continues its session from the next sequence number when it goes
+          silent (relay/standby_io.py). Both must carry the upstream from the same point.
 
-Not built yet (issue 20): a hot-standby pair of live relays (`itch` live, or `channel`): the plant's
-standby follows a deterministic input, and a live relay's plant is embedded.
+Not built yet (issue 20): a hot-standby pair of live `itch` relays (the capture mode has one).
 
     python -m relay itch --upstream-feed-a-group 233.54.12.111 --upstream-feed-b-group 233.54.12.112 --plant-feed-a-group 239.194.5.1 ...
     python -m relay itch --input-pcap itch.pcap --input-port 26400 --plant-feed-a-group 239.194.5.1 ...
@@ -111,7 +114,7 @@ def validate_channel(config: ChannelRelayConfig) -> None:
         raise ConfigError("relay channel relays our channels: an exchange's feed goes through `relay itch` (upstream.schema must be empty)")
     if config.switch and config.upstream.name == config.vendor_b.name:
         raise ConfigError("upstream and vendor_b need different names")
-    validate_plant(config.plant)
+    validate_plant(config.plant, embedded=True)
 
 
 def run_itch(config: RelayConfig) -> int:

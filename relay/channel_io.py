@@ -30,6 +30,7 @@ from tickerplant.plant_io import Plant
 from .config import ChannelRelayConfig
 from .layers import QueueFull, RelayLayers
 from .plant_link_io import attach, detach
+from .standby_io import RelayStandby
 from .switch import SwitchGap, VendorSwitch
 
 __all__ = ["run_channel"]
@@ -63,6 +64,8 @@ def run_channel(config: ChannelRelayConfig) -> int:
     seen: set[int] = set()  # instruments the relay has carried (after the filter): those a lost message may have touched
     marked: list[bool] = [False]  # instruments are marked maybe_stale downstream
 
+    last_ts = [0]  # the timestamp of the last message taken: marks carry it, so two relays of a standby pair make the same ones
+
     def take(msgs: Any) -> None:
         try:
             layers.offer(msgs, time.monotonic_ns())
@@ -73,10 +76,12 @@ def run_channel(config: ChannelRelayConfig) -> int:
         for m in msgs:
             if m[0] != SYSTEM_EVENT:
                 seen.add(m[2])
+        if msgs:
+            last_ts[0] = msgs[-1][1]
 
     def mark_stale(why: str) -> None:
         """Messages were lost upstream: every instrument carried may be wrong downstream until an image refreshes it."""
-        now = time.time_ns()
+        now = last_ts[0] or time.time_ns()
         take([(b"F", now, iid, _MAYBE_STALE, VALUE_BOOLEAN, 1) for iid in sorted(seen)])
         marked[0] = True
         event(log, "marked_maybe_stale", logging.WARNING, instruments=len(seen), why=why)
@@ -84,7 +89,7 @@ def run_channel(config: ChannelRelayConfig) -> int:
     def refreshed(channel: str) -> None:
         """The upstream replica was refreshed from an image: publish its records, and clear the mark."""
         keep = layers.instruments
-        now = time.time_ns()
+        now = last_ts[0] or time.time_ns()
         out = []
         for iid, rec in sorted(handler.replica(channel).records.items()):
             if keep is None or iid in keep:
@@ -159,8 +164,18 @@ def run_channel(config: ChannelRelayConfig) -> int:
     plant = Plant(config.plant)
     polled: list[int | None] = [None]
 
+    standby = RelayStandby(config.plant, plant, handler, config.standby_window_messages) if config.plant.standby.enabled else None
+
     def publish_due(now_ns: int) -> None:
         due = layers.due(time.monotonic_ns())
+        if standby is not None:
+            if due:
+                standby.publish(due)
+            polled[0] = min((t for t in (standby.tick(time.monotonic_ns()), plant.poll() if plant.sending else None) if t is not None),
+                            default=None)
+            if standby.ended:
+                handler.stop()  # the group's session ended (the active relay ended it)
+            return
         if due:
             plant.publish_many(due)
             plant.flush()  # a delayed batch leaves when due, not a batch delay later
@@ -189,7 +204,8 @@ def run_channel(config: ChannelRelayConfig) -> int:
     handler.wakeups += [layers.next_due_ns, lambda: polled[0]]
     signalled: list[bool] = []
     attach(handler, plant, signalled)
-    plant.start()
+    if standby is None:
+        plant.start()  # else the standby starts or continues a session when its role says so
     event(log, "relay_started", upstream=f"{config.upstream.feed_a.group}:{config.upstream.feed_a.port}",
           out=f"{config.plant.feed_a.group}:{config.plant.feed_a.port}", delay_ms=config.delay_ms,
           instruments=len(config.instruments) or "all")
@@ -205,10 +221,13 @@ def run_channel(config: ChannelRelayConfig) -> int:
             event(log, "delay_not_published", logging.WARNING, messages=layers.queued,
                   detail="stopped by a signal or an error with messages still held for the delay: they are not published")
     finally:
+        if standby is not None:
+            standby.close()
         detach(handler, plant)
         layers.close()
         event(log, "relay_stopped", passed=layers.passed, filtered=layers.filtered, published=plant.sequencer.next_sequence - 1,
-              spilled_batches=layers.spilled_batches, spill_peak_bytes=layers.spill_peak_bytes)
+              spilled_batches=layers.spilled_batches, spill_peak_bytes=layers.spill_peak_bytes,
+              **({f"standby_{k}": v for k, v in standby.status().items() if k in standby.figures or k == "state"} if standby else {}))
     if failure:
         event(log, "relay_failed", logging.ERROR, error=failure[0])
         return 1

@@ -61,7 +61,10 @@ class ChannelRelayConfig:
                                              "spilled to a file and read back in order", "bytes")
     spill_dir: str = opt("", "directory of the delay's spill file (unlinked at once: nothing is left behind); empty = the system's "
                              "temporary directory")
-    plant: PlantConfig = opt(PlantConfig(source=SourceConfig(kind="none")), "the plant the relayed channel is published through")
+    plant: PlantConfig = opt(PlantConfig(source=SourceConfig(kind="none")), "the plant the relayed channel is published through; "
+                             "with plant.standby.enabled, one of a hot-standby pair of relays (relay/standby_io.py)")
+    standby_window_messages: int = opt(1_000_000, "with plant.standby.enabled: output messages a standby keeps to continue the "
+                                                  "active relay's session from where it stopped", "messages")
     duration_s: float = opt(0.0, "stop by itself after this long; 0 = until signalled or the upstream session ends", "s")
     upstream_drop: float = opt(0.0, "TEST ONLY: drop this fraction of upstream datagrams on each feed in-process", "fraction")
     exit_on_session_end: bool = opt(True, "when the upstream session ends, publish what the delay holds, end ours and exit")

@@ -26,9 +26,13 @@ def attach(handler: LineHandler, plant: Plant, signalled: list[bool]) -> None:
 
 
 def detach(handler: LineHandler, plant: Plant) -> None:
-    """Close the handler's sockets, send what the plant holds and end its session."""
+    """Close the handler's sockets, send what the plant holds and end its session (a standby that never
+    published just closes: the session is the active one's to end)."""
     if plant.request_sock is not None:
         handler.remove_reader(plant.request_sock)
     handler.close()
-    plant.flush()
-    plant.stop()
+    if plant.sending:
+        plant.flush()
+        plant.stop()
+    else:
+        plant.close()

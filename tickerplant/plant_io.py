@@ -106,16 +106,17 @@ class Plant:
             self.request_sock.setblocking(False)
         self._last_error_log_ns = [0, 0]
 
-    def _new_sequencer(self) -> Sequencer:
+    def _new_sequencer(self, first_sequence: int = 1) -> Sequencer:
         c = self.config
         return Sequencer(self.session, CODECS, max_datagram_bytes=c.max_datagram_bytes, max_batch_delay_ns=c.max_batch_delay_us * 1000,
-                         heartbeat_interval_ns=int(c.heartbeat_interval_ms * 1e6), journal=self.journal)
+                         heartbeat_interval_ns=int(c.heartbeat_interval_ms * 1e6), journal=self.journal, first_sequence=first_sequence)
 
-    def reset_session(self, session: bytes) -> None:
-        """Begin `session` from sequence 1 (a standby adopting the group's session, or a new one)."""
+    def reset_session(self, session: bytes, first_sequence: int = 1) -> None:
+        """Begin `session` from `first_sequence` (a standby adopting the group's session, or a new one; a relay's
+        standby continuing the session its active peer published up to there)."""
         self.session = session
-        self.journal.reset(1)
-        self.sequencer = self._new_sequencer()
+        self.journal.reset(first_sequence)
+        self.sequencer = self._new_sequencer(first_sequence)
         if self.image is not None:
             self.image = Image()
         if self.request_server is not None:

@@ -438,7 +438,8 @@ def stats_line(plant: Plant, elapsed_s: float, last: dict[str, int], interval_s:
               **{k: v for k, v in now.items() if v})
 
 
-def validate(config: PlantConfig) -> None:
+def validate(config: PlantConfig, embedded: bool = False) -> None:
+    """`embedded`: the plant of a relay, whose input is the relay's upstream (its standby is the relay's, relay/standby_io.py)."""
     for name, feed in (("feed_a", config.feed_a), ("feed_b", config.feed_b)):
         check_feed(feed.interface, feed.group, feed.port, name)
         check_interface_address(feed.interface, feed.source_address, f"{name}.source_address")
@@ -452,7 +453,7 @@ def validate(config: PlantConfig) -> None:
         raise ConfigError("heartbeat_interval_ms must be positive")
     sb = config.standby
     if sb.enabled:
-        if config.source.kind == "none":
+        if config.source.kind == "none" and not embedded:
             raise ConfigError("standby.enabled needs a deterministic input: source.kind \"synthetic\" or \"file\"")
         if sb.priority < 0:
             raise ConfigError("standby.priority must be >= 0")
