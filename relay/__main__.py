@@ -33,9 +33,8 @@ Modes:
           Two relays with `--plant-standby-enabled` (priorities 0 and 1) on the same upstream and output
           groups form a hot-standby pair: one publishes, the other computes the same messages, compares
           them with the active's, and continues its session from the next sequence number when it goes
-          silent (relay/standby_io.py). Both must carry the upstream from the same point.
-
-Not built yet (issue 20): a hot-standby pair of live `itch` relays (the capture mode has one).
+          silent (relay/standby_io.py; live `itch` relays pair the same way). Both must carry the
+          upstream from the same point (docs/standby.md, "Relays").
 
     python -m relay itch --upstream-feed-a-group 233.54.12.111 --upstream-feed-b-group 233.54.12.112 --plant-feed-a-group 239.194.5.1 ...
     python -m relay itch --input-pcap itch.pcap --input-port 26400 --plant-feed-a-group 239.194.5.1 ...
@@ -88,7 +87,7 @@ def validate(config: RelayConfig) -> None:
             datetime.date.fromisoformat(config.input.date)
         except ValueError:
             raise ConfigError(f"input.date {config.input.date!r} is not YYYY-MM-DD") from None
-    validate_plant(config.plant)
+    validate_plant(config.plant, embedded=not config.input.pcap)  # live: the standby is the relay's (standby_io.py)
 
 
 def validate_channel(config: ChannelRelayConfig) -> None:

@@ -25,12 +25,10 @@ from linehandler.config import HandlerConfig
 from linehandler.events import QUALITY_STALE, GapEvent, ImageApplied, QualityChanged, SessionEnded
 from linehandler.handler_io import LineHandler
 from mdcommon.logs import event
-from tickerplant.plant_io import Plant
 
 from .config import ChannelRelayConfig
 from .layers import QueueFull, RelayLayers
-from .plant_link_io import attach, detach
-from .standby_io import RelayStandby
+from .plant_link_io import RelayOutput
 from .switch import SwitchGap, VendorSwitch
 
 __all__ = ["run_channel"]
@@ -161,25 +159,14 @@ def run_channel(config: ChannelRelayConfig) -> int:
                 wanted.clear()  # the one taken came back before the other did: nothing to switch for
 
     handler = LineHandler(hc, on_event=on_event, on_messages=on_messages)
-    plant = Plant(config.plant)
+    out = RelayOutput(config.plant, handler, config.standby_window_messages)
     polled: list[int | None] = [None]
 
-    standby = RelayStandby(config.plant, plant, handler, config.standby_window_messages) if config.plant.standby.enabled else None
-
     def publish_due(now_ns: int) -> None:
-        due = layers.due(time.monotonic_ns())
-        if standby is not None:
-            if due:
-                standby.publish(due)
-            polled[0] = min((t for t in (standby.tick(time.monotonic_ns()), plant.poll() if plant.sending else None) if t is not None),
-                            default=None)
-            if standby.ended:
-                handler.stop()  # the group's session ended (the active relay ended it)
-            return
-        if due:
-            plant.publish_many(due)
-            plant.flush()  # a delayed batch leaves when due, not a batch delay later
-        polled[0] = plant.poll()
+        out.publish(layers.due(time.monotonic_ns()))
+        polled[0] = out.poll()
+        if out.ended:
+            handler.stop()  # the pair's session was ended by the active relay
 
     handler.tickers.append(publish_due)
     if switch is not None:
@@ -202,10 +189,8 @@ def run_channel(config: ChannelRelayConfig) -> int:
 
         handler.tickers.append(watch_vendors)
     handler.wakeups += [layers.next_due_ns, lambda: polled[0]]
-    signalled: list[bool] = []
-    attach(handler, plant, signalled)
-    if standby is None:
-        plant.start()  # else the standby starts or continues a session when its role says so
+    signalled = out.signalled
+    out.start()
     event(log, "relay_started", upstream=f"{config.upstream.feed_a.group}:{config.upstream.feed_a.port}",
           out=f"{config.plant.feed_a.group}:{config.plant.feed_a.port}", delay_ms=config.delay_ms,
           instruments=len(config.instruments) or "all")
@@ -216,18 +201,15 @@ def run_channel(config: ChannelRelayConfig) -> int:
             if wait_ns > 0:
                 time.sleep(wait_ns / 1e9)
             publish_due(time.monotonic_ns())
-            plant.serve_requests()
+            out.plant.serve_requests()
         if layers.queued:
             event(log, "delay_not_published", logging.WARNING, messages=layers.queued,
                   detail="stopped by a signal or an error with messages still held for the delay: they are not published")
     finally:
-        if standby is not None:
-            standby.close()
-        detach(handler, plant)
+        out.close()
         layers.close()
-        event(log, "relay_stopped", passed=layers.passed, filtered=layers.filtered, published=plant.sequencer.next_sequence - 1,
-              spilled_batches=layers.spilled_batches, spill_peak_bytes=layers.spill_peak_bytes,
-              **({f"standby_{k}": v for k, v in standby.status().items() if k in standby.figures or k == "state"} if standby else {}))
+        event(log, "relay_stopped", passed=layers.passed, filtered=layers.filtered, published=out.published,
+              spilled_batches=layers.spilled_batches, spill_peak_bytes=layers.spill_peak_bytes, **out.status())
     if failure:
         event(log, "relay_failed", logging.ERROR, error=failure[0])
         return 1

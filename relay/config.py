@@ -37,6 +37,8 @@ class RelayConfig:
                                   "exchange's MoldUDP64 re-request servers as nack_servers)")
     recovery: RecoveryConfig = opt(RecoveryConfig(), "recovery of the live ITCH feed (as a line handler's)")
     upstream_drop: float = opt(0.0, "TEST ONLY: drop this fraction of the live feed's datagrams on each of A and B in-process", "fraction")
+    standby_window_messages: int = opt(1_000_000, "live, with plant.standby.enabled: output messages a standby relay keeps to "
+                                                  "continue the active relay's session from where it stopped", "messages")
     plant: PlantConfig = opt(PlantConfig(), "the plant the normalized channel is published through (A/B, journal, re-requests, images, standby)")
     exit_when_done: bool = opt(True, "end the session and exit once the capture is published, or the live feed's session ended")
 

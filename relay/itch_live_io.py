@@ -23,12 +23,11 @@ from linehandler.config import HandlerConfig, foreign_table
 from linehandler.events import GapEvent, SessionEnded
 from linehandler.handler_io import LineHandler
 from mdcommon.logs import event
-from tickerplant.plant_io import Plant
 
 from .config import RelayConfig
 from .itch_feed import midnight_ns
 from .normalizer import ItchNormalizer
-from .plant_link_io import attach, detach
+from .plant_link_io import RelayOutput
 
 __all__ = ["run_itch_live"]
 
@@ -41,9 +40,9 @@ def run_itch_live(config: RelayConfig) -> int:
     table = foreign_table(up.schema)
     names = {t: c.name for t, c in table.by_type.items()}
     normalizer = ItchNormalizer(midnight_ns(config.input.date, time.time_ns()))
-    plant = Plant(config.plant)
     pending: list[tuple] = []
     marked = [0]
+    last_ts = [0]  # of the last normalized message: marks carry it, so two relays of a standby pair make the same ones
 
     def on_messages(channel: str, first: int, msgs: Any) -> None:
         for m in msgs:
@@ -55,7 +54,7 @@ def run_itch_live(config: RelayConfig) -> int:
             stocks = sorted(normalizer.books)
             event(log, "upstream_gap", logging.WARNING, first=ev.first, last=ev.last, reason=ev.reason, instruments=len(stocks),
                   detail="ITCH messages lost: every instrument's book may be wrong from here, marked maybe_stale for the session")
-            now = time.time_ns()
+            now = (pending[-1][1] if pending else last_ts[0]) or time.time_ns()
             pending.extend((b"F", now, iid, _MAYBE_STALE, VALUE_BOOLEAN, 1) for iid in stocks)
             marked[0] += 1
         elif isinstance(ev, SessionEnded):
@@ -65,27 +64,29 @@ def run_itch_live(config: RelayConfig) -> int:
                        exit_on_session_end=config.exit_when_done, log_level=config.plant.log_level, log_json=config.plant.log_json,
                        drop_a=config.upstream_drop, drop_b=config.upstream_drop)
     handler = LineHandler(hc, on_event=on_event, on_messages=on_messages)
+    out = RelayOutput(config.plant, handler, config.standby_window_messages)
     polled: list[int | None] = [None]
 
     def publish(now_ns: int) -> None:
         if pending:
-            plant.publish_many(pending)
+            last_ts[0] = pending[-1][1]
+            out.publish(list(pending))  # normalized messages leave with the datagram they came in
             pending.clear()
-            plant.flush()  # normalized messages leave with the datagram they came in, not a batch delay later
-        polled[0] = plant.poll()
+        polled[0] = out.poll()
+        if out.ended:
+            handler.stop()  # the pair's session was ended by the active relay
 
     handler.tickers.append(publish)
     handler.wakeups.append(lambda: polled[0])
-    attach(handler, plant, [])
-    plant.start()
+    out.start()
     event(log, "relay_started", upstream=f"{up.feed_a.group}:{up.feed_a.port}", schema=up.schema,
           out=f"{config.plant.feed_a.group}:{config.plant.feed_a.port}")
     try:
         handler.run(config.plant.duration_s or None)
         publish(time.monotonic_ns())
     finally:
-        detach(handler, plant)
+        out.close()
         c = normalizer.counters
-        event(log, "relay_stopped", published=plant.sequencer.next_sequence - 1, gaps_marked=marked[0],
+        event(log, "relay_stopped", published=out.published, gaps_marked=marked[0], **out.status(),
               **{k: v for k, v in c.as_dict().items() if v})
     return 0
