@@ -28,6 +28,8 @@ Modes:
           Messages lost upstream mark every instrument carried `maybe_stale` downstream until an image
           refreshes the upstream replica.
 
+          A capture of one of our channels comes in through the wire: `python -m tickerplant replay
+          CAPTURE` puts it back on its groups, and the relay takes it like the live feed.
           A relay that joins its upstream late, from an image, publishes the image's records first
           (record images), so the downstream replica is whole.
           Two relays with `--plant-standby-enabled` (priorities 0 and 1) on the same upstream and output

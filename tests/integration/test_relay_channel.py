@@ -207,3 +207,45 @@ def test_a_relay_that_joins_its_upstream_late_publishes_the_image_first_so_the_d
     truth, _ = plant_image(record)
     assert len(truth) == 300
     assert handler.replica() == truth  # every instrument, every field, as the plant has it
+
+
+def test_a_capture_of_our_channel_replayed_onto_the_wire_goes_through_a_relay_like_the_live_feed(tmp_path: Path) -> None:
+    """A relay's input from a pcap of our own channel: a handler captures a plant's A and B datagrams (--capture-file);
+    later the capture is put back on the same groups by the wire replay, and a relay republishes it; a handler on
+    the relay's channel gets exactly what the plant published."""
+    up_a, up_b = unique_feeds()
+    out_a, out_b = unique_feeds()
+    capture, record = tmp_path / "feed.pcap", tmp_path / "published.jsonl"
+    capturer = subprocess.Popen([sys.executable, "-m", "linehandler", "run", *feed_flags("channel-", up_a, up_b), "--stats-interval-s", "0",
+                                 "--exit-on-session-end", "--duration-s", "30", "--capture-file", str(capture)],
+                                cwd=ROOT, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    plant = subprocess.run([sys.executable, "-m", "tickerplant", *feed_flags("", up_a, up_b), "--source-rate", "3000",
+                            "--source-instruments", "50", "--source-burst-seconds", "0", "--duration-s", "2", "--stats-interval-s", "0",
+                            "--end-of-session-linger-ms", "300", "--record-file", str(record)], cwd=ROOT, capture_output=True, timeout=30)
+    assert plant.returncode == 0
+    assert capturer.wait(timeout=20) == 0
+    relay = subprocess.Popen([sys.executable, "-m", "relay", "channel", *feed_flags("upstream-", up_a, up_b), *feed_flags("plant-", out_a, out_b),
+                              "--plant-stats-interval-s", "0", "--plant-end-of-session-linger-ms", "300", "--duration-s", "30"],
+                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    got: list[tuple] = []
+    handler = LineHandler(HandlerConfig(channel=ChannelConfig(feed_a=FeedConfig(group=out_a[0], port=out_a[1]),
+                                                              feed_b=FeedConfig(group=out_b[0], port=out_b[1])),
+                                        stats_interval_s=0, exit_on_session_end=True),
+                          on_message=lambda ch, seq, msg: got.append(msg) if msg[0] != b"S" else None)
+    try:
+        time.sleep(1.0)
+        replay = subprocess.run([sys.executable, "-m", "tickerplant", "replay", str(capture), "--speed", "1"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert replay.returncode == 0, replay.stderr[-2000:]
+        handler.run(duration_s=20)
+        assert relay.wait(timeout=20) == 0, relay.stderr.read()[-2000:]
+    finally:
+        handler.close()
+        if relay.poll() is None:
+            relay.kill()
+    names = {b"R": "instrument_directory", b"Q": "quote", b"T": "trade", b"F": "field_update"}
+    want = [(d["type"], d["instrument_id"], d["timestamp_ns"]) for d in map(json.loads, record.read_text().splitlines())
+            if d["type"] != "system_event"]
+    assert len(want) > 5000
+    assert [(names[m[0]], m[2], m[1]) for m in got] == want
