@@ -16,8 +16,10 @@ so this standby works message by message, with the same role decisions (tickerpl
    divergence: that standby never continues the session (taking over, it starts a new one, so the
    handlers see a session change, never mixed data).
 3. Taking over at `next` (the active silent past the takeover wait): the plant continues the
-   session from `next` and publishes the window from there, and then everything new. Messages
-   the standby has not computed yet are published as they come, from `next` on.
+   session from `next` and publishes the window from there, and then everything new. A standby
+   behind the active keeps the active's messages it has not computed yet and compares them as it
+   computes them; taking over behind, it publishes nothing new until it has computed (and
+   compared) up to `next`, and a difference then starts a new session instead.
 4. A message the window no longer holds cannot be published in order: the takeover starts a new
    session instead (loudly), as for a divergence.
 """
@@ -59,6 +61,9 @@ class RelayStandby:
         self.generated = FIRST_MESSAGE  # sequence our next computed message would have
         self.mirror_checked = FIRST_MESSAGE  # mirrored messages below this were compared (or were not ours to compare)
         self.skip = 0  # after a takeover ahead of us: our next computed messages the active already published
+        self.skip_seq = 0  # the sequence of the next of those
+        self.ahead: dict[int, tuple] = {}  # the active's messages we have not computed yet, compared when we do (bounded)
+        self.ahead_max = window_messages
         self.figures = {"mirrored_datagrams": 0, "compared": 0, "mismatched": 0, "unverified": 0, "published_on_takeover": 0}
         plant.sending = False
         self.rx: list[socket.socket] = []
@@ -81,8 +86,14 @@ class RelayStandby:
         if self.active:
             if self.skip:  # taken over ahead of what we had computed: the active published these already
                 n = min(self.skip, len(msgs))
+                for m in msgs[:n]:
+                    self._check(self.skip_seq, m)
+                    self.skip_seq += 1
                 self.skip -= n
                 msgs = msgs[n:]
+                if self.core.diverged:
+                    self.skip = 0
+                    self._start(self.core.instance + 1, "the messages the active relay published before it stopped differ from ours")
                 if not msgs:
                     return
             self.plant.publish_many(msgs)
@@ -92,7 +103,16 @@ class RelayStandby:
         if len(self.window) + len(msgs) > (self.window.maxlen or 0):
             self.window_first += len(self.window) + len(msgs) - (self.window.maxlen or 0)
         self.window.extend(msgs)
+        if self.ahead:
+            for i, m in enumerate(msgs):
+                self._check(self.generated + i, m)
         self.generated += len(msgs)
+
+    def _check(self, seq: int, mine: tuple) -> None:
+        """Our message `seq`, computed now: compare it with the active's if it came ahead of us."""
+        theirs = self.ahead.pop(seq, None)
+        if theirs is not None:
+            self._verdict(seq, mine, theirs)
 
     # -- the active relay's feeds -----------------------------------------------------------
 
@@ -128,18 +148,28 @@ class RelayStandby:
             s = seq + i
             if s < FIRST_MESSAGE or s < self.mirror_checked:
                 continue
-            if s < self.window_first or s >= self.generated:
-                self.figures["unverified"] += 1  # not computed yet, or no longer held: the takeover checks the window
+            if s >= self.generated:  # the active is ahead of us: compared when we compute it
+                if len(self.ahead) < self.ahead_max:
+                    self.ahead[s] = m
+                else:
+                    self.figures["unverified"] += 1
                 continue
             self.mirror_checked = s + 1
-            self.figures["compared"] += 1
-            if self.window[s - self.window_first] != m:
-                self.figures["mismatched"] += 1
-                if not self.core.diverged:
-                    event(log, "standby_diverged", logging.ERROR, sequence=s,
-                          detail="the active relay published another message here than this relay computed: it will not "
-                                 "continue this session (a new one if it must take over)")
-                self.core.on_divergence()
+            if s < self.window_first:
+                self.figures["unverified"] += 1  # no longer held
+                continue
+            self._verdict(s, self.window[s - self.window_first], m)
+
+    def _verdict(self, seq: int, mine: tuple, theirs: tuple) -> None:
+        self.figures["compared"] += 1
+        if mine == theirs:
+            return
+        self.figures["mismatched"] += 1
+        if not self.core.diverged:
+            event(log, "standby_diverged", logging.ERROR, sequence=seq,
+                  detail="the active relay published another message here than this relay computed: it will not "
+                         "continue this session (a new one if it must take over)")
+        self.core.on_divergence()
 
     # -- roles -----------------------------------------------------------------------------
 
@@ -161,6 +191,7 @@ class RelayStandby:
         if self.core.state == STANDBY and self.core.session is not None and self.plant.session != self.core.session and not self.active:
             self.plant.reset_session(self.core.session)
             self.mirror_checked = FIRST_MESSAGE
+            self.ahead.clear()
             event(log, "mirroring", session=self.core.session.decode())
 
     def _start(self, instance: int, reason: str) -> None:
@@ -199,7 +230,7 @@ class RelayStandby:
         if held:
             plant.publish_many(held)
             plant.flush()
-        self.skip = behind
+        self.skip, self.skip_seq = behind, self.generated  # checked against theirs as we compute them; nothing new leaves before
         self.figures["published_on_takeover"] += len(held)
         self.core.on_published(plant.sequencer.next_sequence)
         event(log, "took_over", logging.WARNING, session=a.session.decode(), next_sequence=nxt, silent_ms=f"{a.silent_ns / 1e6:.1f}",
