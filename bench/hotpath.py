@@ -1,8 +1,10 @@
 """Where the time goes on the hot paths: cProfile top-N of the plant's publish and the handler's receive.
 
   plant     `Plant.publish_many` of pre-generated messages (sequence, encode, send on A and B to lo)
-  handler   `LineHandler`'s socket drain fed by `floor play` at 60 % of the C floor: recv_into,
-            arbitration, decode, delivery to a counting callback (the live loop the target is about)
+  handler   `LineHandler`'s socket drain fed by `floor play` at `--handler-rate` of the C floor (25 %: under
+            cProfile's own cost a handler fed faster falls behind and profiles its slow path instead):
+            recv_into, arbitration, decode, delivery to a counting callback (the live loop the target is
+            about); the losses and gaps are printed with the profile, so a run that fell behind shows
 
 cProfile adds its own cost per Python call, so read the shares, not the absolute times.
 
@@ -61,7 +63,7 @@ def plant_profile(seconds: float, n: int) -> str:
     return top(prof, n)
 
 
-def handler_profile(seconds: float, n: int) -> str:
+def handler_profile(seconds: float, n: int, rate: float = 0.25) -> str:
     exe = compile_floor()
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "d.bin"
@@ -76,14 +78,16 @@ def handler_profile(seconds: float, n: int) -> str:
             count[0] += 1
 
         handler = LineHandler(config, on_message)
-        p = c_play(exe, file, a, b, 0.6 * c_recv / 2, seconds)
+        p = c_play(exe, file, a, b, rate * c_recv / 2, seconds)
         prof = cProfile.Profile()
         prof.enable()
         handler.run(duration_s=seconds + 0.5)
         prof.disable()
         play_result(p)
+        st = handler.status()["channels"]["ch1"]["stream"]
         handler.close()
-    return top(prof, n)
+    return (f"fed at {rate:.0%} of the C floor; delivered {st['delivered']:,}, gaps {st['gaps_detected']}, lost {st['messages_lost']}\n"
+            + top(prof, n))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--which", default="plant,handler")
+    ap.add_argument("--handler-rate", type=float, default=0.25, help="the handler's feed, as a fraction of the C receive floor")
     args = ap.parse_args(argv)
     setup_logging("error")
     for w in args.which.split(","):
         print(f"### {w} hot path, cProfile, top {args.top} by own time\n")
-        print(plant_profile(args.seconds, args.top) if w == "plant" else handler_profile(args.seconds, args.top))
+        print(plant_profile(args.seconds, args.top) if w == "plant" else handler_profile(args.seconds, args.top, args.handler_rate))
         print()
     return 0
 
