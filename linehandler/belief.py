@@ -146,8 +146,7 @@ class BeliefMixin:
             self.on_event(SessionChanged(old, session))
             self.image = Image()
             self.refreshed.clear()
-        _, instance = parse_session(session)
-        self.session_instance = (instance if instance is not None else -1) if self.schema_tag is not None else 0
+        self.session_instance = self._instance_of(session)
         self.conflicting.discard(session)
         self.previous_session = session
         self._reset_stream(session, now_ns)

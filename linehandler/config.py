@@ -7,11 +7,11 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from decoders import build_table
+from decoders import CODECS, build_table
 from decoders.ir import UnsupportedConstruct
 from mdcommon.config import opt
 
-__all__ = ["FeedConfig", "GroupConfig", "ChannelConfig", "HandlerConfig", "foreign_table"]
+__all__ = ["FeedConfig", "GroupConfig", "ChannelConfig", "HandlerConfig", "channel_table", "foreign_table"]
 
 
 @dataclass
@@ -115,6 +115,11 @@ class HandlerConfig:
         from mdcommon.config import load_table
 
         return [load_table(ChannelConfig, t, f"channels[{i}].") for i, t in enumerate(self.channels)] or [self.channel]
+
+
+def channel_table(cc: ChannelConfig) -> Any:
+    """The codecs a channel is decoded with: ours, or its foreign schema's."""
+    return foreign_table(cc.schema) if cc.schema else CODECS
 
 
 @functools.cache

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from decoders import CODECS, DecodeError
+from decoders import DecodeError
 from decoders.moldudp64 import encode_request
 from decoders.pcap import PcapWriter
 from decoders.present import message_record
@@ -40,7 +40,7 @@ from mdcommon.metrics_io import Metrics
 from mdcommon.status_io import StatusServer
 from mdcommon.validate_io import check_rcvbuf
 
-from .config import ChannelConfig, HandlerConfig, foreign_table
+from .config import ChannelConfig, HandlerConfig, channel_table
 from .counters import FEED_COUNTERS, STREAM_COUNTERS
 from .discovery import IMAGE_QUERY_TIMEOUT_NS, image_query, parse_offer
 from .events import (
@@ -145,7 +145,7 @@ class Channel:
         self.group = bool(rq.group)
         self.request_addr = (rq.group, rq.port) if self.group else None
         now = time.monotonic_ns()
-        foreign = {"table": foreign_table(cc.schema), "schema_tag": None} if cc.schema else {}  # an exchange's feed: no replica
+        foreign = {"table": channel_table(cc), "schema_tag": None} if cc.schema else {}  # an exchange's feed: no replica
         self.core = HandlerCore(
             on_message, on_event, policy_from(config), rng=random.Random(seed), nack_servers=len(self.nack_addrs) + self.group,
             image_servers=len(self.image_addrs) + self.group, keep_image=config.keep_image and not cc.schema,
@@ -260,7 +260,7 @@ class LineHandler:
 
     def _messages_sink(self, cc: ChannelConfig) -> Callable[[int, list | tuple], None]:
         """The batched sink: the application's on_messages, after the record file and the latency sample."""
-        name, table = cc.name, foreign_table(cc.schema) if cc.schema else CODECS
+        name, table = cc.name, channel_table(cc)
         app = self.app_messages
         assert app is not None
         record = self._record
@@ -279,7 +279,7 @@ class LineHandler:
         return sink
 
     def _message_sink_plain(self, cc: ChannelConfig) -> Callable[[int, tuple], None]:
-        name, table = cc.name, foreign_table(cc.schema) if cc.schema else CODECS
+        name, table = cc.name, channel_table(cc)
         app = self.app_message
         record = self._record
         if record is None and app is None:

@@ -148,12 +148,18 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
     def resume(self, session: bytes, next_sequence: int, image: Image | None = None) -> None:
         """Continue `session` from `next_sequence` (a restarted mirror with its journal on disk):
         what arrives beyond it is a gap like any other."""
-        _, instance = parse_session(session)
-        self.session_instance = (instance if instance is not None else -1) if self.schema_tag is not None else 0
+        self.session_instance = self._instance_of(session)
         self._reset_stream(bytes(session), 0)
         self.expected = self.horizon = next_sequence
         if image is not None:
             self.image = image
+
+    def _instance_of(self, session: bytes) -> int:
+        """The instance a session name carries (-1: none); a foreign feed's sessions have no order (0)."""
+        if self.schema_tag is None:
+            return 0
+        instance = parse_session(session)[1]
+        return -1 if instance is None else instance
 
     def instrument_quality(self, instrument_id: int) -> str:
         """STALE/MAYBE_STALE follow the stream; after an unrecoverable gap an instrument stays

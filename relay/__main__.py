@@ -71,6 +71,11 @@ log = logging.getLogger("relay")
 MODES = ("itch", "channel")
 
 
+def _groups(*feeds_of: Any) -> set[tuple[str, int]]:
+    """(group, port) of the A and B feeds of each channel or plant config given."""
+    return {(f.group, f.port) for c in feeds_of for f in (c.feed_a, c.feed_b)}
+
+
 def validate(config: RelayConfig) -> None:
     if not config.input.pcap:
         up = config.upstream
@@ -78,9 +83,7 @@ def validate(config: RelayConfig) -> None:
             raise ConfigError("upstream.schema: a live ITCH feed is read with the ITCH schema (examples.itch.schema)")
         handler_config = HandlerConfig(channel=up, recovery=config.recovery, drop_a=config.upstream_drop, drop_b=config.upstream_drop)
         validate_handler(handler_config)
-        out = config.plant
-        if {(up.feed_a.group, up.feed_a.port), (up.feed_b.group, up.feed_b.port)} & {(out.feed_a.group, out.feed_a.port),
-                                                                                      (out.feed_b.group, out.feed_b.port)}:
+        if _groups(up) & _groups(config.plant):
             raise ConfigError("the relay would publish on a group it reads: give the plant's feeds other groups or ports")
     if config.input.speed < 0:
         raise ConfigError("input.speed must be 0 (as fast as possible) or positive")
@@ -99,17 +102,14 @@ def validate_channel(config: ChannelRelayConfig) -> None:
         raise ConfigError("max_queued_messages, delay_memory_bytes and switch_window_messages must be positive")
     if config.spill_dir and not os.path.isdir(config.spill_dir):
         raise ConfigError(f"spill_dir {config.spill_dir!r} is not a directory")
-    if config.switch and {(config.upstream.feed_a.group, config.upstream.feed_a.port), (config.upstream.feed_b.group, config.upstream.feed_b.port)} & {
-            (config.vendor_b.feed_a.group, config.vendor_b.feed_a.port), (config.vendor_b.feed_b.group, config.vendor_b.feed_b.port)}:
+    if config.switch and _groups(config.upstream) & _groups(config.vendor_b):
         raise ConfigError("upstream and vendor_b read the same group and port: a vendor switch needs two channels")
     try:
         config.instruments = [int(i) for i in config.instruments]
     except (TypeError, ValueError):
         raise ConfigError(f"instruments {config.instruments!r}: instrument ids are integers") from None
-    out = config.plant
     ins = [config.upstream, config.vendor_b] if config.switch else [config.upstream]
-    reads = {(c.feed_a.group, c.feed_a.port) for c in ins} | {(c.feed_b.group, c.feed_b.port) for c in ins}
-    if reads & {(out.feed_a.group, out.feed_a.port), (out.feed_b.group, out.feed_b.port)}:
+    if _groups(*ins) & _groups(config.plant):
         raise ConfigError("the relay would publish on a group it reads: give the plant's feeds other groups or ports")
     if config.upstream.schema or (config.switch and config.vendor_b.schema):
         raise ConfigError("relay channel relays our channels: an exchange's feed goes through `relay itch` (upstream.schema must be empty)")

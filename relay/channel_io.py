@@ -15,12 +15,13 @@ the downstream replica is whole from the relay's first messages on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
 
 from decoders import SYSTEM_EVENT
-from decoders.schema.fields import FIELDS, FIELDS_BY_NAME, VALUE_BOOLEAN
+from decoders.schema.fields import FIELDS_BY_NAME, VALUE_BOOLEAN
 from linehandler.config import HandlerConfig
 from linehandler.events import QUALITY_STALE, GapEvent, ImageApplied, QualityChanged, SessionEnded
 from linehandler.handler_io import LineHandler
@@ -38,13 +39,6 @@ _MAYBE_STALE = FIELDS_BY_NAME["maybe_stale"].field_id
 log = logging.getLogger("relay")
 
 
-def _table(c: Any) -> dict:
-    """A ChannelConfig as the [[channels]] table HandlerConfig.channels takes."""
-    import dataclasses
-
-    return dataclasses.asdict(c)
-
-
 def run_channel(config: ChannelRelayConfig) -> int:
     layers = RelayLayers(int(config.delay_ms * 1e6), set(config.instruments), config.max_queued_messages, config.delay_memory_bytes,
                          config.spill_dir)
@@ -55,7 +49,7 @@ def run_channel(config: ChannelRelayConfig) -> int:
         switch = VendorSwitch(config.switch_window_messages)
         channels.append(config.vendor_b)
     names = [c.name for c in channels]
-    hc = HandlerConfig(channels=[_table(c) for c in channels] if switch else [], channel=config.upstream, recovery=config.recovery,
+    hc = HandlerConfig(channels=[dataclasses.asdict(c) for c in channels] if switch else [], channel=config.upstream, recovery=config.recovery,
                        keep_image=True, stats_interval_s=0, exit_on_session_end=config.exit_on_session_end,
                        log_level=config.plant.log_level, log_json=config.plant.log_json,
                        drop_a=config.upstream_drop, drop_b=config.upstream_drop)
@@ -91,8 +85,7 @@ def run_channel(config: ChannelRelayConfig) -> int:
         out = []
         for iid, rec in sorted(handler.replica(channel).records.items()):
             if keep is None or iid in keep:
-                out += [(b"F", now, iid, fid, rec.types.get(fid, FIELDS[fid].value_type if fid in FIELDS else 1), v)
-                        for fid, v in sorted(rec.values.items()) if fid != _MAYBE_STALE]
+                out += [(b"F", now, iid, fid, rec.value_type(fid), v) for fid, v in sorted(rec.values.items()) if fid != _MAYBE_STALE]
                 out.append((b"F", now, iid, _MAYBE_STALE, VALUE_BOOLEAN, 0))
         take(out)
         marked[0] = False

@@ -38,7 +38,6 @@ log = logging.getLogger("relay")
 def run_itch_live(config: RelayConfig) -> int:
     up = config.upstream
     table = foreign_table(up.schema)
-    names = {t: c.name for t, c in table.by_type.items()}
     normalizer = ItchNormalizer(midnight_ns(config.input.date, time.time_ns()))
     pending: list[tuple] = []
     marked = [0]
@@ -47,7 +46,7 @@ def run_itch_live(config: RelayConfig) -> int:
     def on_messages(channel: str, first: int, msgs: Any) -> None:
         for m in msgs:
             codec = table.by_type[m[0]]
-            pending.extend(normalizer.on_message(names[m[0]], codec.to_dict(m)))
+            pending.extend(normalizer.on_message(codec.name, codec.to_dict(m)))
 
     def on_event(channel: str, ev: Any) -> None:
         if isinstance(ev, GapEvent):
@@ -70,7 +69,7 @@ def run_itch_live(config: RelayConfig) -> int:
     def publish(now_ns: int) -> None:
         if pending:
             last_ts[0] = pending[-1][1]
-            out.publish(list(pending))  # normalized messages leave with the datagram they came in
+            out.publish(pending)  # normalized messages leave with the datagram they came in (nothing keeps the list)
             pending.clear()
         polled[0] = out.poll()
         if out.ended:

@@ -158,10 +158,13 @@ class RelayLayers:
         else:
             if self.spill_end > self.spill_read and (not q or self.held_bytes < self.memory_bytes // 2):
                 self._refill()
-            while q and _HEAD.unpack_from(q[0])[0] <= now_ns:
+            while q:
+                due_ns, _, count = _HEAD.unpack_from(q[0])
+                if due_ns > now_ns:
+                    break
                 batch = q.popleft()
                 self.held_bytes -= len(batch)
-                out += decode_messages(batch, _HEAD.unpack_from(batch)[2], CODECS)
+                out += decode_messages(batch, count, CODECS)
                 if not q and self.spill_end > self.spill_read:
                     self._refill()
         self.queued -= len(out)

@@ -56,6 +56,7 @@ class RelayStandby:
         self.config = config
         self.plant = plant
         self.core = StandbyCore(sb.priority, int(timeout_ms * 1e6), time.monotonic_ns())
+        self.window_max = window_messages
         self.window: deque[tuple] = deque(maxlen=window_messages)
         self.window_first = FIRST_MESSAGE  # sequence of window[0]
         self.generated = FIRST_MESSAGE  # sequence our next computed message would have
@@ -100,8 +101,9 @@ class RelayStandby:
             self.plant.flush()
             self.core.on_published(self.plant.sequencer.next_sequence)
             return
-        if len(self.window) + len(msgs) > (self.window.maxlen or 0):
-            self.window_first += len(self.window) + len(msgs) - (self.window.maxlen or 0)
+        over = len(self.window) + len(msgs) - self.window_max  # the deque drops as many from its head
+        if over > 0:
+            self.window_first += over
         self.window.extend(msgs)
         if self.ahead:
             for i, m in enumerate(msgs):
