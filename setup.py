@@ -22,7 +22,7 @@ class OptionalBuildExt(build_ext):
 
 setup(
     ext_modules=[
-        Extension("decoders._native", ["decoders/_native.c"], extra_compile_args=["-O2"], optional=True),
+        Extension("decoders._native", ["decoders/_native.c"], depends=["decoders/_native_lane.c", "decoders/_native_seal.c"], extra_compile_args=["-O2"], optional=True),
         Extension("mdcommon._batch_io", ["mdcommon/_batch_io.c"], extra_compile_args=["-O2"], optional=True),  # recvmmsg/sendmmsg
         Extension("mdcommon._replica", ["mdcommon/_replica.c"], extra_compile_args=["-O2"], optional=True),  # Image.apply_many
     ],

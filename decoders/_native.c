@@ -2,12 +2,22 @@
  * Do not edit: change the schema and regenerate; tests/unit/test_native.py checks this file is current. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
 #define SCHEMA_FINGERPRINT 9884200418094265886ULL
 #define HEADER_SIZE 20
 #define MAX_COUNT 65534
+
+/* On LP64 the `long` conversions walk the digits; CPython 3.11's `long long` ones go through a byte array */
+#if LONG_MAX == 9223372036854775807L
+#define AS_U64(o) ((unsigned long long)PyLong_AsUnsignedLong(o))
+#define AS_I64(o) ((long long)PyLong_AsLong(o))
+#else
+#define AS_U64(o) PyLong_AsUnsignedLongLong(o)
+#define AS_I64(o) PyLong_AsLongLong(o)
+#endif
 
 static inline uint16_t rdbe16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 static inline uint32_t rdbe32(const unsigned char *p) { return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]; }
@@ -273,16 +283,16 @@ static int pack_system_event(unsigned char *w, PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 255LL) goto fallback;
       w[2 + 9] = (unsigned char)x; }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 10, (uint64_t)x); }
     return 1;
@@ -297,28 +307,28 @@ static int pack_quote(unsigned char *w, PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 2 + 9, (uint32_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 13, (int64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 21, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 29, (int64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 37, (uint64_t)x); }
     return 1;
@@ -333,29 +343,29 @@ static int pack_trade(unsigned char *w, PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 2 + 9, (uint32_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 13, (int64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 21, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 255LL) goto fallback;
       w[2 + 29] = (unsigned char)x; }
     { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 30, (uint64_t)x); }
     return 1;
@@ -370,26 +380,26 @@ static int pack_field_update(unsigned char *w, PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 2 + 9, (uint32_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 65535LL) goto fallback;
       wrbe16(w + 2 + 13, (uint16_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 255LL) goto fallback;
       w[2 + 15] = (unsigned char)x; }
     { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 16, (int64_t)x); }
     return 1;
@@ -404,15 +414,15 @@ static int pack_end_of_image(unsigned char *w, PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 9, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 2 + 17, (uint32_t)x); }
@@ -428,33 +438,33 @@ static int pack_retransmission_reject(unsigned char *w, PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 255LL) goto fallback;
       w[2 + 9] = (unsigned char)x; }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 10, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 65535LL) goto fallback;
       wrbe16(w + 2 + 18, (uint16_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 20, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 28, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 7); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 36, (uint64_t)x); }
     return 1;
@@ -469,25 +479,25 @@ static int pack_image_offer(unsigned char *w, PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 2 + 9, (uint32_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 65535LL) goto fallback;
       wrbe16(w + 2 + 13, (uint16_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 2 + 15, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 2 + 23, (uint32_t)x); }
@@ -509,16 +519,16 @@ static PyObject *enc_system_event(PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 255LL) goto fallback;
       w[0 + 9] = (unsigned char)x; }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 10, (uint64_t)x); }
     Py_XDECREF(seq);
@@ -540,18 +550,18 @@ static PyObject *enc_instrument_directory(PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 0 + 9, (uint32_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o) || PyUnicode_GET_LENGTH(o) > 16) goto fallback;
       Py_ssize_t n = PyUnicode_GET_LENGTH(o); memcpy(w + 0 + 13, PyUnicode_DATA(o), n); memset(w + 0 + 13 + n, 0, 16 - n); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < -128LL || x > 127LL) goto fallback;
       w[0 + 29] = (unsigned char)x; }
@@ -574,28 +584,28 @@ static PyObject *enc_quote(PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 0 + 9, (uint32_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 13, (int64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 21, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 29, (int64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 37, (uint64_t)x); }
     Py_XDECREF(seq);
@@ -617,29 +627,29 @@ static PyObject *enc_trade(PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 0 + 9, (uint32_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 13, (int64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 21, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 255LL) goto fallback;
       w[0 + 29] = (unsigned char)x; }
     { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 30, (uint64_t)x); }
     Py_XDECREF(seq);
@@ -661,26 +671,26 @@ static PyObject *enc_field_update(PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 0 + 9, (uint32_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 65535LL) goto fallback;
       wrbe16(w + 0 + 13, (uint16_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 255LL) goto fallback;
       w[0 + 15] = (unsigned char)x; }
     { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 16, (int64_t)x); }
     Py_XDECREF(seq);
@@ -707,18 +717,18 @@ static PyObject *enc_record_image(PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 0 + 9, (uint32_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o) || PyUnicode_GET_LENGTH(o) > 16) goto fallback;
       Py_ssize_t n = PyUnicode_GET_LENGTH(o); memcpy(w + 0 + 13, PyUnicode_DATA(o), n); memset(w + 0 + 13 + n, 0, 16 - n); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < -128LL || x > 127LL) goto fallback;
       w[0 + 29] = (unsigned char)x; }
@@ -728,17 +738,17 @@ static PyObject *enc_record_image(PyObject *m)
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) goto fallback;
         Py_ssize_t e = 32 + k * 11;
         { PyObject *o = PyTuple_GET_ITEM(item, 0); if (!PyLong_Check(o)) goto fallback;
-          long long x = PyLong_AsLongLong(o);
+          long long x = AS_I64(o);
           if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
           if (x < 0LL || x > 65535LL) goto fallback;
           wrbe16(w + e + 0, (uint16_t)x); }
         { PyObject *o = PyTuple_GET_ITEM(item, 1); if (!PyLong_Check(o)) goto fallback;
-          long long x = PyLong_AsLongLong(o);
+          long long x = AS_I64(o);
           if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
           if (x < 0LL || x > 255LL) goto fallback;
           w[e + 2] = (unsigned char)x; }
         { PyObject *o = PyTuple_GET_ITEM(item, 2); if (!PyLong_Check(o)) goto fallback;
-          long long x = PyLong_AsLongLong(o);
+          long long x = AS_I64(o);
           if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
           wrbe64(w + e + 3, (int64_t)x); }
     }
@@ -761,15 +771,15 @@ static PyObject *enc_end_of_image(PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 9, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 0 + 17, (uint32_t)x); }
@@ -792,33 +802,33 @@ static PyObject *enc_retransmission_reject(PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 255LL) goto fallback;
       w[0 + 9] = (unsigned char)x; }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 10, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 65535LL) goto fallback;
       wrbe16(w + 0 + 18, (uint16_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 20, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 6); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 28, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 7); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 36, (uint64_t)x); }
     Py_XDECREF(seq);
@@ -840,25 +850,25 @@ static PyObject *enc_image_offer(PyObject *m)
     { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
       memcpy(w + 0 + 0, PyBytes_AS_STRING(b), 1); }
     { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 1, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 0 + 9, (uint32_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 65535LL) goto fallback;
       wrbe16(w + 0 + 13, (uint16_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
-      unsigned long long x = PyLong_AsUnsignedLongLong(o);
+      unsigned long long x = AS_U64(o);
       if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       wrbe64(w + 0 + 15, (uint64_t)x); }
     { PyObject *o = PyTuple_GET_ITEM(m, 5); if (!PyLong_Check(o)) goto fallback;
-      long long x = PyLong_AsLongLong(o);
+      long long x = AS_I64(o);
       if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
       if (x < 0LL || x > 4294967295LL) goto fallback;
       wrbe32(w + 0 + 23, (uint32_t)x); }
@@ -1013,21 +1023,15 @@ static const Py_ssize_t PACK_SIZES[256] = {
     0, 0, 0, 0, 0, 0, 0, 0
 };
 
-static PyObject *decode_messages(PyObject *self, PyObject *args)
+/* The messages of a datagram whose header was checked: a list, or NULL (an exception set: memory; none: a defect). */
+static PyObject *decode_blocks(const unsigned char *p, Py_ssize_t end, Py_ssize_t count)
 {
-    Py_buffer view;
-    Py_ssize_t count;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "y*n", &view, &count))
-        return NULL;
-    const unsigned char *p = (const unsigned char *)view.buf;
-    Py_ssize_t end = view.len, off = HEADER_SIZE;
-    PyObject *list = NULL;
+    Py_ssize_t off = HEADER_SIZE;
     if (count < 0 || end < HEADER_SIZE)
-        goto defect;
-    list = PyList_New(count);
+        return NULL;
+    PyObject *list = PyList_New(count);
     if (list == NULL)
-        goto error;
+        return NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
         if (off + 2 > end)
             goto defect;
@@ -1039,27 +1043,33 @@ static PyObject *decode_messages(PyObject *self, PyObject *args)
         if (dec == NULL)
             goto defect;
         PyObject *item = dec(p + off, length);
-        if (item == NULL) {
-            if (PyErr_Occurred())
-                goto error;
-            goto defect;
-        }
+        if (item == NULL)
+            goto defect;  /* with an exception set on a memory error */
         PyList_SET_ITEM(list, i, item);
         off += length;
     }
-    if (off != end)
-        goto defect;
-    PyBuffer_Release(&view);
-    return list;
+    if (off == end)
+        return list;
 defect:
-    Py_XDECREF(list);
-    PyBuffer_Release(&view);
-    Py_RETURN_NONE;
-error:
-    Py_XDECREF(list);
-    PyBuffer_Release(&view);
+    Py_DECREF(list);
     return NULL;
 }
+
+static PyObject *decode_messages(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t count;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &count))
+        return NULL;
+    PyObject *list = decode_blocks((const unsigned char *)view.buf, view.len, count);
+    PyBuffer_Release(&view);
+    if (list == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return list;
+}
+
+#include "_native_lane.c"
 
 /* pack_blocks(buf, off, count, max_bytes, msgs, start, offsets) -> (next index, off, count, full)
  * Packs msgs[start:] as length-prefixed blocks into the writable buffer from `off`, until the
@@ -1123,11 +1133,15 @@ static PyObject *pack_blocks(PyObject *self, PyObject *args)
     return Py_BuildValue("nnni", i, off, count, full);
 }
 
+#include "_native_seal.c"
+
 static PyMethodDef METHODS[] = {
     {"decode_messages", decode_messages, METH_VARARGS, "decode_messages(data, count) -> list of tuples, or None on a defect"},
     {"decode_message", decode_message, METH_O, "decode_message(data) -> tuple, or None: the struct codecs decide"},
     {"encode_message", encode_message, METH_O, "encode_message(msg) -> bytes, or None: the struct codecs decide"},
     {"pack_blocks", pack_blocks, METH_VARARGS, "pack_blocks(buf, off, count, max_bytes, msgs, start, offsets) -> (i, off, count, full)"},
+    {"seal_datagrams", (PyCFunction)(void (*)(void))seal_datagrams, METH_FASTCALL, "seal_datagrams(buf, off, count, max_bytes, msgs, start, session, first, starts): the plant's packing"},
+    {"admit_run", (PyCFunction)(void (*)(void))admit_run, METH_FASTCALL, "admit_run(buf, slot, lengths, start, feed, now_ns, session, lane): the handler's in-order lane"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1141,6 +1155,8 @@ PyMODINIT_FUNC PyInit__native(void)
         if (CONSTS[i] == NULL)
             return NULL;
     }
+    if (lane_init() < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&MODULE);
     if (m == NULL)
         return NULL;

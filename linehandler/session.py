@@ -3,6 +3,7 @@ late join and resync from an initial image.
 
     core = HandlerCore(on_message, on_event, policy, rng=random.Random(seed))
     actions = core.on_datagram("A", data, now_ns)       # multicast from feed A or B
+    core.on_batch("A", buf, slot, lengths, now_ns, actions)  # a recvmmsg batch of them (the in-order lane, in C)
     actions = core.on_unicast(data, server, now_ns)     # retransmissions and rejects (unicast, or the repair group: server 0)
     actions = core.on_request_heard(data, now_ns)       # a request heard on the request group
     actions = core.on_timer(now_ns)                     # when now_ns >= core.next_timer()
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from decoders import CODECS, SCHEMA_TAG, CodecTable, DecodeError, DecodeErrorKind, parse_session
@@ -52,7 +53,7 @@ from .gaps import GapList
 from .join import JoinMixin
 from .policy import RecoveryPolicy
 from .recovery import RecoveryMixin
-from .stream import FEED_INDEX, FEEDS, LEAD_LAG_EDGES_NS, StreamMixin
+from .stream import FEED_INDEX, FEEDS, LANE_EXPECTED, LANE_NEXT, LANE_RECENT_MAX_COUNT, LEAD_LAG_EDGES_NS, StreamMixin
 
 __all__ = ["HandlerCore", "RecoveryPolicy", "FEEDS", "LEAD_LAG_EDGES_NS"]
 
@@ -116,6 +117,9 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         self.rate_mark = (now_ns, 0)  # (time, horizon) the stream's rate is measured from
         self.gap_generation = 0
         self.refreshed: dict[int, int] = {}  # instrument id -> gap generation its record was last refreshed in
+        # the in-order lane in C (decoders/_native_lane.c), for our own schema's native backend only
+        self.lane = getattr(table.native, "admit_run", None)
+        self.batch_at = 0
 
     def _reset_stream(self, session: bytes | None, now_ns: int) -> None:
         self.session = session
@@ -211,6 +215,47 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
             # packet, which comes unicast, never on a feed
             return self._malformed(index, DecodeError(DecodeErrorKind.BAD_SEQUENCE, 10, "sequence number 0 on a feed"))
         return self._offer(index, session, seq, count, data, now_ns)
+
+    def on_batch(self, feed: str, buf: Any, slot: int, lengths: Sequence[int], now_ns: int, actions: list, start: int = 0) -> None:
+        """The datagrams of one recvmmsg on feed "A" or "B", all read at `now_ns`: datagram i is
+        buf[i * slot:][:abs(lengths[i])] (negative: cut to the slot). Exactly `on_datagram` for each, in
+        order; the in-order and duplicate ones in runs through the native lane (stream.py, `_lane_args`),
+        one call per run. Actions are appended to `actions`. If a callback raises, `batch_at` is the
+        datagram it raised on: the caller resumes after it, as it would skip a datagram whose
+        `on_datagram` raised."""
+        index = FEED_INDEX[feed]
+        lane = self.lane if index < 2 else None
+        view = None
+        i, n = start, len(lengths)
+        while i < n:
+            self.batch_at = i
+            if lane is not None and self._lane_open():
+                if self.stale[index]:  # what on_datagram does first, for the run's first datagram
+                    self.stale[index] = False
+                    self.on_event(FeedRecovered(feed))
+                    self._update_quality(f"feed {feed} back")
+                self.last_rx_ns[index] = now_ns
+                args = self._lane_args(index, i)
+                ran = False
+                try:
+                    lane(buf, slot, lengths, i, index, now_ns, self.session, args)
+                    ran = True
+                finally:
+                    j = args[LANE_NEXT]
+                    if j > i or not ran:  # it took datagrams of our session (or was taking one when a callback raised)
+                        self.session_seen_ns = now_ns
+                    self.expected = self.horizon = args[LANE_EXPECTED]
+                    self.recent_max_count = args[LANE_RECENT_MAX_COUNT]
+                    self.batch_at = i = j
+                if i >= n:
+                    return
+            if view is None:
+                view = memoryview(buf)
+            off = i * slot
+            a = self.on_datagram(feed, view[off : off + abs(lengths[i])], now_ns)
+            if a:
+                actions += a
+            i += 1
 
     def status(self) -> dict[str, Any]:
         return {

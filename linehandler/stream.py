@@ -15,18 +15,23 @@ from __future__ import annotations
 from typing import Any
 
 from decoders import DecodeError
-from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, decode_messages, split_blocks
+from decoders.moldudp64 import END_OF_SESSION_COUNT, HEARTBEAT_COUNT, MAX_DATAGRAM_BYTES, decode_messages, split_blocks
 
 from .counters import FEED_COUNTERS, STREAM_COUNTERS
 from .events import BufferOverflow, GapEvent, Recovered, SequenceConflict, SessionEnded
 
-__all__ = ["StreamMixin", "FEEDS", "FEED_INDEX", "NO_ACTIONS", "LEAD_LAG_EDGES_NS", "BUFFERED_MESSAGE_BYTES"]
+__all__ = ["StreamMixin", "FEEDS", "FEED_INDEX", "NO_ACTIONS", "LEAD_LAG_EDGES_NS", "BUFFERED_MESSAGE_BYTES", "LANE_NEXT",
+           "LANE_EXPECTED", "LANE_RECENT_MAX_COUNT"]
 
 FEEDS = ("A", "B", "R")  # R: unicast retransmissions; a feed index is a position here
 FEED_INDEX = {"A": 0, "B": 1, "R": 2}
 NO_ACTIONS: list = []
 LEAD_LAG_EDGES_NS = (-10_000_000, -1_000_000, -100_000, -10_000, 0, 10_000, 100_000, 1_000_000, 10_000_000)
 BUFFERED_MESSAGE_BYTES = 48  # what one buffered message is reckoned to cost, for max_buffer_bytes (tuple + ints)
+# The native lane's argument list (decoders/_native_lane.c, enum L_*): what it reads, and where it writes its progress
+LANE_NEXT, LANE_EXPECTED, LANE_RECENT_MAX_COUNT = 13, 14, 15
+_LANE_IDS = (FEED_COUNTERS.datagrams, FEED_COUNTERS.messages, FEED_COUNTERS.first_arrivals, FEED_COUNTERS.duplicates,
+             FEED_COUNTERS.missed, STREAM_COUNTERS.delivered)
 
 
 class StreamMixin:
@@ -95,6 +100,21 @@ class StreamMixin:
             self.expected = self.horizon = end
             return NO_ACTIONS
         return self._merge(feed, seq, msgs, now_ns, data, now_ns if first_copy is None else None)
+
+    def _lane_open(self) -> bool:
+        """May the native lane run? It takes only what `_admit` takes on its in-order and wholly-delivered
+        paths, so only when those paths are all `_admit` would take for an in-order datagram."""
+        return (self.expected is not None and self.session is not None and self.horizon == self.expected and not self.buffer
+                and not self.gaps and not self.joining and not self.ended and self.resync is None)
+
+    def _lane_args(self, feed: int, start: int) -> list:
+        """The state the lane reads and updates in place, in the order of decoders/_native_lane.c's L_* enum."""
+        batched = self.on_messages is not None
+        image = self.image if self.keep_image else None
+        return [self.feed_counters[feed].values, self.counters.values, self.lead_lag, LEAD_LAG_EDGES_NS, self.recent,
+                self.recent_order, self.feed_next, self.recent_limit, self.on_messages, self.on_message,
+                image.apply_many if image is not None and batched else None, image.apply if image is not None and not batched else None,
+                _LANE_IDS, start, self.expected, self.recent_max_count, MAX_DATAGRAM_BYTES]
 
     def _heartbeat(self, feed: int, seq: int, count: int, now_ns: int) -> list:
         counts = self.feed_counters[feed].values

@@ -34,7 +34,7 @@ class JournalGap(ValueError):
 class Journal:
     """Holds the newest messages of one session; oldest are dropped first."""
 
-    __slots__ = ("max_messages", "max_bytes", "max_age_ns", "_firsts", "_data", "_offsets", "_counts", "_times", "_head", "_skip",
+    __slots__ = ("max_messages", "max_bytes", "max_age_ns", "_firsts", "_data", "_offsets", "_counts", "_sizes", "_times", "_head", "_skip",
                  "first_sequence", "next_sequence", "nbytes", "trimmed")
 
     def __init__(self, max_messages: int = 1_000_000, max_bytes: int = 256 << 20, max_age_ns: int | None = None) -> None:
@@ -56,8 +56,9 @@ class Journal:
         # where each block's 2-byte length prefix starts, then where the last block ends)
         self._firsts: list[int] = []
         self._data: list[list[bytes] | bytes] = []
-        self._offsets: list[array | None] = []
+        self._offsets: list[array | bytes | None] = []  # bytes: the same uint16 offsets, from the native packer
         self._counts: list[int] = []
+        self._sizes: list[int] = []  # bytes of each segment's messages, so that whole segments are trimmed at once
         self._times: list[int] = []
         self._head = 0  # segments before it are trimmed, not yet deleted
         self._skip = 0  # messages of segment _head already trimmed
@@ -78,6 +79,7 @@ class Journal:
         self._data.append(data)
         self._offsets.append(offsets)
         self._counts.append(count)
+        self._sizes.append(nbytes)
         self._times.append(now_ns)
         self.next_sequence = sequence + count
         self.nbytes += nbytes
@@ -106,6 +108,25 @@ class Journal:
         count = len(block_starts)
         self._add(sequence, datagram, offsets, count, end - block_starts[0] - 2 * count, now_ns)
 
+    def extend_datagrams(self, firsts: list[int], datagrams: list[bytes], offsets: list[bytes], counts: list[int], sizes: list[int],
+                         now_ns: int) -> None:
+        """Append consecutive datagrams in one call (the plant's native packer, decoders/_native_seal.c): datagram i
+        starts at sequence firsts[i] and holds counts[i] blocks, whose starts and end are offsets[i] as native
+        unsigned 16-bit integers; sizes[i] is its messages' bytes. One check and one trim for all of them."""
+        if not datagrams:
+            return
+        self._check(firsts[0])
+        n = len(datagrams)
+        self._firsts += firsts
+        self._data += datagrams
+        self._offsets += offsets
+        self._counts += counts
+        self._sizes += sizes
+        self._times += [now_ns] * n
+        self.next_sequence = firsts[-1] + counts[-1]
+        self.nbytes += sum(sizes)
+        self._trim(now_ns)
+
     # -- trimming -----------------------------------------------------------
 
     def expire(self, now_ns: int) -> None:
@@ -117,30 +138,41 @@ class Journal:
         offsets = self._offsets[segment]
         if offsets is None:
             return sum(map(len, self._data[segment][k:stop]))  # type: ignore[index]
+        if type(offsets) is bytes:
+            offsets = memoryview(offsets).cast("H")
         return offsets[stop] - offsets[k] - 2 * (stop - k)
 
     def _drop(self, n: int) -> None:
-        """Trim the `n` oldest messages (n at most what the head segment still holds)."""
+        """Trim the `n` oldest messages, whole segments at once where they go whole."""
         head, skip = self._head, self._skip
-        self.nbytes -= self._block_bytes(head, skip, skip + n)
-        skip += n
-        if skip == self._counts[head]:
-            head, skip = head + 1, 0
+        counts = self._counts
+        if skip + n < counts[head]:
+            self.nbytes -= self._block_bytes(head, skip, skip + n)
+            skip += n
+        else:
+            firsts = self._firsts
+            target = self.first_sequence + n  # the new first sequence
+            last = bisect_right(firsts, target - 1, head) - 1  # the segment holding the last message trimmed
+            if last == head:
+                dropped = self._block_bytes(head, skip, counts[head])
+            else:
+                dropped = (self._block_bytes(head, skip, counts[head]) + sum(self._sizes[head + 1 : last])
+                           + self._block_bytes(last, 0, target - firsts[last]))
+            self.nbytes -= dropped
+            head, skip = last, target - firsts[last]
+            if skip == counts[head]:
+                head, skip = head + 1, 0
         self._head, self._skip = head, skip
         self.first_sequence += n
         self.trimmed += n
 
     def _trim(self, now_ns: int) -> None:
         start = self.first_sequence
-        while self.next_sequence - self.first_sequence > self.max_messages or self.nbytes > self.max_bytes:
-            left = self._counts[self._head] - self._skip
-            excess = self.next_sequence - self.first_sequence - self.max_messages
-            if excess >= left:
-                self._drop(left)  # the whole head segment must go
-            elif excess > 0:
-                self._drop(excess)
-            else:
-                self._drop(1)  # over the byte bound only: one message at a time
+        excess = self.next_sequence - self.first_sequence - self.max_messages
+        if excess > 0:
+            self._drop(excess)
+        while self.nbytes > self.max_bytes:
+            self._drop(1)  # over the byte bound: one message at a time
         if self.max_age_ns is not None:
             horizon = now_ns - self.max_age_ns
             while self.next_sequence - self.first_sequence > 1 and self._times[self._head] < horizon:
@@ -149,7 +181,7 @@ class Journal:
             return
         head = self._head
         if head > len(self._firsts) - head:  # the dead prefix is over half the segments: delete it
-            for lst in (self._firsts, self._data, self._offsets, self._counts, self._times):
+            for lst in (self._firsts, self._data, self._offsets, self._counts, self._sizes, self._times):
                 del lst[:head]
             self._head = 0
 
@@ -171,6 +203,8 @@ class Journal:
             if offsets is None:
                 out += data[k : k + n]
             else:
+                if type(offsets) is bytes:
+                    offsets = memoryview(offsets).cast("H")
                 out += [data[offsets[j] + 2 : offsets[j + 1]] for j in range(k, k + n)]
             seq += n
             i += 1

@@ -170,7 +170,6 @@ class Plant:
         if not self.sending:
             self.withheld += datagrams
             return
-        meta = [(len(data), int.from_bytes(data[18:20], "big")) for data in datagrams]
         refused: list[dict[int, int]] = [{} for _ in self.feeds]  # per feed: datagram index -> errno
         if BATCH is not None:
             # sendmmsg, A and B in turn a few datagrams at a time: B trails A by at most SEND_CHUNK datagrams (as it
@@ -184,11 +183,22 @@ class Plant:
                     rc = send_datagram(sock, data, addr)
                     if rc != SEND_OK:
                         refused[i][k] = rc
+        counts = [int.from_bytes(data[18:20], "big") for data in datagrams]
+        sizes = list(map(len, datagrams))
+        heartbeats, ends = counts.count(0), counts.count(0xFFFF)
+        messages = sum(counts) - 0xFFFF * ends
         for i, (name, _, _, counters) in enumerate(self.feeds):
             failed = refused[i]
             v = counters.values
-            for k, (size, count) in enumerate(meta):
-                rc = failed.get(k, SEND_OK) if failed else SEND_OK
+            if not failed:  # every datagram left: the totals at once
+                v[FEED_COUNTERS.datagrams] += len(datagrams)
+                v[FEED_COUNTERS.bytes] += sum(sizes)
+                v[FEED_COUNTERS.heartbeats] += heartbeats
+                v[FEED_COUNTERS.end_of_session] += ends
+                v[FEED_COUNTERS.messages] += messages
+                continue
+            for k, (size, count) in enumerate(zip(sizes, counts, strict=True)):
+                rc = failed.get(k, SEND_OK)
                 if rc == SEND_OK:
                     v[FEED_COUNTERS.datagrams] += 1
                     v[FEED_COUNTERS.bytes] += size

@@ -20,6 +20,8 @@ No clock, socket or thread here: callers pass `now_ns`, and act on the returned 
 
 from __future__ import annotations
 
+from array import array
+
 from decoders import EVENT_CODES, SCHEMA_FINGERPRINT, SYSTEM_EVENT, CodecTable
 from decoders.moldudp64 import HEADER_SIZE, DatagramWriter, encode_end_of_session, encode_heartbeat
 from retransmit.journal import Journal
@@ -54,12 +56,13 @@ class Sequencer:
             raise ValueError(f"max_datagram_bytes {max_datagram_bytes} outside {HEADER_SIZE + 3}..65507")
         if heartbeat_interval_ns <= 0 or max_batch_delay_ns < 0:
             raise ValueError("heartbeat interval must be positive and batch delay not negative")
-        self.session = session
+        self.session = bytes(session)
         self.table = table
         self.max_batch_delay_ns = max_batch_delay_ns
         self.heartbeat_interval_ns = heartbeat_interval_ns
         self.journal = journal
         self.writer = DatagramWriter(table, max_datagram_bytes)
+        self._seal = getattr(table.native, "seal_datagrams", None)  # the native packer, where built (this schema only)
         self.next_sequence = first_sequence  # sequence number of the next message to enter a datagram
         self._batch_first = first_sequence  # sequence of the first message in the open datagram
         self._batch_since_ns: int | None = None  # when the open datagram got its first message
@@ -95,6 +98,8 @@ class Sequencer:
             raise SessionEnded(f"session {self.session!r} has ended")
         if out is None:
             out = []
+        if self._seal is not None:
+            return self._publish_sealed(msgs, now_ns, out)
         writer = self.writer
         starts = self._starts
         saved = (writer.off, writer.count, len(starts), self._batch_first)
@@ -111,6 +116,50 @@ class Sequencer:
         for first, datagram, block_starts, end in closed:
             self._commit(first, datagram, block_starts, end, now_ns)
             out.append(datagram)
+        if msgs and self._batch_since_ns is None:
+            self._batch_since_ns = now_ns
+        self.next_sequence += n
+        return out
+
+    def _publish_sealed(self, msgs: list[tuple] | tuple, now_ns: int, out: list[bytes]) -> list[bytes]:
+        """`publish_many` with the native packer: the batch's datagrams packed and sealed in one call
+        (decoders/_native_seal.c), journaled in one call; a message it leaves alone goes through the
+        struct codecs, as on the Python path. Same datagrams, same rule 5."""
+        writer = self.writer
+        starts = self._starts
+        seal = self._seal
+        saved = (writer.off, writer.count, len(starts), self._batch_first)
+        runs: list[tuple[list[int], list[bytes], list[bytes], list[int], list[int]]] = []  # sealed: (firsts, datagrams, offsets, counts, sizes)
+        n = len(msgs)
+        i = 0
+        try:
+            while True:
+                i, writer.off, writer.count, self._batch_first, datagrams, offsets, counts, firsts, sizes = seal(
+                    writer.buf, writer.off, writer.count, writer.max_bytes, msgs, i, self.session, self._batch_first, starts)
+                if datagrams:
+                    runs.append((firsts, datagrams, offsets, counts, sizes))
+                if i >= n:
+                    break
+                if not writer.add_many((msgs[i],), 0, starts):  # full (or it raised: the message never fits, or does not encode)
+                    first, datagram, block_starts, end = self._finish()
+                    runs.append(([first], [datagram], [array("H", [*block_starts, end]).tobytes()], [len(block_starts)],
+                                 [end - block_starts[0] - 2 * len(block_starts)]))
+                else:
+                    i += 1
+        except BaseException:
+            self._roll_back(saved, [(firsts[0], datagrams[0], list(memoryview(offsets[0]).cast("H"))[:-1], 0)
+                                    for firsts, datagrams, offsets, _, _ in runs[:1]])
+            raise
+        journal = self.journal
+        for firsts, datagrams, offsets, counts, sizes in runs:
+            if journal is not None:
+                journal.extend_datagrams(firsts, datagrams, offsets, counts, sizes, now_ns)
+            self.datagrams += len(datagrams)
+            self.messages += sum(counts)
+            out += datagrams
+        if runs:
+            self._batch_since_ns = None
+            self._last_send_ns = now_ns
         if msgs and self._batch_since_ns is None:
             self._batch_since_ns = now_ns
         self.next_sequence += n

@@ -75,9 +75,10 @@ def _scanned_next_timer(core: HandlerCore, in_flight: int) -> int | None:
 
 class HandlerModel(RuleBasedStateMachine):
     @initialize(late=st.booleans(), images=st.booleans(), seed=st.integers(0, 2**16), per=st.sampled_from([1, 3, 7]),
-                batched=st.booleans(), group=st.booleans())
-    def start(self, late: bool, images: bool, seed: int, per: int, batched: bool, group: bool) -> None:
+                batched=st.booleans(), group=st.booleans(), via_batch=st.booleans())
+    def start(self, late: bool, images: bool, seed: int, per: int, batched: bool, group: bool, via_batch: bool) -> None:
         self.clock = FakeClock()
+        self.via_batch = via_batch  # feeds read as recvmmsg batches (HandlerCore.on_batch: the native lane where built)
         self.pub = Published(N_MESSAGES, per=per)
         self.policy = RecoveryPolicy(give_up_ns=2000 * MS, stale_after_ns=20_000 * MS, request_timeout_ns=50 * MS,
                                      max_buffer_messages=120, min_ahead_messages=60, max_ahead_messages=200,
@@ -112,7 +113,24 @@ class HandlerModel(RuleBasedStateMachine):
         return self.pub.first_seq(self.sent) if self.sent < len(self.pub.datagrams) else self.pub.next_sequence
 
     def _feed(self, feed: str, data: bytes) -> None:
-        self._act(self.core.on_datagram(feed, data, self.clock.now_ns))
+        if self.via_batch:
+            self._feed_batch(feed, [data])
+        else:
+            self._act(self.core.on_datagram(feed, data, self.clock.now_ns))
+
+    def _feed_batch(self, feed: str, datagrams: list[bytes]) -> None:
+        """Datagrams read by one recvmmsg: through on_batch, or one by one without the batch entry."""
+        if not self.via_batch:
+            for d in datagrams:
+                self._feed(feed, d)
+            return
+        slot = max(1, *(len(d) for d in datagrams))
+        buf = bytearray(slot * len(datagrams))
+        for i, d in enumerate(datagrams):
+            buf[i * slot : i * slot + len(d)] = d
+        actions: list = []
+        self.core.on_batch(feed, buf, slot, [len(d) for d in datagrams], self.clock.now_ns, actions)
+        self._act(actions)
 
     @rule(lose_a=st.booleans(), lose_b=st.booleans(), dup=st.booleans(), delay_b=st.integers(0, 3))
     def publish(self, lose_a: bool, lose_b: bool, dup: bool, delay_b: int) -> None:
@@ -130,6 +148,21 @@ class HandlerModel(RuleBasedStateMachine):
                 self.pending.append((self.step + delay_b, "B", d))
             else:
                 self._feed("B", d)
+
+    @rule(k=st.integers(2, 8), lost_a=st.sets(st.integers(0, 7), max_size=3), lost_b=st.sets(st.integers(0, 7), max_size=3),
+          b_first=st.booleans())
+    def burst(self, k: int, lost_a: set[int], lost_b: set[int], b_first: bool) -> None:
+        """Several datagrams published at once, read as one batch per feed (each feed losing some)."""
+        first, self.sent = self.sent, min(len(self.pub.datagrams), self.sent + k)
+        ds = self.pub.datagrams[first : self.sent]
+        if not ds:
+            return
+        self.clock.advance(200_000 * len(ds))
+        for feed in ("BA" if b_first else "AB"):
+            lost = lost_a if feed == "A" else lost_b
+            kept = [d for i, d in enumerate(ds) if i not in lost]
+            if kept:
+                self._feed_batch(feed, kept)
 
     @rule()
     def release_delayed(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import pytest
 
 from retransmit.journal import Journal, JournalGap
@@ -50,14 +52,19 @@ def test_contents_match_a_plain_list_through_trims_and_compactions() -> None:
     for step in range(4000):
         now += rng.randrange(0, 40)
         blocks = [bytes([seq % 251 + k % 3]) * rng.randrange(1, 20) for k in range(rng.randrange(1, 12))]
-        if rng.random() < 0.5:
+        way = rng.random()
+        if way < 0.3:
             j.extend(seq, blocks, now)
-        else:  # as the plant journals: the datagram itself, with where each block starts
-            datagram, starts = bytearray(20), []
-            for b in blocks:
-                starts.append(len(datagram))
-                datagram += len(b).to_bytes(2, "big") + b
+        elif way < 0.6:  # as the plant journals: the datagram itself, with where each block starts
+            datagram, starts = _datagram(blocks)
             j.extend_datagram(seq, bytes(datagram), starts, len(datagram), now)
+        else:  # as the native packer hands them over: several datagrams at once, offsets as uint16 bytes
+            cuts = sorted({0, len(blocks), *(rng.randrange(len(blocks)) for _ in range(2))})
+            parts = [blocks[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+            made = [_datagram(p) for p in parts]
+            firsts = [seq + a for a in cuts[:-1]]
+            j.extend_datagrams(firsts, [bytes(d) for d, _ in made], [array("H", [*st, len(d)]).tobytes() for d, st in made],
+                               [len(p) for p in parts], [sum(map(len, p)) for p in parts], now)
         model += [(seq + k, b, now) for k, b in enumerate(blocks)]
         seq += len(blocks)
         if step % 97 == 0:
@@ -73,6 +80,14 @@ def test_contents_match_a_plain_list_through_trims_and_compactions() -> None:
         lo = rng.randrange(model[0][0] - 5, seq + 5)
         n = rng.randrange(0, 400)
         assert j.get(lo, n) == [b for s, b, _ in model if lo <= s < lo + n]
+
+
+def _datagram(blocks: list[bytes]) -> tuple[bytearray, list[int]]:
+    datagram, starts = bytearray(20), []
+    for b in blocks:
+        starts.append(len(datagram))
+        datagram += len(b).to_bytes(2, "big") + b
+    return datagram, starts
 
 
 def test_a_read_from_the_middle_costs_its_count_not_the_journal_size() -> None:

@@ -189,3 +189,36 @@ def test_decode_message_agrees_and_leaves_defects_to_the_struct_codecs(msg: tupl
         finally:
             CODECS.native = NATIVE
         assert native.decode_message(bad) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.one_of(messages, st.sampled_from([(b"Q", -1, 2, 3, 4, 5, 6), (b"Q", 1, 2)])), max_size=40), min_size=1,
+                max_size=6), st.integers(60, 1400))
+def test_the_plant_seals_the_same_datagrams_and_journal(batches: list[list[tuple]], max_bytes: int) -> None:
+    """Sequencer.publish_many with the native packer (decoders/_native_seal.c) against the struct codecs' path, batch by
+    batch (some unencodable: all or nothing, rule 5): the same datagrams, errors, open datagram and journal."""
+    from retransmit.journal import Journal
+    from tickerplant.sequencer import Sequencer
+
+    _native()
+    seen = []
+    for sealed in (True, False):
+        journal = Journal()
+        seq = Sequencer(SESSION, CODECS, max_datagram_bytes=max_bytes, journal=journal)
+        assert seq._seal is not None
+        if not sealed:
+            seq._seal = None
+            CODECS.native = None
+        out = []
+        try:
+            for k, batch in enumerate(batches):
+                try:
+                    out.append(seq.publish_many(batch, k))
+                except EncodeError as exc:
+                    out.append(("EncodeError", str(exc)))
+            out.append(seq.flush(99))
+        finally:
+            CODECS.native = NATIVE
+        seen.append((out, seq.next_sequence, seq.datagrams, seq.messages, journal.first_sequence, journal.next_sequence,
+                     journal.nbytes, journal.get(1, 10**6)))
+    assert seen[0] == seen[1]
