@@ -300,6 +300,33 @@ fallback:
     return 0;
 }
 
+static int pack_instrument_directory(unsigned char *w, PyObject *m)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 5) return 0;
+    wrbe16(w, 30);
+    { PyObject *b = PyTuple_GET_ITEM(m, 0); if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != 1) goto fallback;
+      memcpy(w + 2 + 0, PyBytes_AS_STRING(b), 1); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 1); if (!PyLong_Check(o)) goto fallback;
+      unsigned long long x = AS_U64(o);
+      if (x == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      wrbe64(w + 2 + 1, (uint64_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 2); if (!PyLong_Check(o)) goto fallback;
+      long long x = AS_I64(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < 0LL || x > 4294967295LL) goto fallback;
+      wrbe32(w + 2 + 9, (uint32_t)x); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 3); if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o) || PyUnicode_GET_LENGTH(o) > 16) goto fallback;
+      Py_ssize_t n = PyUnicode_GET_LENGTH(o); memcpy(w + 2 + 13, PyUnicode_DATA(o), n); memset(w + 2 + 13 + n, 0, 16 - n); }
+    { PyObject *o = PyTuple_GET_ITEM(m, 4); if (!PyLong_Check(o)) goto fallback;
+      long long x = AS_I64(o);
+      if (x == -1 && PyErr_Occurred()) { PyErr_Clear(); goto fallback; }
+      if (x < -128LL || x > 127LL) goto fallback;
+      w[2 + 29] = (unsigned char)x; }
+    return 1;
+fallback:
+    return 0;
+}
+
 static int pack_quote(unsigned char *w, PyObject *m)
 {
     if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 7) return 0;
@@ -965,7 +992,7 @@ static const packer_fn PACKERS[256] = {
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, pack_field_update, pack_end_of_image,
     NULL, NULL, pack_retransmission_reject, NULL, NULL, NULL, NULL, pack_image_offer,
-    NULL, pack_quote, NULL, pack_system_event, pack_trade, NULL, NULL, NULL,
+    NULL, pack_quote, pack_instrument_directory, pack_system_event, pack_trade, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -999,7 +1026,7 @@ static const Py_ssize_t PACK_SIZES[256] = {
     0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 24, 21,
     0, 0, 44, 0, 0, 0, 0, 27,
-    0, 45, 0, 18, 38, 0, 0, 0,
+    0, 45, 30, 18, 38, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0,

@@ -294,7 +294,7 @@ class _Emitter:
             dec_table[t] = f"dec_{name}"
             encoders.append(self.encoder(codec))
             enc_table[t] = f"enc_{name}"
-            if codec.type_byte in self.table.block_packers and codec.prefix.format[0] in ">!":
+            if codec.tail is None and codec.prefix.format[0] in ">!":  # fixed size (strings too, which struct cannot pack)
                 packers.append(self.packer(codec))
                 pack_table[t] = f"pack_{name}"
                 sizes[t] = str(codec.size)

@@ -125,9 +125,14 @@ def test_the_same_bytes_and_offsets_when_packing(msgs: list[tuple], max_bytes: i
     (b"T", 1, 2, 3, 4, 256, 6),             # aggressor past u8
     (b"Q", 1, 2, 3.5, 4, 5, 6),             # a float price: prices are integers
     (b"Q", 1, 2, 3, 4, 5),                  # a field short
+    (b"R", 1, 2, "S" * 17, -4),              # a symbol past its 16 bytes
+    (b"R", 1, 2, "SYM\u00e9", -4),           # a symbol that is not ASCII
+    (b"R", 1, 2, b"SYM", -4),               # a symbol as bytes, not str
+    (b"R", 1, 2, "SYM", 128),               # a price exponent past i8
 ])
 def test_a_value_that_does_not_fit_is_the_struct_codecs_error(bad: tuple) -> None:
     """The C packer stops at it; the struct codecs raise the one EncodeError, both backends alike."""
+    _native()
     errors = []
     for native in (NATIVE, None):
         CODECS.native = native
