@@ -24,6 +24,7 @@ setup(
     ext_modules=[
         Extension("decoders._native", ["decoders/_native.c"], depends=["decoders/_native_lane.c", "decoders/_native_seal.c"], extra_compile_args=["-O2"], optional=True),
         Extension("mdcommon._batch_io", ["mdcommon/_batch_io.c"], extra_compile_args=["-O2"], optional=True),  # recvmmsg/sendmmsg
+        Extension("tickerplant._synthetic", ["tickerplant/_synthetic.c"], extra_compile_args=["-O2"], optional=True),  # the synthetic market
         Extension("mdcommon._replica", ["mdcommon/_replica.c"], extra_compile_args=["-O2"], optional=True),  # Image.apply_many
     ],
     cmdclass={"build_ext": OptionalBuildExt},

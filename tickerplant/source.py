@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from decoders import AGGRESSORS, CODECS, CodecTable
+from decoders.native import wanted_backend
 from decoders.schema.fields import FIELDS_BY_NAME, VALUE_INTEGER, VALUE_PRICE
 
 __all__ = ["SyntheticMarket", "RateSchedule", "SyntheticFeed", "FileFeed", "read_json_lines", "message_from_json"]
@@ -30,6 +31,22 @@ _AGGRESSORS = (AGGRESSORS["buy"], AGGRESSORS["sell"])
 _VWAP = FIELDS_BY_NAME["vwap"].field_id
 _OPEN_INTEREST = FIELDS_BY_NAME["open_interest"].field_id
 _HALTED = FIELDS_BY_NAME["halted"].field_id
+# what tickerplant/_synthetic.c writes into its messages, in the order of its C_* enum
+_C_CONSTS = (b"Q", b"T", b"F", _AGGRESSORS[0], _AGGRESSORS[1], _VWAP, VALUE_PRICE, _OPEN_INTEREST, VALUE_INTEGER, _HALTED, 4, 0)
+
+
+def _load_synthetic() -> Any:
+    """The C generator (tickerplant/_synthetic.c) where pip install built it, unless MD_BACKEND=python."""
+    if wanted_backend() == "python":
+        return None
+    try:
+        from . import _synthetic  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _synthetic
+
+
+_SYNTHETIC = _load_synthetic()
 
 
 class RateSchedule:
@@ -69,6 +86,14 @@ class SyntheticMarket:
             yield (b"R", now_ns, i + 1, f"SYM{i + 1:06d}", self.price_exponent)
 
     def next_messages(self, n: int, now_ns: int) -> list[tuple]:
+        if _SYNTHETIC is not None and n >= 64:  # the same messages, in C (the state round trip costs about 64 messages)
+            version, state, gauss = self.rng.getstate()
+            msgs, state = _SYNTHETIC.next_messages(state, n, now_ns, self.mid, self.trade_id, self.instruments, _C_CONSTS)
+            self.rng.setstate((version, state, gauss))
+            return msgs
+        return self._next_messages_python(n, now_ns)
+
+    def _next_messages_python(self, n: int, now_ns: int) -> list[tuple]:
         rng = self.rng
         rnd = rng.random
         mid = self.mid

@@ -7,9 +7,12 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from decoders import CODECS
 from mdcommon import config as cfg
+from tests.conftest import need_native
 from tickerplant.__main__ import main, validate
 from tickerplant.config import PlantConfig
 from tickerplant.plant_io import session_instance_for
@@ -86,3 +89,17 @@ def test_a_restart_never_reuses_a_session_instance(tmp_path: Path) -> None:
     assert second == first + 1
     assert session_instance_for(5, "", 0) == 5
     assert socket.if_nametoindex("lo")
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32), instruments=st.integers(1, 50_000), sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=5))
+def test_the_c_synthetic_market_is_the_python_one(seed: int, instruments: int, sizes: list[int]) -> None:
+    """tickerplant/_synthetic.c draws what the Python generator draws (standbys regenerate each other's stream
+    from the seed): the same messages, and the same random state, mids and trade ids after every batch."""
+    from tickerplant import source
+
+    need_native(source._SYNTHETIC, "tickerplant/_synthetic.c")
+    fast, plain = SyntheticMarket(instruments, seed=seed), SyntheticMarket(instruments, seed=seed)
+    for k, n in enumerate(sizes):
+        assert fast.next_messages(n, 1_000 + k) == plain._next_messages_python(n, 1_000 + k)
+        assert (fast.rng.getstate(), fast.mid, fast.trade_id) == (plain.rng.getstate(), plain.mid, plain.trade_id)
