@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import ctypes
 import signal
+import sys
 from typing import Protocol
 
-__all__ = ["Daemon", "run_until_signalled"]
+__all__ = ["Daemon", "run_until_signalled", "tighten_timer_slack"]
+
+_PR_SET_TIMERSLACK = 29
+
+
+def tighten_timer_slack(slack_ns: int = 1000) -> bool:
+    """Ask Linux to wake this thread's timed sleeps within `slack_ns` instead of its default 50 µs.
+
+    A plant publishing a batch every 100 µs sleeps until each is due; with the default slack every
+    wake-up came up to 50 µs late, which was most of a message's latency at 10 k msg/s. Costs a few
+    more wake-ups on an idle daemon, nothing else. False where prctl is not there (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, slack_ns, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 class Daemon(Protocol):

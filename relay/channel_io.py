@@ -25,6 +25,7 @@ from decoders.schema.fields import FIELDS_BY_NAME, VALUE_BOOLEAN
 from linehandler.config import HandlerConfig
 from linehandler.events import QUALITY_STALE, GapEvent, ImageApplied, QualityChanged, SessionEnded
 from linehandler.handler_io import LineHandler
+from mdcommon.daemon_io import tighten_timer_slack
 from mdcommon.logs import event
 
 from .config import ChannelRelayConfig
@@ -40,6 +41,7 @@ log = logging.getLogger("relay")
 
 
 def run_channel(config: ChannelRelayConfig) -> int:
+    tighten_timer_slack()  # held batches are due to the microsecond: wake for them on time
     layers = RelayLayers(int(config.delay_ms * 1e6), set(config.instruments), config.max_queued_messages, config.delay_memory_bytes,
                          config.spill_dir)
     failure: list[str] = []
