@@ -122,9 +122,87 @@ static PyObject *send_batch(PyObject *self, PyObject *args)
     return result;
 }
 
+/* send_batch_to(fd, datagrams, destinations) -> (sent, errno): as send_batch, datagram i to destinations[i], an
+ * (IPv4 host, port) tuple; one sendmmsg for a run that alternates between destinations (a capture's A and B). */
+static PyObject *send_batch_to(PyObject *self, PyObject *args)
+{
+    int fd;
+    PyObject *datagrams, *dests;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOO", &fd, &datagrams, &dests))
+        return NULL;
+    PyObject *seq = PySequence_Fast(datagrams, "send_batch_to: datagrams must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    PyObject *dseq = PySequence_Fast(dests, "send_batch_to: destinations must be a sequence");
+    if (dseq == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (PySequence_Fast_GET_SIZE(dseq) != n) {
+        Py_DECREF(seq);
+        Py_DECREF(dseq);
+        PyErr_SetString(PyExc_ValueError, "send_batch_to: one destination per datagram");
+        return NULL;
+    }
+    if (n > MAX_BATCH)
+        n = MAX_BATCH;
+    static struct sockaddr_in addrs[MAX_BATCH];
+    Py_buffer views[MAX_BATCH];
+    struct mmsghdr msgs[MAX_BATCH];
+    struct iovec iov[MAX_BATCH];
+    PyObject *last = NULL;  /* consecutive datagrams to the same tuple object: parsed once */
+    Py_ssize_t held = 0;
+    for (; held < n; held++) {
+        PyObject *d = PySequence_Fast_GET_ITEM(dseq, held);
+        struct sockaddr_in *a = &addrs[held];
+        if (d == last && held > 0) {
+            *a = addrs[held - 1];
+        } else {
+            const char *host;
+            int port;
+            if (!PyTuple_Check(d) || !PyArg_ParseTuple(d, "si", &host, &port)) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "send_batch_to: a destination is an (IPv4 host, port) tuple");
+                break;
+            }
+            memset(a, 0, sizeof *a);
+            a->sin_family = AF_INET;
+            a->sin_port = htons((uint16_t)port);
+            if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &a->sin_addr) != 1) {
+                PyErr_Format(PyExc_ValueError, "send_batch_to: %s:%d is not an IPv4 address and port", host, port);
+                break;
+            }
+            last = d;
+        }
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, held), &views[held], PyBUF_SIMPLE) < 0)
+            break;
+        iov[held].iov_base = views[held].buf;
+        iov[held].iov_len = (size_t)views[held].len;
+        memset(&msgs[held], 0, sizeof(struct mmsghdr));
+        msgs[held].msg_hdr.msg_name = a;
+        msgs[held].msg_hdr.msg_namelen = sizeof *a;
+        msgs[held].msg_hdr.msg_iov = &iov[held];
+        msgs[held].msg_hdr.msg_iovlen = 1;
+    }
+    PyObject *result = NULL;
+    if (held == n) {
+        int r = n ? sendmmsg(fd, msgs, (unsigned int)n, 0) : 0;
+        int err = r < 0 ? errno : 0;
+        result = Py_BuildValue("ii", r < 0 ? 0 : r, err);
+    }
+    for (Py_ssize_t i = 0; i < held; i++)
+        PyBuffer_Release(&views[i]);
+    Py_DECREF(seq);
+    Py_DECREF(dseq);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
     {"recv_batch", recv_batch, METH_VARARGS, "recv_batch(fd, buffer, slot, max_count) -> tuple of lengths (negative: cut)"},
     {"send_batch", send_batch, METH_VARARGS, "send_batch(fd, datagrams, host, port) -> (sent, errno)"},
+    {"send_batch_to", send_batch_to, METH_VARARGS, "send_batch_to(fd, datagrams, destinations) -> (sent, errno)"},
     {NULL, NULL, 0, NULL},
 };
 

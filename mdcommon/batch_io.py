@@ -14,7 +14,7 @@ from types import ModuleType
 
 from decoders.native import wanted_backend
 
-__all__ = ["BATCH", "SEND_SLICE", "send_all"]
+__all__ = ["BATCH", "SEND_SLICE", "send_all", "send_all_to"]
 
 
 def _load() -> ModuleType | None:
@@ -40,6 +40,24 @@ def send_all(fd: int, datagrams: list, host: str, port: int, on_error, start: in
     n = len(datagrams) if stop is None else min(stop, len(datagrams))
     while i < n:
         done, err = BATCH.send_batch(fd, datagrams[i : min(n, i + SEND_SLICE)], host, port)
+        sent += done
+        i += done
+        if err:
+            on_error(i, err)
+            i += 1
+    return sent
+
+
+def send_all_to(fd: int, datagrams: list, destinations: list, on_error) -> int:
+    """As `send_all`, datagram i to destinations[i] (an (IPv4 host, port) tuple): a run that alternates between
+    destinations through one socket (a capture's A and B feeds) still leaves by few sendmmsg calls."""
+    assert BATCH is not None
+    sent = 0
+    i = 0
+    n = len(datagrams)
+    while i < n:
+        stop = min(n, i + SEND_SLICE)
+        done, err = BATCH.send_batch_to(fd, datagrams[i:stop], destinations[i:stop])
         sent += done
         i += done
         if err:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from decoders.pcap import PcapError, ReadCounters, read_udp
-from mdcommon.batch_io import BATCH, SEND_SLICE, send_all
+from mdcommon.batch_io import BATCH, SEND_SLICE, send_all_to
 from mdcommon.mcast_send_io import open_sender
 
 __all__ = ["ReplayTarget", "WireReplayReport", "wire_replay", "parse_mapping", "main"]
@@ -80,13 +80,14 @@ def _route(key: tuple[str, int], mapping: dict[tuple[str, int], ReplayTarget], m
     return sock, (target.group, target.port)
 
 
-def _flush(route, pending: list, report: WireReplayReport) -> None:
-    """Send the pending run of datagrams to one destination with as few sendmmsg calls as the kernel allows."""
-    sock, (group, port) = route
-    sent = send_all(sock.fileno(), pending, group, port, lambda i, err: None)
+def _flush(sock: socket.socket, pending: list, destinations: list, report: WireReplayReport) -> None:
+    """Send the pending run of datagrams (each to its own destination, all through `sock`) with as few sendmmsg
+    calls as the kernel allows."""
+    sent = send_all_to(sock.fileno(), pending, destinations, lambda i, err: None)
     report.sent += sent
     report.send_errors += len(pending) - sent  # refused by the kernel (buffer full, no route): counted, the replay goes on
     pending.clear()
+    destinations.clear()
 
 
 def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], speed: float = 1.0, ttl: int = 0,
@@ -98,7 +99,8 @@ def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], 
     routes: dict[tuple[str, int], tuple[socket.socket, tuple[str, int]] | None] = {}  # resolved once per destination
     start_wall = first_ts = None
     pending: list = []
-    pending_route: tuple[socket.socket, tuple[str, int]] | None = None
+    pending_to: list[tuple[str, int]] = []
+    pending_sock: socket.socket | None = None
     t0 = time.monotonic()
     try:
         for ts, _src, _sport, dst, dport, payload in read_udp(path, counters):
@@ -111,11 +113,12 @@ def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], 
             if route is None:
                 report.skipped_unmapped += 1
                 continue
-            if speed <= 0 and BATCH is not None:  # as fast as possible: runs to one destination leave by sendmmsg
-                if pending and (route is not pending_route or len(pending) >= SEND_SLICE):
-                    _flush(pending_route, pending, report)
-                pending_route = route
+            if speed <= 0 and BATCH is not None:  # as fast as possible: runs through one socket leave by sendmmsg
+                if pending and (route[0] is not pending_sock or len(pending) >= SEND_SLICE):
+                    _flush(pending_sock, pending, pending_to, report)
+                pending_sock = route[0]
                 pending.append(payload)  # a view of the capture read whole: valid until the end
+                pending_to.append(route[1])
                 continue
             if speed > 0:
                 if start_wall is None:
@@ -133,7 +136,7 @@ def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], 
             except OSError:  # refused by the kernel (buffer full, no route): counted, the replay goes on
                 report.send_errors += 1
         if pending:
-            _flush(pending_route, pending, report)
+            _flush(pending_sock, pending, pending_to, report)
     finally:
         for s in socks.values():
             s.close()

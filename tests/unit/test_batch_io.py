@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from mdcommon.batch_io import BATCH, send_all
+from mdcommon.batch_io import BATCH, send_all, send_all_to
 from tests.conftest import need_native
 
 
@@ -84,3 +84,33 @@ def test_a_refused_datagram_is_reported_and_skipped_like_a_refused_sendto(batch)
         assert refused == {0: exc.value.errno, 1: exc.value.errno} and exc.value.errno in (errno.EACCES, errno.ENETUNREACH)
     finally:
         tx.close()
+
+
+def test_send_all_to_sends_each_datagram_to_its_own_destination(batch) -> None:
+    """The wire replay's interleaved A/B runs: one sendmmsg, a destination per datagram, order kept per destination."""
+    rxs = []
+    for _ in range(2):
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        rxs.append(rx)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        dests = [rxs[i % 2].getsockname() for i in range(1500)]
+        datagrams = [i.to_bytes(4, "big") for i in range(1500)]
+        assert send_all_to(tx.fileno(), datagrams, dests, lambda i, e: pytest.fail(f"refused {i}: {e}")) == 1500
+        buf = bytearray(64 * 64)
+        for k, rx in enumerate(rxs):
+            got = []
+            while lengths := batch.recv_batch(rx.fileno(), buf, 64, 64):
+                got += [int.from_bytes(buf[i * 64 : i * 64 + 4], "big") for i in range(len(lengths))]
+            assert got == list(range(k, 1500, 2))
+        with pytest.raises(ValueError):
+            batch.send_batch_to(tx.fileno(), [b"x"], [("not-an-address", 1)])
+        with pytest.raises(ValueError):
+            batch.send_batch_to(tx.fileno(), [b"x", b"y"], [("127.0.0.1", 1)])  # one destination per datagram
+    finally:
+        tx.close()
+        for rx in rxs:
+            rx.close()
