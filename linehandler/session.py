@@ -82,7 +82,8 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
     ) -> None:
         self.on_message = on_message
         # Batched delivery: when given, messages go to on_messages(first_sequence, messages) instead, a whole
-        # in-order datagram in one call (the slow paths deliver runs of one); on_message is then not called.
+        # in-order datagram in one call (what drains from the buffer after a gap: a run of consecutive messages
+        # per call); on_message is then not called.
         self.on_messages = on_messages
         self.on_event = on_event
         self.policy = p = policy or RecoveryPolicy()

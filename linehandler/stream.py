@@ -218,6 +218,19 @@ class StreamMixin:
         self._update_quality("gap")
         return actions
 
+    def _deliver_run(self, first: int, run: list[tuple]) -> None:
+        """`_deliver` for consecutive messages from `first`: what delivering them one by one does."""
+        if self.on_messages is not None:
+            self.on_messages(first, run)
+            if self.keep_image:
+                self.image.apply_many(run)
+            self.counters.values[STREAM_COUNTERS.delivered] += len(run)
+            if self.resync is not None:
+                self._remember(first, run)
+            return
+        for i, m in enumerate(run):
+            self._deliver(first + i, m)
+
     def _deliver(self, s: int, m: tuple) -> None:
         if self.on_messages is not None:
             self.on_messages(s, (m,))
@@ -239,15 +252,22 @@ class StreamMixin:
             self.image_due_ns = 0
 
     def _drain(self) -> None:
-        """Deliver from the buffer in order; skip abandoned gaps at the head, loudly."""
+        """Deliver from the buffer in order, a run of consecutive messages at a time (one on_messages call and
+        one apply_many per run); skip abandoned gaps at the head, loudly."""
         buffer = self.buffer
         expected = self.expected
         while True:
-            m = buffer.pop(expected, None)
-            if m is not None:
-                self.buffer_bytes -= BUFFERED_MESSAGE_BYTES
-                self._deliver(expected, m)
-                expected += 1
+            if expected in buffer:
+                pop = buffer.pop
+                run = [pop(expected)]
+                s = expected + 1
+                while s in buffer:
+                    run.append(pop(s))
+                    s += 1
+                self.buffer_bytes -= BUFFERED_MESSAGE_BYTES * len(run)
+                self.expected = expected  # where the run starts, should a callback raise in it
+                self._deliver_run(expected, run)
+                expected = s
                 continue
             head = self.gaps.head()
             if head is not None and head.first == expected and head.abandoned:

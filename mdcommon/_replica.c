@@ -187,9 +187,65 @@ error:
     return NULL;
 }
 
+/* load_record(records, msg, record_class) -> bool: a record image (b"I", ts, iid, symbol, exponent, fields) as
+ * Image.load_record makes it: a new record_class(iid, symbol, exponent), its values by field id, and in `types`
+ * the value types that differ from the field dictionary's. False, changing nothing: a shape Python must judge. */
+static PyObject *load_record(PyObject *self, PyObject *args)
+{
+    PyObject *records, *m, *cls;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &records, &m, &cls))
+        return NULL;
+    if (!configured) {
+        PyErr_SetString(PyExc_RuntimeError, "load_record before configure");
+        return NULL;
+    }
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 6 || !PyTuple_CheckExact(PyTuple_GET_ITEM(m, 5)))
+        Py_RETURN_FALSE;
+    PyObject *fields = PyTuple_GET_ITEM(m, 5);
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *f = PyTuple_GET_ITEM(fields, i);
+        if (!PyTuple_CheckExact(f) || PyTuple_GET_SIZE(f) != 3)
+            Py_RETURN_FALSE;
+    }
+    PyObject *iid = PyTuple_GET_ITEM(m, 2);
+    PyObject *call[3] = {iid, PyTuple_GET_ITEM(m, 3), PyTuple_GET_ITEM(m, 4)};
+    PyObject *rec = PyObject_Vectorcall(cls, call, 3, NULL);
+    if (rec == NULL)
+        return NULL;
+    PyObject *values = PyObject_GetAttr(rec, VALUES), *types = values ? PyObject_GetAttr(rec, TYPES) : NULL;
+    int bad = values == NULL || types == NULL;
+    for (Py_ssize_t i = 0; i < n && !bad; i++) {
+        PyObject *f = PyTuple_GET_ITEM(fields, i);
+        PyObject *fid = PyTuple_GET_ITEM(f, 0), *vt = PyTuple_GET_ITEM(f, 1);
+        if (PyObject_SetItem(values, fid, PyTuple_GET_ITEM(f, 2)) < 0) {
+            bad = 1;
+            break;
+        }
+        PyObject *known = PyDict_GetItemWithError(FIELD_TYPES, fid);
+        if (known == NULL && PyErr_Occurred()) {
+            bad = 1;
+            break;
+        }
+        int same = known != NULL ? PyObject_RichCompareBool(known, vt, Py_EQ) : 0;
+        if (same < 0 || (!same && PyObject_SetItem(types, fid, vt) < 0))
+            bad = 1;
+    }
+    if (!bad)
+        bad = PyDict_SetItem(records, iid, rec) < 0;
+    Py_XDECREF(values);
+    Py_XDECREF(types);
+    Py_DECREF(rec);
+    if (bad)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef METHODS[] = {
     {"configure", configure, METH_VARARGS, "configure(field_ids, field_types)"},
     {"apply_many", apply_many, METH_VARARGS, "apply_many(records, msgs, apply)"},
+    {"load_record", load_record, METH_VARARGS, "load_record(records, msg, record_class) -> bool"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -146,7 +146,15 @@ class Image:
         return rec
 
     def apply(self, msg: tuple) -> None:
-        """Apply one market-data message; types that carry no instrument state are ignored."""
+        """Apply one market-data message; types that carry no instrument state are ignored. In C where built
+        (quotes, trades, field updates of known instruments), except while a snapshot is taken."""
+        if _NATIVE is not None and self._saved is None:
+            _NATIVE.apply_many(self.records, (msg,), self._apply)
+            return
+        self._apply(msg)
+
+    def _apply(self, msg: tuple) -> None:
+        """What applying means (the C replica takes only what it does exactly as this does)."""
         t = msg[0]
         if t == b"Q":
             _, ts, iid, bid, bid_size, ask, ask_size = msg
@@ -190,14 +198,16 @@ class Image:
     def apply_many(self, msgs: list[tuple] | tuple) -> None:
         """`apply` each message in order (a datagram's worth); in C where built, except while a snapshot is taken."""
         if _NATIVE is not None and self._saved is None:
-            _NATIVE.apply_many(self.records, msgs, self.apply)
+            _NATIVE.apply_many(self.records, msgs, self._apply)
             return
-        apply = self.apply
+        apply = self._apply
         for m in msgs:
             apply(m)
 
     def load_record(self, msg: tuple) -> None:
         """Replace one instrument from a record image message."""
+        if _NATIVE is not None and self._saved is None and _NATIVE.load_record(self.records, msg, Record):
+            return
         _, _ts, iid, symbol, exponent, fields = msg
         if self._saved is not None:
             self._save(iid)

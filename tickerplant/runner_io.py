@@ -40,6 +40,7 @@ __all__ = ["PlantRunner", "install_signals", "MAX_BATCH_PER_LOOP"]
 
 log = logging.getLogger("tickerplant")
 MAX_BATCH_PER_LOOP = 2000  # messages generated per loop turn (whole batches), so timers and signals stay timely
+BULK_NS_PER_MESSAGE = SyntheticFeed.NS_PER_INSTRUMENT  # the pace of a batch larger than that (a directory, a file)
 MIRROR_KEPT = 16384  # mirrored datagrams waiting for the shadow to generate theirs
 _TAG_LENGTH = len(SCHEMA_TAG)
 _header = HEADER.unpack_from
@@ -118,9 +119,21 @@ class PlantRunner:
         return None
 
     def _publish_batch(self, msgs: list[tuple]) -> None:
-        """One whole batch, then a flush: datagram boundaries depend on the messages only."""
+        """One whole batch, then a flush: datagram boundaries depend on the messages only.
+
+        A batch of more than MAX_BATCH_PER_LOOP messages (the instrument directory, a whole input file) leaves
+        paced at BULK_NS_PER_MESSAGE (the 3 µs an instrument the synthetic market's opening leaves for its
+        directory): sent at once, 200,000 directory entries overran the receive buffers of the mirror and of
+        every handler, and the mirror lost part of the directory it serves images from. Pacing changes when
+        the datagrams leave, never what they hold."""
         plant = self.plant
+        paced = plant.sending and len(msgs) > MAX_BATCH_PER_LOOP
+        t0 = time.monotonic_ns()
         for i in range(0, len(msgs), MAX_BATCH_PER_LOOP):
+            if paced and i:
+                wait_ns = t0 + i * BULK_NS_PER_MESSAGE - time.monotonic_ns()
+                if wait_ns > 0:
+                    time.sleep(wait_ns / 1e9)
             plant.publish_many(msgs[i : i + MAX_BATCH_PER_LOOP])
         plant.flush()
 

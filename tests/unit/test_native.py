@@ -132,7 +132,6 @@ def test_the_same_bytes_and_offsets_when_packing(msgs: list[tuple], max_bytes: i
 ])
 def test_a_value_that_does_not_fit_is_the_struct_codecs_error(bad: tuple) -> None:
     """The C packer stops at it; the struct codecs raise the one EncodeError, both backends alike."""
-    _native()
     errors = []
     for native in (NATIVE, None):
         CODECS.native = native

@@ -33,9 +33,14 @@ def native():
 
 
 def python_image(msgs: list[tuple]) -> Image:
+    """The reference: Image.apply with the C replica switched off."""
     img = Image()
-    for m in msgs:
-        img.apply(m)
+    image_module._NATIVE = None
+    try:
+        for m in msgs:
+            img.apply(m)
+    finally:
+        image_module._NATIVE = NATIVE
     return img
 
 
@@ -43,10 +48,13 @@ def python_image(msgs: list[tuple]) -> Image:
 @given(st.lists(message, max_size=80), st.integers(1, 10))
 def test_the_same_image_from_the_same_messages(msgs: list[tuple], chunk: int) -> None:
     need_native(NATIVE, "mdcommon/_replica.c")
-    img = Image()
+    img, one = Image(), Image()
     for i in range(0, len(msgs), chunk):
         img.apply_many(msgs[i : i + chunk])
-    assert img.records == python_image(msgs).records
+    for m in msgs:
+        one.apply(m)  # one at a time: through C as well
+    assert img.records == python_image(msgs).records == one.records
+    assert {k: r.types for k, r in one.records.items()} == {k: r.types for k, r in python_image(msgs).records.items()}
     assert {k: r.types for k, r in img.records.items()} == {k: r.types for k, r in python_image(msgs).records.items()}
 
 
@@ -64,6 +72,9 @@ def test_a_tuple_of_the_wrong_shape_raises_as_in_python(native) -> None:
         Image().apply((b"Q", 1, 7, 1))
     with pytest.raises(ValueError):
         img.apply_many([(b"Q", 1, 7, 1)])
+    with pytest.raises(ValueError):  # a record image with a field of the wrong shape: C leaves it to Python, which says so
+        img.apply((b"I", 1, 7, "ACME", -4, ((1, 2),)))
+    assert img.records[7].symbol == "ACME"
 
 
 FIELDS_BY_ID = {f.name: fid for fid, f in FIELDS.items()}
