@@ -28,6 +28,7 @@ from common import percentiles, self_cpu_s, self_rss_bytes
 from linehandler.config import ChannelConfig, FeedConfig, GroupConfig, HandlerConfig, RecoveryConfig
 from linehandler.events import ImageApplied, Recovered
 from linehandler.handler_io import LineHandler
+from mdcommon.daemon_io import quiet_collector
 from mdcommon.logs import setup_logging
 
 
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print("ready", flush=True)
     t0 = time.perf_counter()
     c0 = self_cpu_s()
+    quiet_collector()  # as the daemon does (mdcommon/daemon_io.py, run_until_signalled)
     handler.run(duration_s=args.seconds)
     cpu = self_cpu_s() - c0
     wall = time.perf_counter() - t0

@@ -25,7 +25,7 @@ from typing import Any
 
 from decoders import CODECS, SCHEMA_FINGERPRINT, SCHEMA_TAG, DecodeError, make_session
 from decoders.moldudp64 import END_OF_SESSION_COUNT, HEADER, HEARTBEAT_COUNT, decode_header, decode_messages, encode_heartbeat
-from mdcommon.daemon_io import tighten_timer_slack
+from mdcommon.daemon_io import quiet_collector, tighten_timer_slack
 from mdcommon.logs import event
 from mdcommon.mcast_recv_io import open_receiver
 from mdcommon.status_io import StatusServer
@@ -341,6 +341,7 @@ class PlantRunner:
     def run(self, duration_s: float = 0.0) -> None:
         plant, core = self.plant, self.core
         tighten_timer_slack()  # batches are due every max_batch_delay_us: wake for them on time
+        quiet_collector()
         start = time.monotonic_ns()
         duration_ns = int(duration_s * 1e9)
         if core is None:
