@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import socket
 import statistics
@@ -82,6 +83,12 @@ def join_processes(a, b, udp: int, tcp: int, n: int) -> list[dict]:
     return out
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def mirror_figures(status: Path) -> tuple[int, int]:
     stream = fetch_status(str(status))["mirror"]["channels"]["ch1"]["stream"]
     return stream["gaps_detected"], stream["messages_lost"]
@@ -126,19 +133,28 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1.0)
         print(f"(b) live: {args.instruments:,} instruments, feed at {args.rate:,.0f} msg/s on loopback")
         rows = []
+        cpu = []  # where the CPU goes while they join: each joiner's own, and the server's and the plant's
         for joiners in (1, args.joiners):
             gaps0, lost0 = mirror_figures(status)
+            srv0, plant0 = proc_cpu_s(server.pid), proc_cpu_s(plant.pid)
+            t0 = time.perf_counter()
             results = join_processes(a, b, udp, tcp, joiners)
+            wall = time.perf_counter() - t0
+            srv1, plant1 = proc_cpu_s(server.pid), proc_cpu_s(plant.pid)
             time.sleep(2.5)
             gaps1, lost1 = mirror_figures(status)
             rows.append((joiners, [r["image_s"] or float("nan") for r in results], [r["instruments"] for r in results],
                          gaps1 - gaps0, lost1 - lost0))
+            cpu.append((joiners, wall, statistics.median(r.get("cpu_s", float("nan")) for r in results), srv1 - srv0, plant1 - plant0))
         snap = fetch_status(str(status))
         print(f"{'joiners':>8} {'median s':>9} {'max s':>7} {'instruments in replica':>24} {'mirror gaps':>12} {'mirror lost':>12}")
         for joiners, times, sizes, gaps, lost in rows:
             print(f"{joiners:8} {statistics.median(times):9.2f} {max(times):7.2f} {min(sizes):>24,} {gaps:>12,} {lost:>12,}")
         print(f"snapshots taken {snap['images']['snapshots_taken']}, images served {snap['images']['images_served']} "
               f"(joiners are processes: bench/handler_proc.py --keep-image --until-image)")
+        for joiners, wall, joiner_cpu, srv_cpu, plant_cpu in cpu:
+            print(f"CPU while {joiners} joined ({wall:.1f} s wall, 2 cores): each joiner {joiner_cpu:.2f} s (median, from its start), "
+                  f"server (mirror and images) {srv_cpu:.2f} s, plant {plant_cpu:.2f} s")
         alone, many = rows[0], rows[1]
         print(f"{'MET ' if statistics.median(alone[1]) < 5 else 'MISS'} image of {args.instruments:,} instruments served and applied "
               f"in < 5 s, one joiner: {statistics.median(alone[1]):.2f} s")

@@ -128,6 +128,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         self.horizon = 0  # one past the highest sequence known to exist
         self.announced_from: int | None = None  # horizon[announced_from:] is vouched for by a heartbeat only, not by data
         self.buffer: dict[int, tuple] = {}
+        self.buffer_top = 0  # above every sequence buffered since the stream started (a bound: deletions leave it)
         self.buffer_bytes = 0
         self.gaps = GapList(self.policy.give_up_ns)
         self.feed_next = [0, 0, 0]

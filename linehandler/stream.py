@@ -177,23 +177,33 @@ class StreamMixin:
         first_new = last_new = None
         delivered_dups = 0
         buffered_conflicts: list[int] = []
-        for i, m in enumerate(msgs):
-            s = seq + i
-            if s < expected:
-                counts[FEED_COUNTERS.duplicates] += 1
-                delivered_dups += 1
-                continue
-            if s in buffer:
-                counts[FEED_COUNTERS.duplicates] += 1
-                if buffer[s] != m:
-                    buffered_conflicts.append(s)
-                continue
-            buffer[s] = m
-            self.buffer_bytes += est
-            counts[FEED_COUNTERS.first_arrivals] += 1
-            if first_new is None:
-                first_new = s
-            last_new = s
+        if seq >= expected and seq >= self.buffer_top and msgs:
+            # wholly new (above what was delivered and above anything ever buffered): kept at once, as the loop
+            # below would keep it message by message (a late join buffers the whole live feed this way)
+            buffer.update(zip(range(seq, end), msgs))
+            self.buffer_bytes += est * count
+            counts[FEED_COUNTERS.first_arrivals] += count
+            first_new, last_new = seq, end - 1
+        else:
+            for i, m in enumerate(msgs):
+                s = seq + i
+                if s < expected:
+                    counts[FEED_COUNTERS.duplicates] += 1
+                    delivered_dups += 1
+                    continue
+                if s in buffer:
+                    counts[FEED_COUNTERS.duplicates] += 1
+                    if buffer[s] != m:
+                        buffered_conflicts.append(s)
+                    continue
+                buffer[s] = m
+                self.buffer_bytes += est
+                counts[FEED_COUNTERS.first_arrivals] += 1
+                if first_new is None:
+                    first_new = s
+                last_new = s
+        if last_new is not None and last_new >= self.buffer_top:
+            self.buffer_top = last_new + 1
         if delivered_dups and data is not None:
             try:
                 self._compare(feed, seq, split_blocks(data)[3][:delivered_dups])
