@@ -14,7 +14,7 @@ enum { BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE, QUOTE_TIME, LAST_PRICE, LAST_SI
 
 static PyObject *FIELD[N_FIELDS];
 static PyObject *FIELD_TYPES;  /* field id -> value type, from the field dictionary */
-static PyObject *ZERO, *ONE, *VALUES, *TYPES;
+static PyObject *ZERO, *ONE, *VALUES, *TYPES, *COPY;
 static int configured;
 
 /* configure(field_ids: tuple of 13 ints in the order above, field_types: dict) */
@@ -128,14 +128,19 @@ static int apply_field(PyObject *rec, PyObject *values, PyObject *m)
     return rc < 0 ? -1 : 1;
 }
 
-/* apply_many(records, msgs, apply) -> None: each message applied in order; `apply` (the Python
- * Image.apply) takes those this file leaves alone. */
+/* apply_many(records, msgs, apply[, saved]) -> None: each message applied in order; `apply` (the Python
+ * Image.apply) takes those this file leaves alone. `saved` (a snapshot in progress, Image._saved): before a
+ * record first changes, its copy (record.copy()) is kept there under its id, as Image._save does. */
 static PyObject *apply_many(PyObject *self, PyObject *args)
 {
-    PyObject *records, *msgs, *fallback;
+    PyObject *records, *msgs, *fallback, *saved = Py_None;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &records, &msgs, &fallback))
+    if (!PyArg_ParseTuple(args, "O!OO|O", &PyDict_Type, &records, &msgs, &fallback, &saved))
         return NULL;
+    if (saved != Py_None && !PyDict_CheckExact(saved)) {
+        PyErr_SetString(PyExc_TypeError, "apply_many: saved must be a dict or None");
+        return NULL;
+    }
     if (!configured) {
         PyErr_SetString(PyExc_RuntimeError, "apply_many before configure");
         return NULL;
@@ -153,6 +158,25 @@ static PyObject *apply_many(PyObject *self, PyObject *args)
                 PyObject *rec = PyDict_GetItemWithError(records, PyTuple_GET_ITEM(m, 2));
                 if (rec == NULL && PyErr_Occurred())
                     goto error;
+                if (rec != NULL && saved != Py_None) {  /* copy on write: the snapshot keeps the record as it was */
+                    int held = PyDict_Contains(saved, PyTuple_GET_ITEM(m, 2));
+                    if (held < 0)
+                        goto error;
+                    if (!held) {
+                        Py_INCREF(rec);
+                        PyObject *copy = PyObject_CallMethodNoArgs(rec, COPY);
+                        Py_DECREF(rec);
+                        if (copy == NULL)
+                            goto error;
+                        int r = PyDict_SetItem(saved, PyTuple_GET_ITEM(m, 2), copy);
+                        Py_DECREF(copy);
+                        if (r < 0)
+                            goto error;
+                        rec = PyDict_GetItemWithError(records, PyTuple_GET_ITEM(m, 2));  /* copy() ran Python: look again */
+                        if (rec == NULL && PyErr_Occurred())
+                            goto error;
+                    }
+                }
                 if (rec != NULL) {
                     PyObject *values = PyObject_GetAttr(rec, VALUES);
                     if (values == NULL)
@@ -244,7 +268,7 @@ static PyObject *load_record(PyObject *self, PyObject *args)
 
 static PyMethodDef METHODS[] = {
     {"configure", configure, METH_VARARGS, "configure(field_ids, field_types)"},
-    {"apply_many", apply_many, METH_VARARGS, "apply_many(records, msgs, apply)"},
+    {"apply_many", apply_many, METH_VARARGS, "apply_many(records, msgs, apply[, saved])"},
     {"load_record", load_record, METH_VARARGS, "load_record(records, msg, record_class) -> bool"},
     {NULL, NULL, 0, NULL},
 };
@@ -258,7 +282,8 @@ PyMODINIT_FUNC PyInit__replica(void)
     ONE = PyLong_FromLong(1);
     VALUES = PyUnicode_InternFromString("values");
     TYPES = PyUnicode_InternFromString("types");
-    if (ZERO == NULL || ONE == NULL || VALUES == NULL || TYPES == NULL)
+    COPY = PyUnicode_InternFromString("copy");
+    if (ZERO == NULL || ONE == NULL || VALUES == NULL || TYPES == NULL || COPY == NULL)
         return NULL;
     return PyModule_Create(&MODULE);
 }

@@ -147,9 +147,9 @@ class Image:
 
     def apply(self, msg: tuple) -> None:
         """Apply one market-data message; types that carry no instrument state are ignored. In C where built
-        (quotes, trades, field updates of known instruments), except while a snapshot is taken."""
-        if _NATIVE is not None and self._saved is None:
-            _NATIVE.apply_many(self.records, (msg,), self._apply)
+        (quotes, trades, field updates of known instruments), a snapshot in progress copying on write there too."""
+        if _NATIVE is not None:
+            _NATIVE.apply_many(self.records, (msg,), self._apply, self._saved)
             return
         self._apply(msg)
 
@@ -196,9 +196,9 @@ class Image:
             self.load_record(msg)
 
     def apply_many(self, msgs: list[tuple] | tuple) -> None:
-        """`apply` each message in order (a datagram's worth); in C where built, except while a snapshot is taken."""
-        if _NATIVE is not None and self._saved is None:
-            _NATIVE.apply_many(self.records, msgs, self._apply)
+        """`apply` each message in order (a datagram's worth); in C where built."""
+        if _NATIVE is not None:
+            _NATIVE.apply_many(self.records, msgs, self._apply, self._saved)
             return
         apply = self._apply
         for m in msgs:

@@ -78,3 +78,27 @@ def test_a_tuple_of_the_wrong_shape_raises_as_in_python(native) -> None:
 
 
 FIELDS_BY_ID = {f.name: fid for fid, f in FIELDS.items()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(message, max_size=60), st.integers(0, 60), st.integers(1, 10))
+def test_a_snapshot_sees_the_same_frozen_image_through_c(msgs: list[tuple], freeze_at: int, chunk: int) -> None:
+    """A snapshot in progress (Image.freeze): the C replica copies each record on its first change, as Python does,
+    so the frozen view and the live image are the same as the Python path's."""
+    need_native(NATIVE, "mdcommon/_replica.c")
+
+    def run(native: object) -> tuple:
+        image_module._NATIVE = native
+        try:
+            img = Image()
+            img.apply_many(msgs[:freeze_at])
+            ids, _ = img.freeze()
+            rest = msgs[freeze_at:]
+            for i in range(0, len(rest), chunk):
+                img.apply_many(rest[i : i + chunk])
+            frozen = {iid: img.frozen_record(iid) for iid in range(1, 7)}
+            return ids, frozen, img.records, {k: r.types for k, r in img.records.items()}
+        finally:
+            image_module._NATIVE = NATIVE
+
+    assert run(NATIVE) == run(None)
