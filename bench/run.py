@@ -67,7 +67,11 @@ def machine() -> list[str]:
         v = r.stdout.split()
         zpy = f"Debian /usr/bin/python3 {v[0]}, libzmq {v[1]}, pyzmq {v[2]}"
     rmem = Path("/proc/sys/net/core/rmem_max").read_text().strip() if Path("/proc/sys/net/core/rmem_max").exists() else "?"
-    return [f"| nproc | {os.cpu_count()} |", f"| CPU | {model} |", f"| kernel | {platform.release()} |",
+    r = subprocess.run([sys.executable, "-c", "import decoders; print(decoders.BACKEND, '|', decoders.BACKEND_REASON)"],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    backend = r.stdout.strip() or "?"
+    return [f"| backend (decoders.BACKEND, MD_BACKEND={os.environ.get('MD_BACKEND', '')!r}) | {backend.replace('|', '—')} |",
+            f"| nproc | {os.cpu_count()} |", f"| CPU | {model} |", f"| kernel | {platform.release()} |",
             f"| Python (benchmarks) | {platform.python_implementation()} {platform.python_version()} ({sys.executable}) |",
             f"| ZeroMQ peer | {zpy} |", f"| net.core.rmem_max | {rmem} |", f"| host | {platform.node()} |"]
 
