@@ -171,7 +171,8 @@ def replay(out: Samples, datagrams: int) -> None:
                 t += 100_000
         w.close()
         n = w.packets
-        rows = {"ours": [sys.executable, "-m", "tickerplant", "replay", "--fast", str(cap)]}
+        rows = {"ours": [sys.executable, "-m", "tickerplant", "replay", "--fast", str(cap)],  # datagrams through UDP sockets
+                "ours_frames": [sys.executable, "-m", "tickerplant", "replay", "--fast", "--frames", str(cap)]}  # frames, as tcpreplay
         if shutil.which("tcpreplay"):
             rows["tcpreplay"] = ["tcpreplay", "--intf1=lo", "--topspeed", str(cap)]
         else:
@@ -201,6 +202,8 @@ def replay(out: Samples, datagrams: int) -> None:
                   flush=True)
         if "tcpreplay" in rows and out.figures.get("replay.tcpreplay.pps") and out.figures.get("replay.ours.pps"):
             out.add("ratio.replay_ours_vs_tcpreplay", out.figures["replay.ours.pps"][-1] / out.figures["replay.tcpreplay.pps"][-1])
+        if "tcpreplay" in rows and out.figures.get("replay.tcpreplay.pps") and out.figures.get("replay.ours_frames.pps"):
+            out.add("ratio.replay_frames_vs_tcpreplay", out.figures["replay.ours_frames.pps"][-1] / out.figures["replay.tcpreplay.pps"][-1])
 
 
 def one_repetition(out: Samples, seconds: float, size: int, netns: bool, norm: bool, replay_datagrams: int) -> None:

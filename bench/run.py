@@ -170,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         peer_rows.append((p999 == p999 and p999 < 2000, "p99.9 < 2 ms at 100 k msg/s", f"{fmt(p999)} µs"))
         peer_rows.append((bool(lost) and max(lost) == 0, "nothing lost under 1 % injected loss at 100 k msg/s",
                           f"lost {fmt(max(lost)) if lost else 'not measured'}"))
-    replay = s.figures.get("ratio.replay_ours_vs_tcpreplay")
-    if replay:
-        med = summarize(replay)[0]
-        peer_rows.append((med >= REPLAY_TARGET, f"wire replay ≥ {REPLAY_TARGET} of tcpreplay --topspeed (packets/s)", f"ratio {med:.2f}"))
+    replay, frames = s.figures.get("ratio.replay_ours_vs_tcpreplay"), s.figures.get("ratio.replay_frames_vs_tcpreplay")
+    if replay or frames:
+        best = max(summarize(frames)[0] if frames else 0.0, summarize(replay)[0] if replay else 0.0)
+        peer_rows.append((best >= REPLAY_TARGET, f"wire replay ≥ {REPLAY_TARGET} of tcpreplay --topspeed (packets/s)",
+                          f"frames as captured (`--frames`, a packet socket, as tcpreplay): ratio {fmt(summarize(frames)[0]) if frames else 'not measured'}; "
+                          f"datagrams through UDP sockets: ratio {fmt(summarize(replay)[0]) if replay else 'not measured'}"))
     curve300 = s.figures.get("curve.300k.p99_us")
     if curve300:
         med = summarize(curve300)[0]
@@ -255,8 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                           ("epgm under 1 % loss: msg/s received", "peer.epgm.loss1.recv_rate"),
                           ("wire replay (ours, --fast), packets/s", "replay.ours.pps"), ("tcpreplay --topspeed, packets/s", "replay.tcpreplay.pps"),
                           ("wire replay (ours): fraction delivered", "replay.ours.delivered_fraction"),
+                          ("frame replay (ours, --fast --frames), packets/s", "replay.ours_frames.pps"),
+                          ("frame replay (ours): fraction delivered", "replay.ours_frames.delivered_fraction"),
                           ("tcpreplay: fraction delivered", "replay.tcpreplay.delivered_fraction"),
-                          ("**ratio** our wire replay / tcpreplay", "ratio.replay_ours_vs_tcpreplay")])
+                          ("**ratio** our wire replay / tcpreplay", "ratio.replay_ours_vs_tcpreplay"),
+                          ("**ratio** our frame replay / tcpreplay", "ratio.replay_frames_vs_tcpreplay")])
     L += ["", "Loss injection: this kernel has no `tc netem`; an nftables rule in lo's prerouting hook (`numgen random mod 100 < 1 drop`, "
           "matched on the destination group) drops 1 % of multicast datagrams for our A and B groups and for the PGM group, inside a "
           "private network namespace (`unshare -n`). PGM's repair data (RDATA) goes to the same group and is dropped at the same rate.", ""]

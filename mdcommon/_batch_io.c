@@ -199,10 +199,105 @@ static PyObject *send_batch_to(PyObject *self, PyObject *args)
     return result;
 }
 
+/* Captured frames sent as they are (wire replay --frames): a classic pcap read whole, walked here. */
+static uint32_t rd32(const unsigned char *p, int swap)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return swap ? __builtin_bswap32(v) : v;
+}
+
+/* pcap_scan(data) -> (swap, packets), or None: a classic pcap of Ethernet frames, each captured whole and each a
+ * whole, unfragmented IPv4 UDP datagram to a multicast group: what --frames may send as captured. */
+static PyObject *pcap_scan(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *d = (const unsigned char *)view.buf;
+    Py_ssize_t n = view.len, off = 24, packets = 0;
+    int swap = -1, ok = 0;
+    if (n >= 24) {
+        uint32_t magic = rd32(d, 0);
+        if (magic == 0xa1b2c3d4U || magic == 0xa1b23c4dU)
+            swap = 0;
+        else if (magic == 0xd4c3b2a1U || magic == 0x4d3cb2a1U)
+            swap = 1;
+    }
+    if (swap >= 0 && (rd32(d + 20, swap) & 0xFFFF) == 1) {  /* LINKTYPE_ETHERNET */
+        ok = 1;
+        while (off < n) {
+            if (off + 16 > n) { ok = 0; break; }
+            uint32_t incl = rd32(d + off + 8, swap), orig = rd32(d + off + 12, swap);
+            const unsigned char *f = d + off + 16;
+            if (incl != orig || incl < 42 || incl > 65535 || off + 16 + (Py_ssize_t)incl > n) { ok = 0; break; }
+            unsigned ihl = (f[14] & 0x0F) * 4u, total = ((unsigned)f[16] << 8) | f[17];
+            if (f[12] != 8 || f[13] != 0 || (f[14] >> 4) != 4 || ihl < 20 || f[23] != 17 || (f[20] & 0x3F) || f[21]
+                || f[30] < 224 || f[30] > 239 || total < ihl + 8 || 14 + total > incl) { ok = 0; break; }
+            packets++;
+            off += 16 + (Py_ssize_t)incl;
+        }
+    }
+    PyBuffer_Release(&view);
+    if (!ok)
+        Py_RETURN_NONE;
+    return Py_BuildValue("in", swap, packets);
+}
+
+/* send_frames(fd, data, offset, swap, max_count) -> (next_offset, sent, errno): the frames of the next records of a
+ * capture that pcap_scan accepted, by one sendmmsg on a packet socket bound to the interface (errno: why the
+ * frame at next_offset did not leave; 0: it may be sent again). */
+static PyObject *send_frames(PyObject *self, PyObject *args)
+{
+    int fd, swap, max_count;
+    Py_buffer view;
+    Py_ssize_t off;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iy*nii", &fd, &view, &off, &swap, &max_count))
+        return NULL;
+    if (max_count <= 0 || max_count > MAX_BATCH)
+        max_count = MAX_BATCH;
+    struct mmsghdr msgs[MAX_BATCH];
+    struct iovec iov[MAX_BATCH];
+    Py_ssize_t offs[MAX_BATCH + 1];
+    const unsigned char *d = (const unsigned char *)view.buf;
+    int k = 0;
+    Py_ssize_t o = off;
+    while (k < max_count && o + 16 <= view.len) {
+        uint32_t incl = rd32(d + o + 8, swap);
+        if (o + 16 + (Py_ssize_t)incl > view.len)
+            break;
+        memset(&msgs[k], 0, sizeof msgs[k]);
+        iov[k].iov_base = (void *)(d + o + 16);
+        iov[k].iov_len = incl;
+        msgs[k].msg_hdr.msg_iov = &iov[k];
+        msgs[k].msg_hdr.msg_iovlen = 1;
+        offs[k] = o;
+        o += 16 + (Py_ssize_t)incl;
+        k++;
+    }
+    offs[k] = o;
+    int r = 0, err = 0;
+    if (k) {
+        Py_BEGIN_ALLOW_THREADS
+        r = sendmmsg(fd, msgs, (unsigned int)k, 0);
+        Py_END_ALLOW_THREADS
+        if (r < 0) {
+            err = errno;
+            r = 0;
+        }
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("nii", offs[r], r, err);
+}
+
 static PyMethodDef METHODS[] = {
     {"recv_batch", recv_batch, METH_VARARGS, "recv_batch(fd, buffer, slot, max_count) -> tuple of lengths (negative: cut)"},
     {"send_batch", send_batch, METH_VARARGS, "send_batch(fd, datagrams, host, port) -> (sent, errno)"},
     {"send_batch_to", send_batch_to, METH_VARARGS, "send_batch_to(fd, datagrams, destinations) -> (sent, errno)"},
+    {"pcap_scan", pcap_scan, METH_O, "pcap_scan(data) -> (swap, packets) or None"},
+    {"send_frames", send_frames, METH_VARARGS, "send_frames(fd, data, offset, swap, max_count) -> (next_offset, sent, errno)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,6 +10,7 @@ and reported, so a user knows how faithful the replay was.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import socket
 import sys
@@ -145,6 +146,40 @@ def wire_replay(path: str | Path, mapping: dict[tuple[str, int], ReplayTarget], 
     return report
 
 
+def frame_replay(path: str | Path, interface: str = "lo") -> WireReplayReport:
+    """Send a capture's frames as they were captured, as fast as possible, through a packet socket on `interface`
+    (root: CAP_NET_RAW), as tcpreplay does: source addresses, TTL and checksums as captured, nothing remapped.
+    Only a classic pcap of Ethernet frames, each a whole IPv4 UDP datagram to a multicast group; anything else
+    raises ValueError before a frame leaves. Frames leave by sendmmsg, 1,024 per call, walked in C."""
+    if BATCH is None or not hasattr(BATCH, "send_frames"):
+        raise ValueError("--frames needs the batched syscalls (mdcommon/_batch_io.c, built by pip install)")
+    data = Path(path).read_bytes()
+    scan = BATCH.pcap_scan(data)
+    if scan is None:
+        raise ValueError(f"{path}: --frames sends only a classic pcap of Ethernet frames, each a whole IPv4 UDP datagram to a "
+                         "multicast group (use the datagram replay for anything else)")
+    swap, packets = scan
+    report = WireReplayReport(capture={"packets": packets, "udp": packets})
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # PermissionError without CAP_NET_RAW
+    try:
+        sock.bind((interface, 0))
+        fd = sock.fileno()
+        off = 24
+        t0 = time.monotonic()
+        while off < len(data):
+            off, sent, err = BATCH.send_frames(fd, data, off, swap, 1024)
+            report.sent += sent
+            if err in (errno.EAGAIN, errno.ENOBUFS, errno.EINTR):
+                continue  # the device queue is full: the same frame again
+            if err:  # refused: counted, the replay goes on
+                report.send_errors += 1
+                off += 16 + int.from_bytes(data[off + 8 : off + 12], "big" if swap else "little")
+        report.seconds = time.monotonic() - t0
+    finally:
+        sock.close()
+    return report
+
+
 def main(argv: list[str], prog: str = "python -m tickerplant replay") -> int:
     """The `replay` command line: re-send a capture's datagrams to multicast at their original pace."""
     rp = argparse.ArgumentParser(prog=prog, description="re-send a capture's datagrams to multicast at their original pace")
@@ -154,7 +189,15 @@ def main(argv: list[str], prog: str = "python -m tickerplant replay") -> int:
     rp.add_argument("--speed", type=float, default=1.0, help="pace multiplier (default 1.0 = original pace)")
     rp.add_argument("--fast", action="store_true", help="as fast as possible, ignoring the capture's timestamps")
     rp.add_argument("--ttl", type=int, default=0, help="multicast TTL [hops] (default 0: this host only)")
+    rp.add_argument("--frames", action="store_true",
+                    help="send the captured frames as they are onto lo through a packet socket (root), as fast as possible, "
+                         "as tcpreplay does: source addresses and TTL as captured, no --map. Frames from 127.0.0.1 are taken "
+                         "by the kernel only with net.ipv4.conf.lo.accept_local=1 and route_localnet=1")
     args = rp.parse_args(argv)
+    if args.frames and (args.map or args.only_mapped or args.ttl or not args.fast):
+        print(f"{prog}: --frames sends the capture as captured, as fast as possible: it takes --fast, and no --map, "
+              "--only-mapped or --ttl", file=sys.stderr)
+        return 2
     try:
         mapping = dict(parse_mapping(m) for m in args.map or [])
     except ValueError as exc:
@@ -162,8 +205,11 @@ def main(argv: list[str], prog: str = "python -m tickerplant replay") -> int:
         return 2
     speed = 0.0 if args.fast else args.speed
     try:
-        r = wire_replay(args.capture, mapping, speed, args.ttl, None if args.only_mapped else "lo")
-    except (PcapError, OSError) as exc:
+        if args.frames:
+            r = frame_replay(args.capture, "lo")
+        else:
+            r = wire_replay(args.capture, mapping, speed, args.ttl, None if args.only_mapped else "lo")
+    except (PcapError, OSError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"sent": r.sent, "skipped_unmapped": r.skipped_unmapped, "send_errors": r.send_errors, "seconds": round(r.seconds, 3),
