@@ -26,7 +26,7 @@ import time
 from common import percentiles, self_cpu_s, self_rss_bytes
 
 from linehandler.config import ChannelConfig, FeedConfig, GroupConfig, HandlerConfig, RecoveryConfig
-from linehandler.events import ImageApplied, Recovered
+from linehandler.events import GapEvent, ImageApplied, Recovered
 from linehandler.handler_io import LineHandler
 from mdcommon.daemon_io import quiet_collector
 from mdcommon.logs import setup_logging
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     now = time.time_ns
     market = (b"Q", b"T", b"F")
     t0 = time.perf_counter()
+    gaps_lost: list[list] = []
 
     def on_message(ch: str, seq: int, msg: tuple) -> None:
         n[0] += 1
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             lat_at.append(t)
 
     def on_event(ch: str, ev: object) -> None:
+        if isinstance(ev, GapEvent) and len(gaps_lost) < 20:
+            gaps_lost.append([ev.first, ev.last, ev.reason])
         if isinstance(ev, Recovered):
             recovered.append(ev.elapsed_ns)
         elif isinstance(ev, ImageApplied):
@@ -147,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     r50, r99, rmax = percentiles(recovered, (0.5, 0.99, 1.0))
     out.update(recovered_n=len(recovered), recovery_p50_ms=r50 / 1e6, recovery_p99_ms=r99 / 1e6, recovery_max_ms=rmax / 1e6)
     out["dropped_in_process"] = sum(handler.dropped.values()) + dropped_both[0]
+    out["gaps_lost"] = gaps_lost  # the first GapEvents: first, last, reason
     handler.close()
     print(json.dumps(out), flush=True)
     return 0
