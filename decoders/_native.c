@@ -1098,6 +1098,28 @@ static PyObject *decode_messages(PyObject *self, PyObject *args)
 
 #include "_native_lane.c"
 
+enum { PACK_PYTHON, PACK_DONE, PACK_FULL };
+
+/* Pack message `m` as a length-prefixed block at buf + off in a datagram holding `count` blocks: PACK_DONE
+ * (*stop: where the block ends), PACK_FULL (it does not fit, or the datagram holds MAX_COUNT), or PACK_PYTHON
+ * (a message the C packers leave to the struct codecs). pack_blocks and seal_datagrams both pack through it. */
+static int pack_one(unsigned char *buf, PyObject *m, Py_ssize_t off, Py_ssize_t count, Py_ssize_t max_bytes, Py_ssize_t *stop)
+{
+    if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) < 1)
+        return PACK_PYTHON;
+    PyObject *type = PyTuple_GET_ITEM(m, 0);
+    if (!PyBytes_CheckExact(type) || PyBytes_GET_SIZE(type) != 1)
+        return PACK_PYTHON;
+    unsigned char t = (unsigned char)PyBytes_AS_STRING(type)[0];
+    packer_fn pack = PACKERS[t];
+    if (pack == NULL)
+        return PACK_PYTHON;
+    *stop = off + 2 + PACK_SIZES[t];
+    if (*stop > max_bytes || count >= MAX_COUNT)
+        return PACK_FULL;
+    return pack(buf + off, m) ? PACK_DONE : PACK_PYTHON;
+}
+
 /* pack_blocks(buf, off, count, max_bytes, msgs, start, offsets) -> (next index, off, count, full)
  * Packs msgs[start:] as length-prefixed blocks into the writable buffer from `off`, until the
  * datagram is full (full = 1) or a message needs the Python path (full = 0, next < len). */
@@ -1124,23 +1146,13 @@ static PyObject *pack_blocks(PyObject *self, PyObject *args)
     PyObject **items = PySequence_Fast_ITEMS(seq);
     int full = 0;
     for (; i < n; i++) {
-        PyObject *m = items[i];
-        if (!PyTuple_Check(m) || PyTuple_GET_SIZE(m) < 1)
+        Py_ssize_t stop;
+        int r = pack_one(buf, items[i], off, count, max_bytes, &stop);
+        if (r == PACK_FULL) {
+            full = count > 0;  /* an empty datagram it never fits in: Python raises */
             break;
-        PyObject *type = PyTuple_GET_ITEM(m, 0);
-        if (!PyBytes_CheckExact(type) || PyBytes_GET_SIZE(type) != 1)
-            break;
-        unsigned char t = (unsigned char)PyBytes_AS_STRING(type)[0];
-        packer_fn pack = PACKERS[t];
-        if (pack == NULL)
-            break;
-        Py_ssize_t stop = off + 2 + PACK_SIZES[t];
-        if (stop > max_bytes || count >= MAX_COUNT) {
-            if (count > 0)
-                full = 1;
-            break;  /* an empty datagram it never fits in: Python raises */
         }
-        if (!pack(buf + off, m))
+        if (r == PACK_PYTHON)
             break;
         if (offsets != Py_None) {
             PyObject *o = PyLong_FromSsize_t(off);

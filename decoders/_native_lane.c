@@ -41,6 +41,15 @@ static int bump(PyObject *list, Py_ssize_t i, long long delta)
     return 0;
 }
 
+/* A call's result dropped: 0, or -1 with its exception set. */
+static int discard(PyObject *r)
+{
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 static int set_int(PyObject *list, Py_ssize_t i, long long v)
 {
     PyObject *n = PyLong_FromLongLong(v);
@@ -163,14 +172,8 @@ static PyObject *admit_run(PyObject *self, PyObject *const *args, Py_ssize_t nar
             if (!bad) {  /* from here on the datagram is taken: a raising callback stops the run after it */
                 if (on_messages != Py_None) {
                     PyObject *call[2] = {key, msgs};
-                    PyObject *r = PyObject_Vectorcall(on_messages, call, 2, NULL);
-                    bad = r == NULL;
-                    Py_XDECREF(r);
-                    if (!bad && apply_many != Py_None) {
-                        r = PyObject_CallOneArg(apply_many, msgs);
-                        bad = r == NULL;
-                        Py_XDECREF(r);
-                    }
+                    bad = discard(PyObject_Vectorcall(on_messages, call, 2, NULL)) < 0
+                          || (apply_many != Py_None && discard(PyObject_CallOneArg(apply_many, msgs)) < 0);
                 } else {
                     for (Py_ssize_t k = 0; k < count && !bad; k++) {
                         PyObject *m = PyList_GET_ITEM(msgs, k), *s = k ? PyLong_FromLongLong(seq + k) : Py_NewRef(key);
@@ -179,15 +182,9 @@ static PyObject *admit_run(PyObject *self, PyObject *const *args, Py_ssize_t nar
                             break;
                         }
                         PyObject *call[2] = {s, m};
-                        PyObject *r = PyObject_Vectorcall(on_message, call, 2, NULL);
+                        bad = discard(PyObject_Vectorcall(on_message, call, 2, NULL)) < 0;
                         Py_DECREF(s);
-                        bad = r == NULL;
-                        Py_XDECREF(r);
-                        if (!bad && apply != Py_None) {
-                            r = PyObject_CallOneArg(apply, m);
-                            bad = r == NULL;
-                            Py_XDECREF(r);
-                        }
+                        bad = bad || (apply != Py_None && discard(PyObject_CallOneArg(apply, m)) < 0);
                     }
                 }
             }
@@ -196,11 +193,7 @@ static PyObject *admit_run(PyObject *self, PyObject *const *args, Py_ssize_t nar
                 PyObject *entry = Py_BuildValue("(iLy#)", feed, now, (const char *)p, len);
                 bad = entry == NULL || PyDict_SetItem(recent, key, entry) < 0;
                 Py_XDECREF(entry);
-                if (!bad) {
-                    PyObject *r = PyObject_CallMethodOneArg(order, S_APPEND, key);
-                    bad = r == NULL;
-                    Py_XDECREF(r);
-                }
+                bad = bad || discard(PyObject_CallMethodOneArg(order, S_APPEND, key)) < 0;
                 if (!bad) {
                     Py_ssize_t held = PyObject_Size(order);
                     bad = held < 0;

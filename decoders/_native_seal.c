@@ -1,6 +1,6 @@
 /* The plant's packing in C: messages into datagrams, and each datagram that fills sealed (header written,
  * bytes copied out, its block offsets as the journal holds them), for a whole publish batch in one call.
- * Included by the generated _native.c (it packs with the generated PACKERS); hand-written because it holds
+ * Included by the generated _native.c (it packs through its pack_one); hand-written because it holds
  * no schema knowledge. tickerplant/sequencer.py (Sequencer.publish_many) is its caller and keeps the Python
  * path for what this leaves alone; tests/unit/test_native.py and the sequencer's model test hold both to the
  * same datagrams.
@@ -63,18 +63,11 @@ static PyObject *seal_datagrams(PyObject *self, PyObject *const *args, Py_ssize_
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
     while (i < n) {
-        PyObject *m = items[i];
-        if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) < 1)
+        Py_ssize_t stop;
+        int r = pack_one(buf, items[i], off, count, max_bytes, &stop);
+        if (r == PACK_PYTHON)
             break;
-        PyObject *type = PyTuple_GET_ITEM(m, 0);
-        if (!PyBytes_CheckExact(type) || PyBytes_GET_SIZE(type) != 1)
-            break;
-        unsigned char t = (unsigned char)PyBytes_AS_STRING(type)[0];
-        packer_fn pack = PACKERS[t];
-        if (pack == NULL)
-            break;
-        Py_ssize_t stop = off + 2 + PACK_SIZES[t];
-        if (stop > max_bytes || count >= MAX_COUNT) {
+        if (r == PACK_FULL) {
             if (count == 0)
                 break;  /* never fits even alone: the struct codecs raise the EncodeError */
             memcpy(buf, sess, 10);
@@ -98,8 +91,6 @@ static PyObject *seal_datagrams(PyObject *self, PyObject *const *args, Py_ssize_
             count = 0;
             continue;  /* the same message, into the next datagram */
         }
-        if (!pack(buf + off, m))
-            break;
         st[count++] = (uint16_t)off;
         off = stop;
         i++;

@@ -200,11 +200,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         index = FEED_INDEX[feed]
         counts = self.feed_counters[index].values
         counts[0] += 1  # datagrams
-        self.last_rx_ns[index] = now_ns
-        if self.stale[index]:
-            self.stale[index] = False
-            self.on_event(FeedRecovered(feed))
-            self._update_quality(f"feed {feed} back")
+        self._heard(index, feed, now_ns)
         try:
             session, seq, count = decode_header(data)
         except DecodeError as exc:
@@ -217,6 +213,14 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
             # packet, which comes unicast, never on a feed
             return self._malformed(index, DecodeError(DecodeErrorKind.BAD_SEQUENCE, 10, "sequence number 0 on a feed"))
         return self._offer(index, session, seq, count, data, now_ns)
+
+    def _heard(self, index: int, feed: str, now_ns: int) -> None:
+        """Feed `feed` delivered a datagram at `now_ns`: it is not silent, and back if it was."""
+        self.last_rx_ns[index] = now_ns
+        if self.stale[index]:
+            self.stale[index] = False
+            self.on_event(FeedRecovered(feed))
+            self._update_quality(f"feed {feed} back")
 
     def on_batch(self, feed: str, buf: Any, slot: int, lengths: Sequence[int], now_ns: int, actions: list, start: int = 0) -> None:
         """The datagrams of one recvmmsg on feed "A" or "B", all read at `now_ns`: datagram i is
@@ -232,11 +236,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         while i < n:
             self.batch_at = i
             if lane is not None and self._lane_open():
-                if self.stale[index]:  # what on_datagram does first, for the run's first datagram
-                    self.stale[index] = False
-                    self.on_event(FeedRecovered(feed))
-                    self._update_quality(f"feed {feed} back")
-                self.last_rx_ns[index] = now_ns
+                self._heard(index, feed, now_ns)  # what on_datagram does first, for the run's first datagram
                 args = self._lane_args(index, i)
                 ran = False
                 try:

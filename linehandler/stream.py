@@ -229,28 +229,25 @@ class StreamMixin:
         return actions
 
     def _deliver_run(self, first: int, run: list[tuple]) -> None:
-        """`_deliver` for consecutive messages from `first`: what delivering them one by one does."""
+        """Deliver consecutive messages from `first`: one on_messages call and one apply_many, or message by
+        message (the replica updated, and the count kept, after each, as the in-order path does)."""
+        delivered = self.counters.values
         if self.on_messages is not None:
             self.on_messages(first, run)
             if self.keep_image:
                 self.image.apply_many(run)
-            self.counters.values[STREAM_COUNTERS.delivered] += len(run)
+            delivered[STREAM_COUNTERS.delivered] += len(run)
             if self.resync is not None:
                 self._remember(first, run)
             return
         for i, m in enumerate(run):
-            self._deliver(first + i, m)
-
-    def _deliver(self, s: int, m: tuple) -> None:
-        if self.on_messages is not None:
-            self.on_messages(s, (m,))
-        else:
+            s = first + i
             self.on_message(s, m)
-        self.counters.values[STREAM_COUNTERS.delivered] += 1
-        if self.keep_image:
-            self.image.apply(m)
-        if self.resync is not None:
-            self._remember(s, (m,))
+            delivered[STREAM_COUNTERS.delivered] += 1
+            if self.keep_image:
+                self.image.apply(m)
+            if self.resync is not None:
+                self._remember(s, (m,))
 
     def _remember(self, first: int, msgs: list | tuple) -> None:
         """Keep what is delivered while an image is fetched, to bring the image up to date."""

@@ -70,31 +70,24 @@ static PyObject *recv_batch(PyObject *self, PyObject *args)
     return out;
 }
 
-/* send_batch(fd, datagrams, host, port) -> (sent, errno): sendmmsg of up to 1024 bytes-like
- * datagrams to host:port. `sent` datagrams left; errno is why the first did not (0: it left, or the
- * kernel stopped early without saying why, and the caller sends the rest again). */
-static PyObject *send_batch(PyObject *self, PyObject *args)
+/* An IPv4 host:port as a sockaddr_in; 0, or -1 with ValueError. */
+static int ipv4(const char *host, int port, struct sockaddr_in *a, const char *who)
 {
-    int fd, port;
-    PyObject *datagrams;
-    const char *host;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "iOsi", &fd, &datagrams, &host, &port))
-        return NULL;
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        PyErr_Format(PyExc_ValueError, "send_batch: %s:%d is not an IPv4 address and port", host, port);
-        return NULL;
+    memset(a, 0, sizeof *a);
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &a->sin_addr) != 1) {
+        PyErr_Format(PyExc_ValueError, "%s: %s:%d is not an IPv4 address and port", who, host, port);
+        return -1;
     }
-    PyObject *seq = PySequence_Fast(datagrams, "send_batch: datagrams must be a sequence");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n > MAX_BATCH)
-        n = MAX_BATCH;
+    return 0;
+}
+
+/* One sendmmsg of datagrams[:n] (at most MAX_BATCH, bytes-likes), datagram i to addrs[one ? 0 : i]: (sent, errno), sent
+ * datagrams left; errno is why the first did not (0: it left, or the kernel stopped early without saying why, and
+ * the caller sends the rest again). */
+static PyObject *send_held(int fd, PyObject *seq, Py_ssize_t n, struct sockaddr_in *addrs, int one)
+{
     Py_buffer views[MAX_BATCH];
     struct mmsghdr msgs[MAX_BATCH];
     struct iovec iov[MAX_BATCH];
@@ -105,19 +98,40 @@ static PyObject *send_batch(PyObject *self, PyObject *args)
         iov[held].iov_base = views[held].buf;
         iov[held].iov_len = (size_t)views[held].len;
         memset(&msgs[held], 0, sizeof(struct mmsghdr));
-        msgs[held].msg_hdr.msg_name = &addr;
-        msgs[held].msg_hdr.msg_namelen = sizeof addr;
+        msgs[held].msg_hdr.msg_name = &addrs[one ? 0 : held];
+        msgs[held].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
         msgs[held].msg_hdr.msg_iov = &iov[held];
         msgs[held].msg_hdr.msg_iovlen = 1;
     }
     PyObject *result = NULL;
     if (held == n) {
         int r = n ? sendmmsg(fd, msgs, (unsigned int)n, 0) : 0;
-        int err = r < 0 ? errno : 0;  /* stopped early without an error: the caller sends the rest again */
+        int err = r < 0 ? errno : 0;
         result = Py_BuildValue("ii", r < 0 ? 0 : r, err);
     }
     for (Py_ssize_t i = 0; i < held; i++)
         PyBuffer_Release(&views[i]);
+    return result;
+}
+
+/* send_batch(fd, datagrams, host, port) -> (sent, errno): sendmmsg of up to 1024 bytes-like
+ * datagrams to host:port (send_held says what sent and errno mean). */
+static PyObject *send_batch(PyObject *self, PyObject *args)
+{
+    int fd, port;
+    PyObject *datagrams;
+    const char *host;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOsi", &fd, &datagrams, &host, &port))
+        return NULL;
+    struct sockaddr_in addr;
+    if (ipv4(host, port, &addr, "send_batch") < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(datagrams, "send_batch: datagrams must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *result = send_held(fd, seq, n < MAX_BATCH ? n : MAX_BATCH, &addr, 1);
     Py_DECREF(seq);
     return result;
 }
@@ -140,60 +154,34 @@ static PyObject *send_batch_to(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *result = NULL;
     if (PySequence_Fast_GET_SIZE(dseq) != n) {
-        Py_DECREF(seq);
-        Py_DECREF(dseq);
         PyErr_SetString(PyExc_ValueError, "send_batch_to: one destination per datagram");
-        return NULL;
+        goto done;
     }
     if (n > MAX_BATCH)
         n = MAX_BATCH;
     static struct sockaddr_in addrs[MAX_BATCH];
-    Py_buffer views[MAX_BATCH];
-    struct mmsghdr msgs[MAX_BATCH];
-    struct iovec iov[MAX_BATCH];
     PyObject *last = NULL;  /* consecutive datagrams to the same tuple object: parsed once */
-    Py_ssize_t held = 0;
-    for (; held < n; held++) {
-        PyObject *d = PySequence_Fast_GET_ITEM(dseq, held);
-        struct sockaddr_in *a = &addrs[held];
-        if (d == last && held > 0) {
-            *a = addrs[held - 1];
-        } else {
-            const char *host;
-            int port;
-            if (!PyTuple_Check(d) || !PyArg_ParseTuple(d, "si", &host, &port)) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_TypeError, "send_batch_to: a destination is an (IPv4 host, port) tuple");
-                break;
-            }
-            memset(a, 0, sizeof *a);
-            a->sin_family = AF_INET;
-            a->sin_port = htons((uint16_t)port);
-            if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &a->sin_addr) != 1) {
-                PyErr_Format(PyExc_ValueError, "send_batch_to: %s:%d is not an IPv4 address and port", host, port);
-                break;
-            }
-            last = d;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PySequence_Fast_GET_ITEM(dseq, i);
+        if (d == last) {
+            addrs[i] = addrs[i - 1];
+            continue;
         }
-        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, held), &views[held], PyBUF_SIMPLE) < 0)
-            break;
-        iov[held].iov_base = views[held].buf;
-        iov[held].iov_len = (size_t)views[held].len;
-        memset(&msgs[held], 0, sizeof(struct mmsghdr));
-        msgs[held].msg_hdr.msg_name = a;
-        msgs[held].msg_hdr.msg_namelen = sizeof *a;
-        msgs[held].msg_hdr.msg_iov = &iov[held];
-        msgs[held].msg_hdr.msg_iovlen = 1;
+        const char *host;
+        int port;
+        if (!PyTuple_Check(d) || !PyArg_ParseTuple(d, "si", &host, &port)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "send_batch_to: a destination is an (IPv4 host, port) tuple");
+            goto done;
+        }
+        if (ipv4(host, port, &addrs[i], "send_batch_to") < 0)
+            goto done;
+        last = d;
     }
-    PyObject *result = NULL;
-    if (held == n) {
-        int r = n ? sendmmsg(fd, msgs, (unsigned int)n, 0) : 0;
-        int err = r < 0 ? errno : 0;
-        result = Py_BuildValue("ii", r < 0 ? 0 : r, err);
-    }
-    for (Py_ssize_t i = 0; i < held; i++)
-        PyBuffer_Release(&views[i]);
+    result = send_held(fd, seq, n, addrs, 0);
+done:
     Py_DECREF(seq);
     Py_DECREF(dseq);
     return result;

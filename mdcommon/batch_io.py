@@ -35,29 +35,22 @@ def send_all(fd: int, datagrams: list, host: str, port: int, on_error, start: in
     """Send datagrams[start:stop] with as few sendmmsg calls as the kernel allows; a datagram it refuses is
     reported as `on_error(index, errno)` and skipped, as a refused sendto would be. Returns how many left."""
     assert BATCH is not None
-    sent = 0
-    i = start
     n = len(datagrams) if stop is None else min(stop, len(datagrams))
-    while i < n:
-        done, err = BATCH.send_batch(fd, datagrams[i : min(n, i + SEND_SLICE)], host, port)
-        sent += done
-        i += done
-        if err:
-            on_error(i, err)
-            i += 1
-    return sent
+    return _send_slices(lambda i, j: BATCH.send_batch(fd, datagrams[i:j], host, port), start, n, on_error)
 
 
 def send_all_to(fd: int, datagrams: list, destinations: list, on_error) -> int:
     """As `send_all`, datagram i to destinations[i] (an (IPv4 host, port) tuple): a run that alternates between
     destinations through one socket (a capture's A and B feeds) still leaves by few sendmmsg calls."""
     assert BATCH is not None
+    return _send_slices(lambda i, j: BATCH.send_batch_to(fd, datagrams[i:j], destinations[i:j]), 0, len(datagrams), on_error)
+
+
+def _send_slices(send, i: int, n: int, on_error) -> int:
+    """Call send(i, j) -> (sent, errno) over [i, n) in SEND_SLICE slices until everything left or was refused."""
     sent = 0
-    i = 0
-    n = len(datagrams)
     while i < n:
-        stop = min(n, i + SEND_SLICE)
-        done, err = BATCH.send_batch_to(fd, datagrams[i:stop], destinations[i:stop])
+        done, err = send(i, min(n, i + SEND_SLICE))
         sent += done
         i += done
         if err:

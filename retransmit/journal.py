@@ -145,23 +145,17 @@ class Journal:
     def _drop(self, n: int) -> None:
         """Trim the `n` oldest messages, whole segments at once where they go whole."""
         head, skip = self._head, self._skip
-        counts = self._counts
-        if skip + n < counts[head]:
+        counts, firsts = self._counts, self._firsts
+        target = self.first_sequence + n  # the new first sequence
+        last = head if skip + n <= counts[head] else bisect_right(firsts, target - 1, head) - 1  # holds the last one trimmed
+        if last == head:
             self.nbytes -= self._block_bytes(head, skip, skip + n)
-            skip += n
         else:
-            firsts = self._firsts
-            target = self.first_sequence + n  # the new first sequence
-            last = bisect_right(firsts, target - 1, head) - 1  # the segment holding the last message trimmed
-            if last == head:
-                dropped = self._block_bytes(head, skip, counts[head])
-            else:
-                dropped = (self._block_bytes(head, skip, counts[head]) + sum(self._sizes[head + 1 : last])
-                           + self._block_bytes(last, 0, target - firsts[last]))
-            self.nbytes -= dropped
-            head, skip = last, target - firsts[last]
-            if skip == counts[head]:
-                head, skip = head + 1, 0
+            self.nbytes -= (self._block_bytes(head, skip, counts[head]) + sum(self._sizes[head + 1 : last])
+                            + self._block_bytes(last, 0, target - firsts[last]))
+        head, skip = last, target - firsts[last]
+        if skip == counts[head]:
+            head, skip = head + 1, 0
         self._head, self._skip = head, skip
         self.first_sequence += n
         self.trimmed += n

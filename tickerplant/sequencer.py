@@ -32,6 +32,10 @@ EVENT_START_OF_SESSION = EVENT_CODES["start_of_session"]
 EVENT_END_OF_SESSION = EVENT_CODES["end_of_session"]
 
 
+# datagrams sealed together: (first sequences, datagrams, block offsets as native uint16 bytes, counts, message bytes)
+Run = tuple[list[int], list[bytes], list[bytes], list[int], list[int]]
+
+
 class SessionEnded(RuntimeError):
     """`publish` after `end_session`: a session's sequence space is closed for good."""
 
@@ -98,58 +102,74 @@ class Sequencer:
             raise SessionEnded(f"session {self.session!r} has ended")
         if out is None:
             out = []
-        if self._seal is not None:
-            return self._publish_sealed(msgs, now_ns, out)
         writer = self.writer
-        starts = self._starts
-        saved = (writer.off, writer.count, len(starts), self._batch_first)
-        closed: list[tuple[int, bytes, list[int], int]] = []  # (first sequence, datagram, block starts, end)
-        n = len(msgs)
+        saved = (writer.off, writer.count, len(self._starts), self._batch_first)
+        runs: list[Run] = []  # the datagrams the batch filled, sealed, in order
         try:
-            i = writer.add_many(msgs, 0, starts)
-            while i < n:
-                closed.append(self._finish())
-                i = writer.add_many(msgs, i, starts)
+            (self._pack_sealed if self._seal is not None else self._pack)(msgs, runs)
         except BaseException:
-            self._roll_back(saved, closed)
+            self._roll_back(saved, runs)
             raise
-        for first, datagram, block_starts, end in closed:
-            self._commit(first, datagram, block_starts, end, now_ns)
-            out.append(datagram)
+        self._commit(runs, now_ns, out)
         if msgs and self._batch_since_ns is None:
             self._batch_since_ns = now_ns
-        self.next_sequence += n
+        self.next_sequence += len(msgs)
         return out
 
-    def _publish_sealed(self, msgs: list[tuple] | tuple, now_ns: int, out: list[bytes]) -> list[bytes]:
-        """`publish_many` with the native packer: the batch's datagrams packed and sealed in one call
-        (decoders/_native_seal.c), journaled in one call; a message it leaves alone goes through the
-        struct codecs, as on the Python path. Same datagrams, same rule 5."""
-        writer = self.writer
-        starts = self._starts
-        seal = self._seal
-        saved = (writer.off, writer.count, len(starts), self._batch_first)
-        runs: list[tuple[list[int], list[bytes], list[bytes], list[int], list[int]]] = []  # sealed: (firsts, datagrams, offsets, counts, sizes)
+    def _pack(self, msgs: list[tuple] | tuple, runs: list[Run]) -> None:
+        """Pack `msgs` with the struct codecs; each datagram that fills is a run of one in `runs`."""
+        writer, starts = self.writer, self._starts
+        i = writer.add_many(msgs, 0, starts)
+        while i < len(msgs):
+            runs.append(self._finish())
+            i = writer.add_many(msgs, i, starts)
+
+    def _pack_sealed(self, msgs: list[tuple] | tuple, runs: list[Run]) -> None:
+        """Pack `msgs` with the native packer: the datagrams the batch fills sealed in one call
+        (decoders/_native_seal.c); a message it leaves alone goes through the struct codecs, as in `_pack`."""
+        writer, starts, seal = self.writer, self._starts, self._seal
         n = len(msgs)
         i = 0
-        try:
-            while True:
-                i, writer.off, writer.count, self._batch_first, datagrams, offsets, counts, firsts, sizes = seal(
-                    writer.buf, writer.off, writer.count, writer.max_bytes, msgs, i, self.session, self._batch_first, starts)
-                if datagrams:
-                    runs.append((firsts, datagrams, offsets, counts, sizes))
-                if i >= n:
-                    break
-                if not writer.add_many((msgs[i],), 0, starts):  # full (or it raised: the message never fits, or does not encode)
-                    first, datagram, block_starts, end = self._finish()
-                    runs.append(([first], [datagram], [array("H", [*block_starts, end]).tobytes()], [len(block_starts)],
-                                 [end - block_starts[0] - 2 * len(block_starts)]))
-                else:
-                    i += 1
-        except BaseException:
-            self._roll_back(saved, [(firsts[0], datagrams[0], list(memoryview(offsets[0]).cast("H"))[:-1], 0)
-                                    for firsts, datagrams, offsets, _, _ in runs[:1]])
-            raise
+        while True:
+            i, writer.off, writer.count, self._batch_first, datagrams, offsets, counts, firsts, sizes = seal(
+                writer.buf, writer.off, writer.count, writer.max_bytes, msgs, i, self.session, self._batch_first, starts)
+            if datagrams:
+                runs.append((firsts, datagrams, offsets, counts, sizes))
+            if i >= n:
+                return
+            if writer.add_many((msgs[i],), 0, starts):
+                i += 1
+            else:  # full (or it raised: the message never fits, or does not encode)
+                runs.append(self._finish())
+
+    def _finish(self) -> Run:
+        """Close the open datagram and start the next one (a run of one); nothing journaled or counted yet."""
+        writer = self.writer
+        first = self._batch_first
+        datagram = bytes(writer.finish(self.session, first))
+        starts = self._starts
+        count, end = len(starts), writer.off
+        run = ([first], [datagram], [array("H", [*starts, end]).tobytes()], [count], [end - starts[0] - 2 * count])
+        starts.clear()  # in place: publish_many holds a reference to this list
+        self._batch_first += writer.count
+        writer.reset()
+        return run
+
+    def _roll_back(self, saved: tuple[int, int, int, int], runs: list[Run]) -> None:
+        """Put the open datagram back as it was before a failed `publish_many`."""
+        off, count, nstarts, batch_first = saved
+        writer = self.writer
+        if runs:  # the datagram open at the start was sealed: its bytes are in the first one
+            datagram, offsets = runs[0][1][0], runs[0][2][0]
+            writer.buf[:off] = datagram[:off]
+            self._starts[:] = memoryview(offsets).cast("H")[:nstarts].tolist()
+        else:
+            del self._starts[nstarts:]
+        writer.off, writer.count = off, count
+        self._batch_first = batch_first
+
+    def _commit(self, runs: list[Run], now_ns: int, out: list[bytes]) -> None:
+        """Journal sealed datagrams whole (cut into messages only when asked for), count them as sent, hand them out."""
         journal = self.journal
         for firsts, datagrams, offsets, counts, sizes in runs:
             if journal is not None:
@@ -160,50 +180,12 @@ class Sequencer:
         if runs:
             self._batch_since_ns = None
             self._last_send_ns = now_ns
-        if msgs and self._batch_since_ns is None:
-            self._batch_since_ns = now_ns
-        self.next_sequence += n
-        return out
-
-    def _finish(self) -> tuple[int, bytes, list[int], int]:
-        """Close the open datagram and start the next one; nothing journaled or counted yet."""
-        writer = self.writer
-        first = self._batch_first
-        datagram = bytes(writer.finish(self.session, first))
-        block_starts = self._starts[:]
-        self._starts.clear()  # in place: publish_many holds a reference to this list
-        end = writer.off
-        self._batch_first += writer.count
-        writer.reset()
-        return first, datagram, block_starts, end
-
-    def _roll_back(self, saved: tuple[int, int, int, int], closed: list[tuple[int, bytes, list[int], int]]) -> None:
-        """Put the open datagram back as it was before a failed `publish_many`."""
-        off, count, nstarts, batch_first = saved
-        writer = self.writer
-        if closed:  # the datagram open at the start was closed: its bytes are in the first one
-            _, datagram, block_starts, _ = closed[0]
-            writer.buf[:off] = datagram[:off]
-            self._starts[:] = block_starts[:nstarts]
-        else:
-            del self._starts[nstarts:]
-        writer.off, writer.count = off, count
-        self._batch_first = batch_first
-
-    def _commit(self, first: int, datagram: bytes, block_starts: list[int], end: int, now_ns: int) -> None:
-        """Journal a finished datagram's messages and count it as sent."""
-        if self.journal is not None:
-            self.journal.extend_datagram(first, datagram, block_starts, end, now_ns)  # held whole, cut when asked for
-        self.datagrams += 1
-        self.messages += len(block_starts)
-        self._batch_since_ns = None
-        self._last_send_ns = now_ns
 
     def _close(self, now_ns: int) -> bytes:
         """Finish the open datagram, journal its messages, and start the next one."""
-        first, datagram, block_starts, end = self._finish()
-        self._commit(first, datagram, block_starts, end, now_ns)
-        return datagram
+        out: list[bytes] = []
+        self._commit([self._finish()], now_ns, out)
+        return out[0]
 
     def flush(self, now_ns: int) -> list[bytes]:
         """The open datagram, if it holds anything."""
