@@ -12,11 +12,51 @@
 
 /* On LP64 the `long` conversions walk the digits; CPython 3.11's `long long` ones go through a byte array */
 #if LONG_MAX == 9223372036854775807L
-#define AS_U64(o) ((unsigned long long)PyLong_AsUnsignedLong(o))
-#define AS_I64(o) ((long long)PyLong_AsLong(o))
+#define API_U64(o) ((unsigned long long)PyLong_AsUnsignedLong(o))
+#define API_I64(o) ((long long)PyLong_AsLong(o))
 #else
-#define AS_U64(o) PyLong_AsUnsignedLongLong(o)
-#define AS_I64(o) PyLong_AsLongLong(o)
+#define API_U64(o) PyLong_AsUnsignedLongLong(o)
+#define API_I64(o) PyLong_AsLongLong(o)
+#endif
+
+/* An exact int of up to three 30-bit digits is read from its digits inline (CPython 3.11's layout, public in
+ * cpython/longintrepr.h): the packers' conversions were a fifth of the plant's sealing. Anything else (another
+ * version, a subclass, a bool, a bigger value) goes through the API above, whose -1 + exception says "fallback". */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
+#define DIGITS(o) (((PyLongObject *)(o))->ob_digit)
+static inline unsigned long long AS_U64(PyObject *o)
+{
+    if (PyLong_CheckExact(o)) {
+        const digit *d = DIGITS(o);
+        switch (Py_SIZE(o)) {
+        case 0: return 0;
+        case 1: return d[0];
+        case 2: return d[0] | ((unsigned long long)d[1] << 30);
+        case 3: if (d[2] < 16) return d[0] | ((unsigned long long)d[1] << 30) | ((unsigned long long)d[2] << 60); break;
+        default: break;
+        }
+    }
+    return API_U64(o);
+}
+static inline long long AS_I64(PyObject *o)
+{
+    if (PyLong_CheckExact(o)) {
+        const digit *d = DIGITS(o);
+        switch (Py_SIZE(o)) {
+        case 0: return 0;
+        case 1: return (long long)d[0];
+        case -1: return -(long long)d[0];
+        case 2: return (long long)(d[0] | ((unsigned long long)d[1] << 30));
+        case -2: return -(long long)(d[0] | ((unsigned long long)d[1] << 30));
+        case 3: if (d[2] < 8) return (long long)(d[0] | ((unsigned long long)d[1] << 30) | ((unsigned long long)d[2] << 60)); break;
+        default: break;
+        }
+    }
+    return API_I64(o);
+}
+#else
+#define AS_U64(o) API_U64(o)
+#define AS_I64(o) API_I64(o)
 #endif
 
 static inline uint16_t rdbe16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }

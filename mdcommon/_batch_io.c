@@ -83,10 +83,10 @@ static int ipv4(const char *host, int port, struct sockaddr_in *a, const char *w
     return 0;
 }
 
-/* One sendmmsg of datagrams[:n] (at most MAX_BATCH, bytes-likes), datagram i to addrs[one ? 0 : i]: (sent, errno), sent
+/* One sendmmsg of datagrams[:n] (at most MAX_BATCH, bytes-likes), datagram i to addrs[i]: (sent, errno), sent
  * datagrams left; errno is why the first did not (0: it left, or the kernel stopped early without saying why, and
  * the caller sends the rest again). */
-static PyObject *send_held(int fd, PyObject *seq, Py_ssize_t n, struct sockaddr_in *addrs, int one)
+static PyObject *send_held(int fd, PyObject *seq, Py_ssize_t n, struct sockaddr_in *addrs)
 {
     Py_buffer views[MAX_BATCH];
     struct mmsghdr msgs[MAX_BATCH];
@@ -98,7 +98,7 @@ static PyObject *send_held(int fd, PyObject *seq, Py_ssize_t n, struct sockaddr_
         iov[held].iov_base = views[held].buf;
         iov[held].iov_len = (size_t)views[held].len;
         memset(&msgs[held], 0, sizeof(struct mmsghdr));
-        msgs[held].msg_hdr.msg_name = &addrs[one ? 0 : held];
+        msgs[held].msg_hdr.msg_name = &addrs[held];
         msgs[held].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
         msgs[held].msg_hdr.msg_iov = &iov[held];
         msgs[held].msg_hdr.msg_iovlen = 1;
@@ -114,30 +114,9 @@ static PyObject *send_held(int fd, PyObject *seq, Py_ssize_t n, struct sockaddr_
     return result;
 }
 
-/* send_batch(fd, datagrams, host, port) -> (sent, errno): sendmmsg of up to 1024 bytes-like
- * datagrams to host:port (send_held says what sent and errno mean). */
-static PyObject *send_batch(PyObject *self, PyObject *args)
-{
-    int fd, port;
-    PyObject *datagrams;
-    const char *host;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "iOsi", &fd, &datagrams, &host, &port))
-        return NULL;
-    struct sockaddr_in addr;
-    if (ipv4(host, port, &addr, "send_batch") < 0)
-        return NULL;
-    PyObject *seq = PySequence_Fast(datagrams, "send_batch: datagrams must be a sequence");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject *result = send_held(fd, seq, n < MAX_BATCH ? n : MAX_BATCH, &addr, 1);
-    Py_DECREF(seq);
-    return result;
-}
-
-/* send_batch_to(fd, datagrams, destinations) -> (sent, errno): as send_batch, datagram i to destinations[i], an
- * (IPv4 host, port) tuple; one sendmmsg for a run that alternates between destinations (a capture's A and B). */
+/* send_batch_to(fd, datagrams, destinations) -> (sent, errno): one sendmmsg of up to 1024 bytes-like datagrams,
+ * datagram i to destinations[i], an (IPv4 host, port) tuple (send_held says what sent and errno mean); one call
+ * for a run that alternates between destinations (a capture's A and B). */
 static PyObject *send_batch_to(PyObject *self, PyObject *args)
 {
     int fd;
@@ -180,11 +159,109 @@ static PyObject *send_batch_to(PyObject *self, PyObject *args)
             goto done;
         last = d;
     }
-    result = send_held(fd, seq, n, addrs, 0);
+    result = send_held(fd, seq, n, addrs);
 done:
     Py_DECREF(seq);
     Py_DECREF(dseq);
     return result;
+}
+
+/* send_feeds(datagrams, targets, chunk) -> list of (target, index, errno) refused: every datagram to every target, a
+ * target an (fd, IPv4 host, port) tuple, in turns of `chunk` datagrams: target 0 takes datagrams[0:chunk], then target 1
+ * the same, then target 0 the next chunk, so that the last feed trails the first by at most `chunk` datagrams. One
+ * sendmmsg per turn (more if the kernel stops early); a datagram a target refuses is listed and skipped, as a refused
+ * sendto would be, and the others still leave. The plant's A and B feeds, without a Python call per turn. */
+#define MAX_TARGETS 8
+static PyObject *send_feeds(PyObject *self, PyObject *args)
+{
+    PyObject *datagrams, *targets;
+    Py_ssize_t chunk;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOn", &datagrams, &targets, &chunk))
+        return NULL;
+    if (chunk < 1 || chunk > MAX_BATCH) {
+        PyErr_SetString(PyExc_ValueError, "send_feeds: chunk must be 1 to MAX_BATCH");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(datagrams, "send_feeds: datagrams must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    PyObject *tseq = PySequence_Fast(targets, "send_feeds: targets must be a sequence");
+    if (tseq == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    PyObject *refused = NULL;
+    Py_ssize_t nt = PySequence_Fast_GET_SIZE(tseq), n = PySequence_Fast_GET_SIZE(seq), held = 0;
+    int fds[MAX_TARGETS];
+    struct sockaddr_in addrs[MAX_TARGETS];
+    Py_buffer views[MAX_BATCH];
+    struct mmsghdr msgs[MAX_BATCH];
+    struct iovec iov[MAX_BATCH];
+    if (nt > MAX_TARGETS) {
+        PyErr_SetString(PyExc_ValueError, "send_feeds: at most 8 targets");
+        goto done;
+    }
+    for (Py_ssize_t t = 0; t < nt; t++) {
+        PyObject *d = PySequence_Fast_GET_ITEM(tseq, t);
+        const char *host;
+        int port;
+        if (!PyTuple_Check(d) || !PyArg_ParseTuple(d, "isi", &fds[t], &host, &port)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "send_feeds: a target is an (fd, IPv4 host, port) tuple");
+            goto done;
+        }
+        if (ipv4(host, port, &addrs[t], "send_feeds") < 0)
+            goto done;
+    }
+    if ((refused = PyList_New(0)) == NULL)
+        goto done;
+    for (Py_ssize_t base = 0; base < n; base += MAX_BATCH) {  /* a block of datagrams held at once */
+        Py_ssize_t m = n - base < MAX_BATCH ? n - base : MAX_BATCH;
+        for (held = 0; held < m; held++) {
+            if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, base + held), &views[held], PyBUF_SIMPLE) < 0)
+                goto release;
+            iov[held].iov_base = views[held].buf;
+            iov[held].iov_len = (size_t)views[held].len;
+            memset(&msgs[held], 0, sizeof(struct mmsghdr));
+            msgs[held].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+            msgs[held].msg_hdr.msg_iov = &iov[held];
+            msgs[held].msg_hdr.msg_iovlen = 1;
+        }
+        for (Py_ssize_t lo = 0; lo < m; lo += chunk) {
+            Py_ssize_t hi = lo + chunk < m ? lo + chunk : m;
+            for (Py_ssize_t t = 0; t < nt; t++) {
+                for (Py_ssize_t i = lo; i < hi; i++)
+                    msgs[i].msg_hdr.msg_name = &addrs[t];
+                for (Py_ssize_t i = lo; i < hi;) {
+                    int r = sendmmsg(fds[t], &msgs[i], (unsigned int)(hi - i), 0);
+                    if (r > 0) {
+                        i += r;
+                        continue;
+                    }
+                    PyObject *entry = Py_BuildValue("nni", t, base + i, r < 0 ? errno : EIO);
+                    if (entry == NULL || PyList_Append(refused, entry) < 0) {
+                        Py_XDECREF(entry);
+                        Py_CLEAR(refused);
+                        goto release;
+                    }
+                    Py_DECREF(entry);
+                    i++;  /* skipped, as a refused sendto */
+                }
+            }
+        }
+release:
+        for (Py_ssize_t i = 0; i < held; i++)
+            PyBuffer_Release(&views[i]);
+        if (refused == NULL || PyErr_Occurred()) {
+            Py_CLEAR(refused);
+            break;
+        }
+    }
+done:
+    Py_DECREF(seq);
+    Py_DECREF(tseq);
+    return refused;
 }
 
 /* Captured frames sent as they are (wire replay --frames): a classic pcap read whole, walked here. */
@@ -282,8 +359,8 @@ static PyObject *send_frames(PyObject *self, PyObject *args)
 
 static PyMethodDef METHODS[] = {
     {"recv_batch", recv_batch, METH_VARARGS, "recv_batch(fd, buffer, slot, max_count) -> tuple of lengths (negative: cut)"},
-    {"send_batch", send_batch, METH_VARARGS, "send_batch(fd, datagrams, host, port) -> (sent, errno)"},
     {"send_batch_to", send_batch_to, METH_VARARGS, "send_batch_to(fd, datagrams, destinations) -> (sent, errno)"},
+    {"send_feeds", send_feeds, METH_VARARGS, "send_feeds(datagrams, targets, chunk) -> list of (target, index, errno) refused"},
     {"pcap_scan", pcap_scan, METH_O, "pcap_scan(data) -> (swap, packets) or None"},
     {"send_frames", send_frames, METH_VARARGS, "send_frames(fd, data, offset, swap, max_count) -> (next_offset, sent, errno)"},
     {NULL, NULL, 0, NULL},

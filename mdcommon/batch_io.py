@@ -14,7 +14,7 @@ from types import ModuleType
 
 from decoders.native import wanted_backend
 
-__all__ = ["BATCH", "SEND_SLICE", "send_all", "send_all_to"]
+__all__ = ["BATCH", "SEND_SLICE", "send_all_to"]
 
 
 def _load() -> ModuleType | None:
@@ -31,26 +31,16 @@ BATCH = _load()
 SEND_SLICE = 1024 if BATCH is None else BATCH.MAX_BATCH
 
 
-def send_all(fd: int, datagrams: list, host: str, port: int, on_error, start: int = 0, stop: int | None = None) -> int:
-    """Send datagrams[start:stop] with as few sendmmsg calls as the kernel allows; a datagram it refuses is
-    reported as `on_error(index, errno)` and skipped, as a refused sendto would be. Returns how many left."""
-    assert BATCH is not None
-    n = len(datagrams) if stop is None else min(stop, len(datagrams))
-    return _send_slices(lambda i, j: BATCH.send_batch(fd, datagrams[i:j], host, port), start, n, on_error)
-
-
 def send_all_to(fd: int, datagrams: list, destinations: list, on_error) -> int:
-    """As `send_all`, datagram i to destinations[i] (an (IPv4 host, port) tuple): a run that alternates between
-    destinations through one socket (a capture's A and B feeds) still leaves by few sendmmsg calls."""
+    """Send every datagram, datagram i to destinations[i] (an (IPv4 host, port) tuple), with as few sendmmsg calls as
+    the kernel allows: a run that alternates between destinations through one socket (a capture's A and B feeds) still
+    leaves by few calls. A datagram the kernel refuses is reported as `on_error(index, errno)` and skipped, as a
+    refused sendto would be. Returns how many left."""
     assert BATCH is not None
-    return _send_slices(lambda i, j: BATCH.send_batch_to(fd, datagrams[i:j], destinations[i:j]), 0, len(datagrams), on_error)
-
-
-def _send_slices(send, i: int, n: int, on_error) -> int:
-    """Call send(i, j) -> (sent, errno) over [i, n) in SEND_SLICE slices until everything left or was refused."""
-    sent = 0
+    sent, i, n = 0, 0, len(datagrams)
     while i < n:
-        done, err = send(i, min(n, i + SEND_SLICE))
+        j = min(n, i + SEND_SLICE)
+        done, err = BATCH.send_batch_to(fd, datagrams[i:j], destinations[i:j])
         sent += done
         i += done
         if err:

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from mdcommon.batch_io import BATCH, send_all, send_all_to
+from mdcommon.batch_io import BATCH, send_all_to
 from tests.conftest import need_native
 
 
@@ -56,17 +56,17 @@ def test_bad_arguments_are_refused(batch, pair) -> None:
     with pytest.raises(ValueError):
         batch.recv_batch(rx.fileno(), bytearray(100), 100, 2)  # two slots do not fit
     with pytest.raises(ValueError):
-        batch.send_batch(rx.fileno(), [b"x"], "not-an-address", 1)
+        batch.send_batch_to(rx.fileno(), [b"x"], [("not-an-address", 1)])
     with pytest.raises(OSError):
         batch.recv_batch(-1, bytearray(100), 100, 1)
 
 
-def test_send_all_delivers_every_datagram_with_few_calls(batch, pair) -> None:
+def test_send_feeds_delivers_every_datagram_to_one_target_in_order(batch, pair) -> None:
     rx, tx = pair
-    datagrams = [os.urandom(10 + i % 50) for i in range(2500)]  # more than one sendmmsg slice
+    datagrams = [os.urandom(10 + i % 50) for i in range(2500)]  # more than one held block
     rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     host, port = rx.getsockname()
-    assert send_all(tx.fileno(), datagrams, host, port, lambda i, e: pytest.fail(f"refused {i}: {e}")) == 2500
+    assert batch.send_feeds(datagrams, [(tx.fileno(), host, port)], batch.MAX_BATCH) == []
     got = []
     buf = bytearray(128 * 64)
     while lengths := batch.recv_batch(rx.fileno(), buf, 128, 64):
@@ -80,7 +80,7 @@ def test_a_refused_datagram_is_reported_and_skipped_like_a_refused_sendto(batch)
         with pytest.raises(OSError) as exc:  # EACCES; ENETUNREACH in a network namespace with no route
             tx.sendto(b"x", ("255.255.255.255", 9))
         refused: dict[int, int] = {}
-        assert send_all(tx.fileno(), [b"a", b"b"], "255.255.255.255", 9, refused.__setitem__) == 0
+        assert send_all_to(tx.fileno(), [b"a", b"b"], [("255.255.255.255", 9)] * 2, refused.__setitem__) == 0
         assert refused == {0: exc.value.errno, 1: exc.value.errno} and exc.value.errno in (errno.EACCES, errno.ENETUNREACH)
     finally:
         tx.close()
@@ -114,3 +114,41 @@ def test_send_all_to_sends_each_datagram_to_its_own_destination(batch) -> None:
         tx.close()
         for rx in rxs:
             rx.close()
+
+
+def test_send_feeds_takes_turns_of_chunk_datagrams_and_skips_only_what_a_target_refuses(batch, pair) -> None:
+    """The plant's A and B: each target gets every datagram in order, in turns of `chunk` (so the second trails the first
+    by at most a chunk); a target that refuses is reported per datagram and never stops the other."""
+    rx, tx = pair
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    host, port = rx.getsockname()
+    datagrams = [i.to_bytes(4, "big") for i in range(1100)]  # past one held block of MAX_BATCH
+    assert batch.send_feeds(datagrams, [(tx.fileno(), host, port), (tx.fileno(), host, port)], 8) == []
+    buf = bytearray(64 * 64)
+    got = []
+    while lengths := batch.recv_batch(rx.fileno(), buf, 64, 64):
+        got += [int.from_bytes(buf[i * 64 : i * 64 + 4], "big") for i in range(len(lengths))]
+    turns = []
+    for lo in range(0, 1024, 8):  # the first held block: turns of 8, then its tail
+        turns += [*range(lo, lo + 8), *range(lo, lo + 8)]
+    for lo in range(1024, 1100, 8):
+        turns += [*range(lo, min(lo + 8, 1100)), *range(lo, min(lo + 8, 1100))]
+    assert got == turns
+
+    broadcast = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # no SO_BROADCAST: every datagram to it is refused
+    try:
+        with pytest.raises(OSError) as exc:
+            broadcast.sendto(b"x", ("255.255.255.255", 9))
+        refused = batch.send_feeds(datagrams[:20], [(broadcast.fileno(), "255.255.255.255", 9), (tx.fileno(), host, port)], 8)
+        assert refused == [(0, k, exc.value.errno) for k in range(20)]
+        got = []
+        while lengths := batch.recv_batch(rx.fileno(), buf, 64, 64):
+            got += [int.from_bytes(buf[i * 64 : i * 64 + 4], "big") for i in range(len(lengths))]
+        assert got == list(range(20))
+    finally:
+        broadcast.close()
+    for bad in ([(tx.fileno(), "not-an-address", 1)], [(tx.fileno(), host)], [(tx.fileno(), host, port)] * 9):
+        with pytest.raises((ValueError, TypeError)):
+            batch.send_feeds(datagrams[:1], bad, 8)
+    with pytest.raises(ValueError):
+        batch.send_feeds(datagrams[:1], [(tx.fileno(), host, port)], 0)

@@ -161,6 +161,34 @@ def test_encode_message_writes_the_struct_codecs_bytes(msg: tuple) -> None:
     assert native.encode_message(msg) == CODECS.codec_for(msg).encode(msg)
 
 
+class _Int(int):
+    pass
+
+
+_EDGES = [0, 1, -1, 2**30 - 1, 2**30, -(2**30), 2**60 - 1, 2**60, -(2**60), 2**62, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1,
+          2**64 - 1, 2**64, 2**90, -(2**90), True, False, _Int(2**40), _Int(-5)]
+
+
+@pytest.mark.parametrize("value", _EDGES, ids=repr)
+def test_the_packers_inline_int_reads_agree_at_every_digit_boundary(value: int) -> None:
+    """Exact ints of up to three 30-bit digits are read from their digits in C: at each boundary of that fast path
+    (and for a bool or an int subclass, which take the API) the bytes, or the refusal, are the struct codecs'."""
+    native = _native()
+    plain = ((b"Q", 1, 2, 3, 4, 5, 6), (b"F", 1, 2, 3, 1, 5), (b"T", 1, 2, 3, 4, 66, 6))  # u64, u32, i64, u16, u8 fields
+    for msg in [m[:k] + (value,) + m[k + 1:] for m in plain for k in range(1, len(m))]:  # the value in one field at a time
+        try:
+            expected = CODECS.codec_for(msg).encode(msg)
+        except EncodeError:
+            expected = None
+        assert native.encode_message(msg) == expected
+        w = DatagramWriter(CODECS, 1400)  # the packers the plant seals with
+        if expected is None:
+            with pytest.raises(EncodeError):
+                w.add_many([msg])
+        else:
+            assert w.add_many([msg]) == 1 and bytes(w.finish(SESSION, 1))[HEADER_SIZE + 2:] == expected
+
+
 @pytest.mark.parametrize("bad", [
     (b"I", 1, 7, "ACME", -4, ((1, 2, 3), (2, 9))),           # an array item short of a field
     (b"I", 1, 7, "ACME" * 5, -4, ()),                         # a symbol longer than 16
