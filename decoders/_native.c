@@ -9,6 +9,8 @@
 #define SCHEMA_FINGERPRINT 9884200418094265886ULL
 #define HEADER_SIZE 20
 #define MAX_COUNT 65534
+#define SOUP_SEQUENCED 83  /* SoupBinTCP sequenced data: length (2), this type byte, one message */
+#define END_OF_IMAGE 71
 
 /* On LP64 the `long` conversions walk the digits; CPython 3.11's `long long` ones go through a byte array */
 #if LONG_MAX == 9223372036854775807L
@@ -1136,6 +1138,58 @@ static PyObject *decode_messages(PyObject *self, PyObject *args)
     return list;
 }
 
+/* soup_messages(buf, off) -> (next_off, messages): an image stream's SoupBinTCP packets from buf[off:], decoded while
+ * each is a whole sequenced-data packet holding one message the decoders take exactly, other than the end of image.
+ * It stops, leaving it to Python, at anything else (a partial packet, another packet type, a length of 0, a message
+ * the struct codecs must judge, the end of image): next_off is that packet's offset. The line handler's image client
+ * reads a 200,000-record image through it in one call per recv instead of four Python calls per record. */
+static PyObject *soup_messages(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t off;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &off))
+        return NULL;
+    PyObject *list = PyList_New(0);
+    if (list == NULL || off < 0) {
+        PyBuffer_Release(&view);
+        if (list != NULL) {
+            Py_DECREF(list);
+            PyErr_SetString(PyExc_ValueError, "soup_messages: negative offset");
+        }
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)view.buf;
+    Py_ssize_t end = view.len;
+    while (off + 3 <= end) {
+        Py_ssize_t length = rdbe16(p + off);
+        if (length < 2 || off + 2 + length > end || p[off + 2] != SOUP_SEQUENCED)
+            break;
+        const unsigned char *msg = p + off + 3;
+        decoder_fn dec = DECODERS[msg[0]];
+        if (dec == NULL || msg[0] == END_OF_IMAGE)
+            break;
+        PyObject *item = dec(msg, length - 1);
+        if (item == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            break;
+        }
+        int r = PyList_Append(list, item);
+        Py_DECREF(item);
+        if (r < 0)
+            goto error;
+        off += 2 + length;
+    }
+    PyBuffer_Release(&view);
+    PyObject *out = Py_BuildValue("nN", off, list);
+    return out;
+error:
+    PyBuffer_Release(&view);
+    Py_DECREF(list);
+    return NULL;
+}
+
 #include "_native_lane.c"
 
 enum { PACK_PYTHON, PACK_DONE, PACK_FULL };
@@ -1216,6 +1270,7 @@ static PyObject *pack_blocks(PyObject *self, PyObject *args)
 
 static PyMethodDef METHODS[] = {
     {"decode_messages", decode_messages, METH_VARARGS, "decode_messages(data, count) -> list of tuples, or None on a defect"},
+    {"soup_messages", soup_messages, METH_VARARGS, "soup_messages(buf, off) -> (next_off, messages) of an image stream"},
     {"decode_message", decode_message, METH_O, "decode_message(data) -> tuple, or None: the struct codecs decide"},
     {"encode_message", encode_message, METH_O, "encode_message(msg) -> bytes, or None: the struct codecs decide"},
     {"pack_blocks", pack_blocks, METH_VARARGS, "pack_blocks(buf, off, count, max_bytes, msgs, start, offsets) -> (i, off, count, full)"},

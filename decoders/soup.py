@@ -144,26 +144,42 @@ class SoupFramer:
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._off = 0  # where the first packet not yet taken starts
 
     def feed(self, data: bytes | memoryview) -> list[bytes]:
         """Append received bytes; return every packet now complete. Raises on a zero length."""
-        buf = self._buf
-        buf += data
+        self.append(data)
         out: list[bytes] = []
-        off = 0
-        n = len(buf)
-        while n - off >= 2:
-            length = (buf[off] << 8) | buf[off + 1]
-            if length == 0:
-                raise DecodeError(DecodeErrorKind.ZERO_LENGTH, off, "SoupBinTCP packet of length 0")
-            if n - off < 2 + length:
-                break
-            out.append(bytes(buf[off : off + 2 + length]))
-            off += 2 + length
-        if off:
-            del buf[:off]
+        while (packet := self.next_packet()) is not None:
+            out.append(packet)
         return out
+
+    def append(self, data: bytes | memoryview) -> None:
+        """Append received bytes, for `next_packet` and `take_messages` to take."""
+        if self._off:
+            del self._buf[: self._off]
+            self._off = 0
+        self._buf += data
+
+    def next_packet(self) -> bytes | None:
+        """The next whole packet, or None until more bytes arrive. Raises on a zero length."""
+        buf, off = self._buf, self._off
+        if len(buf) - off < 2:
+            return None
+        length = (buf[off] << 8) | buf[off + 1]
+        if length == 0:
+            raise DecodeError(DecodeErrorKind.ZERO_LENGTH, off, "SoupBinTCP packet of length 0")
+        if len(buf) - off < 2 + length:
+            return None
+        self._off = off + 2 + length
+        return bytes(buf[off : self._off])
+
+    def take_messages(self, native: Any) -> list[tuple]:
+        """The messages of the sequenced-data packets next in line, decoded in C (`native.soup_messages`) up to the
+        first packet it leaves to `next_packet` (another type, a defect, the end of image)."""
+        self._off, msgs = native.soup_messages(self._buf, self._off)
+        return msgs
 
     @property
     def pending_bytes(self) -> int:
-        return len(self._buf)
+        return len(self._buf) - self._off

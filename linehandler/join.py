@@ -52,10 +52,13 @@ class JoinMixin:
         self.counters.values[STREAM_COUNTERS.image_requests] += 1
         return [RequestImage(self.image_server, self.session)]
 
-    def on_image_message(self, msg: tuple) -> None:
-        """One message of the image stream (record images; directory entries are welcome too)."""
+    def on_image_messages(self, msgs: list[tuple] | tuple) -> None:
+        """Messages of the image stream, in order (record images; directory entries are welcome too)."""
         if self.image_records is not None:
-            self.image_records.apply(msg)
+            self.image_records.apply_many(msgs)
+
+    def on_image_message(self, msg: tuple) -> None:
+        self.on_image_messages((msg,))
 
     def on_image_failed(self, reason: str, now_ns: int) -> list:
         """The image server could not deliver: try the next one, later; never stall the live stream."""

@@ -7,7 +7,7 @@ late join and resync from an initial image.
     actions = core.on_unicast(data, server, now_ns)     # retransmissions and rejects (unicast, or the repair group: server 0)
     actions = core.on_request_heard(data, now_ns)       # a request heard on the request group
     actions = core.on_timer(now_ns)                     # when now_ns >= core.next_timer()
-    core.on_image_message(msg); core.on_image_end(seq, now_ns); core.on_image_failed(reason, now_ns)
+    core.on_image_messages(msgs); core.on_image_end(seq, now_ns); core.on_image_failed(reason, now_ns)
 
 Rules:
 1. Exactly once, in order: `on_message(sequence, message)` (or, batched,

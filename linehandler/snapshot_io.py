@@ -14,12 +14,15 @@ import time
 
 from decoders import CODECS, END_OF_IMAGE, DecodeError, soup
 
+from .stream import NO_ACTIONS
+
 __all__ = ["ImageClient"]
 
 (_MESSAGE,) = soup.SOUP.by_name["sequenced_data"].slots("message")
 (_REJECT_CODE,) = soup.SOUP.by_name["login_rejected"].slots("reject_reason_code")
 (_ACCEPTED_SESSION,) = soup.SOUP.by_name["login_accepted"].slots("session")
 (_IMAGE_SEQUENCE,) = CODECS.by_name["end_of_image"].slots("sequence_number")
+_NATIVE = CODECS.native  # None on the python backend (MD_BACKEND=python, or no build)
 
 
 class ImageClient:
@@ -57,16 +60,24 @@ class ImageClient:
         data = self.sock.recv(1 << 20)
         if not data:
             raise ConnectionError("image server closed the connection before the end of the image")
-        actions: list = []
-        for packet in self.framer.feed(data):
+        framer = self.framer
+        framer.append(data)
+        while True:
+            if _NATIVE is not None:  # the records, in one C call per run of them; the rest one packet at a time below
+                msgs = framer.take_messages(_NATIVE)
+                if msgs:
+                    core.on_image_messages(msgs)
+                    self.records += len(msgs)
+            packet = framer.next_packet()
+            if packet is None:
+                return NO_ACTIONS
             name, fields = soup.decode_packet(packet)
             if name == "sequenced_data":
                 msg = CODECS.decode(fields[_MESSAGE])
                 if msg[0] == END_OF_IMAGE:
                     self.done = True
-                    actions += core.on_image_end(msg[_IMAGE_SEQUENCE], now_ns)
-                    return actions
-                core.on_image_message(msg)
+                    return core.on_image_end(msg[_IMAGE_SEQUENCE], now_ns)
+                core.on_image_messages([msg])
                 self.records += 1
             elif name == "login_rejected":
                 raise ConnectionRefusedError(f"image login rejected: {chr(fields[_REJECT_CODE])}")
@@ -79,7 +90,6 @@ class ImageClient:
                 continue
             else:
                 raise DecodeError("bad_packet", 0, f"unexpected {name} from an image server")
-        return actions
 
     def expired(self) -> bool:
         return time.monotonic() > self.deadline

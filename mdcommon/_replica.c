@@ -1,5 +1,5 @@
 /* Image.apply_many in C, for the messages that dominate a feed: quotes, trades and field updates
- * of instruments already in the image. Everything else (directory entries, record images, a new
+ * of instruments already in the image, and an initial image's record images. Everything else (directory entries, a new
  * instrument, a snapshot in progress, a tuple of an unexpected shape) goes to the Python
  * `Image.apply`, which stays the definition of what applying means (mdcommon/image.py, rules 1-3);
  * tests/unit/test_replica_native.py checks both give the same image for random streams.
@@ -15,14 +15,15 @@ enum { BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE, QUOTE_TIME, LAST_PRICE, LAST_SI
 static PyObject *FIELD[N_FIELDS];
 static PyObject *FIELD_TYPES;  /* field id -> value type, from the field dictionary */
 static PyObject *ZERO, *ONE, *VALUES, *TYPES, *COPY;
+static PyObject *RECORD;  /* the record class apply_many loads record images into (None: they go to Python) */
 static int configured;
 
-/* configure(field_ids: tuple of 13 ints in the order above, field_types: dict) */
+/* configure(field_ids: tuple of 13 ints in the order above, field_types: dict[, record_class]) */
 static PyObject *configure(PyObject *self, PyObject *args)
 {
-    PyObject *ids, *types;
+    PyObject *ids, *types, *record = Py_None;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyTuple_Type, &ids, &PyDict_Type, &types))
+    if (!PyArg_ParseTuple(args, "O!O!|O", &PyTuple_Type, &ids, &PyDict_Type, &types, &record))
         return NULL;
     if (PyTuple_GET_SIZE(ids) != N_FIELDS) {
         PyErr_Format(PyExc_ValueError, "configure: %d field ids expected", N_FIELDS);
@@ -32,6 +33,7 @@ static PyObject *configure(PyObject *self, PyObject *args)
         Py_XSETREF(FIELD[i], Py_NewRef(PyTuple_GET_ITEM(ids, i)));
     }
     Py_XSETREF(FIELD_TYPES, Py_NewRef(types));
+    Py_XSETREF(RECORD, Py_NewRef(record));
     configured = 1;
     Py_RETURN_NONE;
 }
@@ -128,6 +130,8 @@ static int apply_field(PyObject *rec, PyObject *values, PyObject *m)
     return rc < 0 ? -1 : 1;
 }
 
+static int load(PyObject *records, PyObject *m, PyObject *cls);
+
 /* apply_many(records, msgs, apply[, saved]) -> None: each message applied in order; `apply` (the Python
  * Image.apply) takes those this file leaves alone. `saved` (a snapshot in progress, Image._saved): before a
  * record first changes, its copy (record.copy()) is kept there under its id, as Image._save does. */
@@ -154,7 +158,11 @@ static PyObject *apply_many(PyObject *self, PyObject *args)
         if (PyTuple_CheckExact(m) && PyTuple_GET_SIZE(m) >= 4) {
             PyObject *type = PyTuple_GET_ITEM(m, 0);
             char t = PyBytes_CheckExact(type) && PyBytes_GET_SIZE(type) == 1 ? PyBytes_AS_STRING(type)[0] : 0;
-            if (t == 'Q' || t == 'T' || t == 'F') {
+            if (t == 'I' && saved == Py_None && RECORD != NULL && RECORD != Py_None) {  /* an image's records */
+                done = load(records, m, RECORD);
+                if (done < 0)
+                    goto error;
+            } else if (t == 'Q' || t == 'T' || t == 'F') {
                 PyObject *rec = PyDict_GetItemWithError(records, PyTuple_GET_ITEM(m, 2));
                 if (rec == NULL && PyErr_Occurred())
                     goto error;
@@ -211,33 +219,25 @@ error:
     return NULL;
 }
 
-/* load_record(records, msg, record_class) -> bool: a record image (b"I", ts, iid, symbol, exponent, fields) as
- * Image.load_record makes it: a new record_class(iid, symbol, exponent), its values by field id, and in `types`
- * the value types that differ from the field dictionary's. False, changing nothing: a shape Python must judge. */
-static PyObject *load_record(PyObject *self, PyObject *args)
+/* A record image (b"I", ts, iid, symbol, exponent, fields) as Image.load_record makes it: a new cls(iid, symbol,
+ * exponent), its values by field id, and in `types` the value types that differ from the field dictionary's.
+ * 1 loaded; 0 changing nothing, a shape Python must judge; -1 an exception. */
+static int load(PyObject *records, PyObject *m, PyObject *cls)
 {
-    PyObject *records, *m, *cls;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &records, &m, &cls))
-        return NULL;
-    if (!configured) {
-        PyErr_SetString(PyExc_RuntimeError, "load_record before configure");
-        return NULL;
-    }
     if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != 6 || !PyTuple_CheckExact(PyTuple_GET_ITEM(m, 5)))
-        Py_RETURN_FALSE;
+        return 0;
     PyObject *fields = PyTuple_GET_ITEM(m, 5);
     Py_ssize_t n = PyTuple_GET_SIZE(fields);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *f = PyTuple_GET_ITEM(fields, i);
         if (!PyTuple_CheckExact(f) || PyTuple_GET_SIZE(f) != 3)
-            Py_RETURN_FALSE;
+            return 0;
     }
     PyObject *iid = PyTuple_GET_ITEM(m, 2);
     PyObject *call[3] = {iid, PyTuple_GET_ITEM(m, 3), PyTuple_GET_ITEM(m, 4)};
     PyObject *rec = PyObject_Vectorcall(cls, call, 3, NULL);
     if (rec == NULL)
-        return NULL;
+        return -1;
     PyObject *values = PyObject_GetAttr(rec, VALUES), *types = values ? PyObject_GetAttr(rec, TYPES) : NULL;
     int bad = values == NULL || types == NULL;
     for (Py_ssize_t i = 0; i < n && !bad; i++) {
@@ -261,9 +261,24 @@ static PyObject *load_record(PyObject *self, PyObject *args)
     Py_XDECREF(values);
     Py_XDECREF(types);
     Py_DECREF(rec);
-    if (bad)
+    return bad ? -1 : 1;
+}
+
+/* load_record(records, msg, record_class) -> bool: `load`; False, changing nothing, for a shape Python must judge. */
+static PyObject *load_record(PyObject *self, PyObject *args)
+{
+    PyObject *records, *m, *cls;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &records, &m, &cls))
         return NULL;
-    Py_RETURN_TRUE;
+    if (!configured) {
+        PyErr_SetString(PyExc_RuntimeError, "load_record before configure");
+        return NULL;
+    }
+    int r = load(records, m, cls);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(r);
 }
 
 static PyMethodDef METHODS[] = {

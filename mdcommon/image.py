@@ -42,15 +42,14 @@ _LAST_TRADE_TIME = FIELDS_BY_NAME["last_trade_time"].field_id
 
 def _load_native() -> ModuleType | None:
     """mdcommon/_replica.c (built by pip install): apply_many in C for quotes, trades and field updates of known
-    instruments; None without the build or with MD_BACKEND=python (the wire backend's switch)."""
+    instruments and for record images; None without the build or with MD_BACKEND=python (the wire backend's
+    switch). Configured once `Record` exists, below."""
     if wanted_backend() == "python":
         return None
     try:
         from . import _replica  # type: ignore[attr-defined]
     except ImportError:
         return None
-    _replica.configure((_BID_PRICE, _BID_SIZE, _ASK_PRICE, _ASK_SIZE, _QUOTE_TIME, _LAST_PRICE, _LAST_SIZE, _VOLUME, _TRADE_COUNT,
-                        _OPEN, _HIGH, _LOW, _LAST_TRADE_TIME), {fid: f.value_type for fid, f in FIELDS.items()})
     return _replica
 
 
@@ -99,6 +98,11 @@ class Record:
 
     def __repr__(self) -> str:
         return f"Record({self.instrument_id}, {self.symbol!r}, e{self.price_exponent}, {self.values})"
+
+
+if _NATIVE is not None:
+    _NATIVE.configure((_BID_PRICE, _BID_SIZE, _ASK_PRICE, _ASK_SIZE, _QUOTE_TIME, _LAST_PRICE, _LAST_SIZE, _VOLUME, _TRADE_COUNT,
+                       _OPEN, _HIGH, _LOW, _LAST_TRADE_TIME), {fid: f.value_type for fid, f in FIELDS.items()}, Record)
 
 
 class Image:
