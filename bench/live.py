@@ -45,9 +45,11 @@ WARMUP_S = 1.0  # latency before this (from the first market message) is the sta
 
 
 def start_plant(a, b, rate: float, seconds: float, instruments: int = 10_000, request_port: int = 0,
-                linger_ms: int = 300) -> subprocess.Popen:
-    """The plant daemon; with `request_port`, it also answers re-requests from its journal (for mirrors' own gaps)."""
+                linger_ms: int = 300, spin_us: int = 0) -> subprocess.Popen:
+    """The plant daemon; with `request_port`, it also answers re-requests from its journal (for mirrors' own gaps);
+    with `spin_us`, it busy-waits that long before each due batch (`--spin-us`) instead of sleeping through it."""
     serve = ["--request-address", "127.0.0.1", "--request-port", str(request_port)] if request_port else []
+    serve += ["--spin-us", str(spin_us)] if spin_us else []
     return subprocess.Popen([PY, "-m", "tickerplant", *feed_flags(a, b), *serve, "--source-rate", str(rate), "--source-burst-seconds", "0",
                              "--source-instruments", str(instruments), "--duration-s", str(seconds), "--stats-interval-s", "0",
                              "--max-batch-delay-us", "100", "--end-of-session-linger-ms", str(linger_ms), "--no-keep-image",

@@ -6,7 +6,9 @@ machine and the injected loss touches no other process's traffic. Then, in each 
   throughput   ZeroMQ epgm (PGM over UDP, Debian's libzmq5 + OpenPGM, bench/zmq_peer.py under
                /usr/bin/python3), N messages of our average message size as fast as its publisher
                goes; our plant flat out into our handler (A and B), same seconds
-  latency      both at 10 k and 100 k messages/s: p50/p99/p99.9 from publish to callback
+  latency      both at 10 k and 100 k messages/s: p50/p99/p99.9 from publish to callback, each publisher
+               spinning its last 50 µs before a due send (zmq_peer.py's loop; the plant's --spin-us 50);
+               ours also with the plant sleeping until each batch, as it runs by default
   loss 1 %     nftables drops 1 % of the multicast datagrams at lo's prerouting hook (`numgen
                random mod 100 < 1`), for each of our A and B groups and for the PGM group; 100 k msg/s;
                our handler has a retransmission server; delivered, lost, p99
@@ -111,9 +113,10 @@ def loss_clear() -> str:
 
 
 WARMUP_S = 1.0  # what bench/zmq_peer.py gives ZeroMQ at a fixed rate before it measures; ours gets the same
+PUBLISHER_SPIN_US = 50  # bench/zmq_peer.py's publisher spins its last 50 µs before each send; the plant's --spin-us, alike
 
 
-def ours(rate: float, seconds: float, nack: bool = False, warmup: bool = False) -> dict:
+def ours(rate: float, seconds: float, nack: bool = False, warmup: bool = False, spin_us: int = 0) -> dict:
     """Plant → handler; with `nack`, a retransmission server that repairs its own gaps from the plant's journal
     (under injected loss the mirror loses datagrams too). With `warmup` the plant runs WARMUP_S longer and the
     latency percentiles are taken after it, as ZeroMQ's are; the start-up transient is reported on its own."""
@@ -124,7 +127,7 @@ def ours(rate: float, seconds: float, nack: bool = False, warmup: bool = False) 
     try:
         h = start_handler([(OUR_A, OUR_B)], seconds + 12, *(["--nack", f"127.0.0.1:{srv.udp}"] if srv else []))
         # the plant lingers 4 s after its last message so that the mirror can still repair late gaps from its journal
-        plant = start_plant(OUR_A, OUR_B, rate, seconds, request_port=plant_port, linger_ms=4000 if nack else 300)
+        plant = start_plant(OUR_A, OUR_B, rate, seconds, request_port=plant_port, linger_ms=4000 if nack else 300, spin_us=spin_us)
         reap(plant, seconds + 30)
         r = handler_result(h)
     finally:
@@ -226,13 +229,20 @@ def one_repetition(out: Samples, seconds: float, size: int, netns: bool, norm: b
         out.note("peer.zmq", why)
     # latency at fixed rates
     for label, rate in (("10k", 10_000), ("100k", 100_000)):
-        r = ours(rate, seconds, warmup=True)
+        # alike: bench/zmq_peer.py's publisher sleeps until 50 µs before each send and spins the rest, so the plant
+        # does the same (--spin-us 50); the plant as it runs by default (sleeping until each batch) is reported too
+        r = ours(rate, seconds, warmup=True, spin_us=PUBLISHER_SPIN_US)
+        asleep = ours(rate, seconds, warmup=True)
+        for q in ("p50_us", "p99_us", "p999_us"):
+            out.add(f"peer.ours_sleep.{label}.{q}", asleep[q])
+        out.add(f"peer.ours_sleep.{label}.lost", asleep["stream_messages_lost"])
         for q in ("p50_us", "p99_us", "p999_us", "startup_max_us", "settle_ms", "all_p99_us"):
             out.add(f"peer.ours.{label}.{q}", r[q])
         out.add(f"peer.ours.{label}.lost", r["stream_messages_lost"])
         out.note(f"peer.ours.{label}.timeline", json.dumps(r["timeline"]))
         line = (f"  {label}/s, steady state after {WARMUP_S:g} s (both): ours p50 {r['p50_us']:.0f} p99 {r['p99_us']:.0f} "
-                f"p99.9 {r['p999_us']:.0f} µs ({startup_line(r)})")
+                f"p99.9 {r['p999_us']:.0f} µs ({startup_line(r)}; plant sleeping, not spinning: p50 {asleep['p50_us']:.0f} "
+                f"p99 {asleep['p99_us']:.0f} p99.9 {asleep['p999_us']:.0f} µs)")
         if why is None:
             z = zmq_run(EPGM, int(rate * seconds), size, rate)
             if "error" in z:

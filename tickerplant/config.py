@@ -72,6 +72,7 @@ class PlantConfig:
     state_file: str = opt("", "file remembering the last session instance, so a restart within a second still gets a new one")
     max_datagram_bytes: int = opt(1400, "largest datagram, MoldUDP64 header included", "bytes")
     max_batch_delay_us: int = opt(1000, "longest a message waits for its datagram to fill", "µs")
+    spin_us: int = opt(0, "busy-wait this long before each due batch instead of sleeping through it: the process's wake-up jitter off the latency, for a core kept busy; 0 = sleep", "µs")
     heartbeat_interval_ms: float = opt(1000.0, "idle time before a heartbeat, and between heartbeats", "ms")
     end_of_session_linger_ms: float = opt(1000.0, "how long end-of-session packets are repeated after a stop", "ms")
     end_of_session_interval_ms: float = opt(100.0, "interval between end-of-session packets during the linger", "ms")

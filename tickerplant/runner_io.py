@@ -77,6 +77,7 @@ class PlantRunner:
             self.plant.sending = False
         self.feed: SyntheticFeed | FileFeed | None = None
         self.batch_ns = max(config.max_batch_delay_us, 50) * 1000
+        self.spin_s = max(config.spin_us, 0) / 1e6
         self.wall_minus_mono = time.time_ns() - time.monotonic_ns()
         self.sel = selectors.DefaultSelector()
         self.status: StatusServer | None = None
@@ -399,7 +400,11 @@ class PlantRunner:
             if 0.0 < timeout < 0.002 and plant.sending:
                 # epoll waits whole milliseconds (rounded up): a batch due sooner would leave up to 1 ms late.
                 # Sleep precisely instead; the sockets wait that long (split-brain news, status: harmless)
-                time.sleep(timeout)
+                due_ns = time.monotonic_ns() + int(timeout * 1e9)
+                if timeout > self.spin_s:
+                    time.sleep(timeout - self.spin_s)
+                while time.monotonic_ns() < due_ns:  # spin_us: the last stretch awake, off the scheduler's wake-up
+                    pass
                 timeout = 0.0
             self._dispatch(min(timeout, 0.5))
 

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from decoders import CODECS
 from decoders.moldudp64 import decode_datagram
 from tests.integration.mcast import collect, receiver, unique_feeds
@@ -42,12 +44,14 @@ def summarize(datagrams: list[bytes]) -> tuple[list[tuple], int, int]:
     return msgs, eos, beats
 
 
-def test_both_feeds_carry_the_same_contiguous_stream(tmp_path: Path) -> None:
+@pytest.mark.parametrize("timing", [(), ("--max-batch-delay-us", "100", "--spin-us", "50")], ids=["sleeping", "spinning"])
+def test_both_feeds_carry_the_same_contiguous_stream(tmp_path: Path, timing: tuple[str, ...]) -> None:
+    """Also with the loop awake for the last 50 µs before each batch (--spin-us): the same stream, a clean stop."""
     a, b = unique_feeds()
     socks = {"A": receiver(*a), "B": receiver(*b)}
     record = tmp_path / "published.jsonl"
     proc = subprocess.Popen(plant_cmd(a, b, "--duration-s", "1.5", "--source-rate", "20000", "--source-instruments", "300",
-                                      "--end-of-session-linger-ms", "300", "--record-file", str(record)),
+                                      "--end-of-session-linger-ms", "300", "--record-file", str(record), *timing),
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
     got = collect(socks, lambda g: ended(g, 2), timeout_s=20)
     rc = proc.wait(timeout=20)
