@@ -1151,11 +1151,11 @@ static PyObject *soup_messages(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*n", &view, &off))
         return NULL;
     PyObject *list = PyList_New(0);
-    if (list == NULL || off < 0) {
+    if (list == NULL || off < 0 || off > view.len) {
         PyBuffer_Release(&view);
         if (list != NULL) {
             Py_DECREF(list);
-            PyErr_SetString(PyExc_ValueError, "soup_messages: negative offset");
+            PyErr_SetString(PyExc_ValueError, "soup_messages: offset outside the buffer");
         }
         return NULL;
     }

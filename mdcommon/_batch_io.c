@@ -214,6 +214,12 @@ static PyObject *send_feeds(PyObject *self, PyObject *args)
         if (ipv4(host, port, &addrs[t], "send_feeds") < 0)
             goto done;
     }
+    for (Py_ssize_t i = 0; i < n; i++) {  /* every datagram a bytes-like before any leaves: none sent, or all tried */
+        if (!PyObject_CheckBuffer(PySequence_Fast_GET_ITEM(seq, i))) {
+            PyErr_Format(PyExc_TypeError, "send_feeds: datagram %zd is not bytes-like", i);
+            goto done;
+        }
+    }
     if ((refused = PyList_New(0)) == NULL)
         goto done;
     for (Py_ssize_t base = 0; base < n; base += MAX_BATCH) {  /* a block of datagrams held at once */

@@ -159,7 +159,9 @@ static PyObject *apply_many(PyObject *self, PyObject *args)
             PyObject *type = PyTuple_GET_ITEM(m, 0);
             char t = PyBytes_CheckExact(type) && PyBytes_GET_SIZE(type) == 1 ? PyBytes_AS_STRING(type)[0] : 0;
             if (t == 'I' && saved == Py_None && RECORD != NULL && RECORD != Py_None) {  /* an image's records */
+                Py_INCREF(m);  /* held across the Python code load runs (the record class), whatever it does to the list */
                 done = load(records, m, RECORD);
+                Py_DECREF(m);
                 if (done < 0)
                     goto error;
             } else if (t == 'Q' || t == 'T' || t == 'F') {
@@ -282,7 +284,7 @@ static PyObject *load_record(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef METHODS[] = {
-    {"configure", configure, METH_VARARGS, "configure(field_ids, field_types)"},
+    {"configure", configure, METH_VARARGS, "configure(field_ids, field_types[, record_class])"},
     {"apply_many", apply_many, METH_VARARGS, "apply_many(records, msgs, apply[, saved])"},
     {"load_record", load_record, METH_VARARGS, "load_record(records, msg, record_class) -> bool"},
     {NULL, NULL, 0, NULL},

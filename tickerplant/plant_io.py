@@ -267,6 +267,7 @@ class Plant:
     def close(self) -> None:
         for _, sock, _, _ in self.feeds:
             sock.close()
+        self._targets = [(-1, host, port) for _, host, port in self._targets]  # a send after close is refused (EBADF)
         if self.request_sock is not None:
             self.request_sock.close()
         if self._record is not None:

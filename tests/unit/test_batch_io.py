@@ -28,6 +28,18 @@ def pair():
     tx.close()
 
 
+SO_RCVBUFFORCE = 33  # Linux; Python's socket module does not name it
+
+
+def roomy(rx: socket.socket, want: int = 8 << 20) -> bool:
+    """Ask for a receive buffer of `want` bytes, past net.core.rmem_max as root; True if the kernel granted it (it
+    reports twice what it holds for data). With a smaller one a burst sent without reading loses its tail."""
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
+    if rx.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < want and os.geteuid() == 0:
+        rx.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, want)
+    return rx.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= want
+
+
 def test_recv_batch_reads_what_recv_would_in_order(batch, pair) -> None:
     rx, tx = pair
     sent = [bytes([i]) * (1 + i * 37) for i in range(40)]
@@ -64,14 +76,15 @@ def test_bad_arguments_are_refused(batch, pair) -> None:
 def test_send_feeds_delivers_every_datagram_to_one_target_in_order(batch, pair) -> None:
     rx, tx = pair
     datagrams = [os.urandom(10 + i % 50) for i in range(2500)]  # more than one held block
-    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    whole = roomy(rx)
     host, port = rx.getsockname()
     assert batch.send_feeds(datagrams, [(tx.fileno(), host, port)], batch.MAX_BATCH) == []
     got = []
     buf = bytearray(128 * 64)
     while lengths := batch.recv_batch(rx.fileno(), buf, 128, 64):
         got += [bytes(buf[i * 128 : i * 128 + n]) for i, n in enumerate(lengths)]
-    assert got == datagrams[: len(got)] and len(got) > 1000  # in order; the receive buffer may hold fewer than all
+    assert got == datagrams[: len(got)] and got  # in order
+    assert len(got) == len(datagrams) or not whole  # all of them, given room (always as root, so in CI)
 
 
 def test_a_refused_datagram_is_reported_and_skipped_like_a_refused_sendto(batch) -> None:
@@ -89,11 +102,12 @@ def test_a_refused_datagram_is_reported_and_skipped_like_a_refused_sendto(batch)
 def test_send_all_to_sends_each_datagram_to_its_own_destination(batch) -> None:
     """The wire replay's interleaved A/B runs: one sendmmsg, a destination per datagram, order kept per destination."""
     rxs = []
+    whole = True
     for _ in range(2):
         rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rx.bind(("127.0.0.1", 0))
         rx.setblocking(False)
-        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        whole = roomy(rx) and whole
         rxs.append(rx)
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -105,7 +119,8 @@ def test_send_all_to_sends_each_datagram_to_its_own_destination(batch) -> None:
             got = []
             while lengths := batch.recv_batch(rx.fileno(), buf, 64, 64):
                 got += [int.from_bytes(buf[i * 64 : i * 64 + 4], "big") for i in range(len(lengths))]
-            assert got == list(range(k, 1500, 2))
+            assert got == list(range(k, 1500, 2))[: len(got)] and got
+            assert len(got) == 750 or not whole  # all of them, given room (always as root, so in CI)
         with pytest.raises(ValueError):
             batch.send_batch_to(tx.fileno(), [b"x"], [("not-an-address", 1)])
         with pytest.raises(ValueError):
@@ -120,7 +135,7 @@ def test_send_feeds_takes_turns_of_chunk_datagrams_and_skips_only_what_a_target_
     """The plant's A and B: each target gets every datagram in order, in turns of `chunk` (so the second trails the first
     by at most a chunk); a target that refuses is reported per datagram and never stops the other."""
     rx, tx = pair
-    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    whole = roomy(rx)
     host, port = rx.getsockname()
     datagrams = [i.to_bytes(4, "big") for i in range(1100)]  # past one held block of MAX_BATCH
     assert batch.send_feeds(datagrams, [(tx.fileno(), host, port), (tx.fileno(), host, port)], 8) == []
@@ -133,7 +148,8 @@ def test_send_feeds_takes_turns_of_chunk_datagrams_and_skips_only_what_a_target_
         turns += [*range(lo, lo + 8), *range(lo, lo + 8)]
     for lo in range(1024, 1100, 8):
         turns += [*range(lo, min(lo + 8, 1100)), *range(lo, min(lo + 8, 1100))]
-    assert got == turns
+    assert got == turns[: len(got)] and got  # in turns of 8
+    assert len(got) == len(turns) or not whole  # across the block edge too, given room (always as root, so in CI)
 
     broadcast = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # no SO_BROADCAST: every datagram to it is refused
     try:
