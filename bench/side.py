@@ -205,7 +205,8 @@ def handler_at(exe: Path, file: Path, rate_unique: float, seconds: float) -> dic
 
 def handler_ceiling(exe: Path, file: Path, c_recv: float, seconds: float, tries: int = 6) -> tuple[dict, list[dict]]:
     """Highest zero-loss rate found: the target (90 % of the C receive floor) first, then steps of 10 %
-    up (or down) until the outcome changes, then one bisection between the last success and failure."""
+    up (or down) until the outcome changes, then one bisection between the last success and failure.
+    Down from a failure the steps go on until one succeeds or the rate reaches 10 %."""
     tried: list[dict] = []
 
     def attempt(frac: float) -> bool:
@@ -221,7 +222,9 @@ def handler_ceiling(exe: Path, file: Path, c_recv: float, seconds: float, tries:
         ok_at = frac
     else:
         fail_at = frac
-    while len(tried) < tries - 1:
+    # Going up stops at the first failure within `tries`; going down continues until a rate succeeds (a slow
+    # backend's ceiling can sit far below the target, and "nothing succeeded" is not a figure).
+    while len(tried) < tries - 1 or not up:
         frac = round(frac + (0.1 if up else -0.1), 2)
         if frac <= 0.05 or frac > 1.2:
             break
@@ -233,7 +236,7 @@ def handler_ceiling(exe: Path, file: Path, c_recv: float, seconds: float, tries:
             fail_at = frac
             if up:
                 break
-    if ok_at is not None and fail_at is not None and len(tried) < tries:
+    if ok_at is not None and fail_at is not None:
         attempt(round((ok_at + fail_at) / 2, 3))
     good = [t for t in tried if t["lost"] == 0]
     best = max(good, key=lambda t: t["dgrams_s"]) if good else {"dgrams_s": 0.0, "msgs_s": 0.0, "cpu_s_per_M": float("nan")}
