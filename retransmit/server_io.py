@@ -188,6 +188,10 @@ class RetransmitServer:
             self.fed_mark = (now, self.fed_bytes)
         nt = pool.next_timer()
         if nt is not None and nt <= now:
+            # what another server already repaired counts before our slot comes: its repair may sit unread on the
+            # socket while this loop was busy (a mirror batch, a snapshot step), and answering then doubles it
+            self._on_pool_repair(self.pool_repairs, 0, now)
+            now = time.monotonic_ns()
             try:
                 answers = pool.on_timer(now)
             except Exception as exc:  # as in _on_udp: a core bug must not take the server down
