@@ -9,7 +9,7 @@ Steps (each a script of its own, runnable alone; see its docstring):
   pool       recovery with unicast servers against an anonymous pool (bench/pool.py)
   relay      relays: throughput, latency added per layer and by a chain of 3, ITCH normalization (bench/relay.py)
   hotpath    cProfile top-N of the plant's and the handler's hot paths (bench/hotpath.py)
-  components the per-component scripts (floor, codec, plant, handler, pcap, retransmit); full runs only
+  components the per-component scripts (floor, codec, plant, handler, pcap, retransmit, join); full runs only
 
 Every figure in the report's tables is the median over the repetitions with the min and max; a
 ratio is the median of ratios each taken within one repetition. `--quick` runs fewer and shorter
@@ -54,6 +54,7 @@ COMPONENTS = [
     ("handler", ["bench/handler.py", "--seconds", "3"]),
     ("pcap", ["bench/pcap.py"]),
     ("retransmit", ["bench/retransmit.py", "--rate", "20000"]),
+    ("join", ["bench/join.py"]),
 ]
 
 
