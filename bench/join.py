@@ -3,7 +3,7 @@
 A joiner buffers the live feed (A and B) from its first datagram until the image ends, then drops
 what the image covers and delivers the rest, applying it to the image that became its replica.
 At 100 k msg/s a joiner that waits 5 s buffers 500,000 messages, so this cost, not the image, is
-most of a joiner's CPU (docs/performance.md, "Ten joiners at 100 k msg/s"). In-process, on a
+most of a joiner's CPU (docs/performance.md, "Where the time goes in what is still missed"). In-process, on a
 fake clock: the plant's own datagrams (SyntheticMarket → Sequencer), fed to a `HandlerCore` as a
 late joiner, then an image of every instrument (two fields each), then the image's end.
 

@@ -10,6 +10,7 @@ image. With no image to be had, the join falls back to recovering from sequence 
 
 from __future__ import annotations
 
+from decoders.moldudp64 import decode_messages
 from mdcommon.image import Image
 
 from .counters import STREAM_COUNTERS
@@ -74,6 +75,8 @@ class JoinMixin:
             if first is not None and first > 1:
                 self.expected = 1
                 self.gaps.add(self._new_gap(1, first - 1, now_ns))
+            if self.raw:
+                self._unraw()
             self._drain()
             self._update_quality("no image available")
             self.image_due_ns = None
@@ -108,6 +111,7 @@ class JoinMixin:
 
     def _finish_join(self, img: Image, sequence: int, now_ns: int) -> None:
         """Drop what the image covers from the buffer; the messages between the image and the live ones are a gap."""
+        dropped = self._drop_raw_upto(sequence)
         covered = [s for s in self.buffer if s <= sequence]
         for s in covered:
             del self.buffer[s]
@@ -127,9 +131,28 @@ class JoinMixin:
             self.expected = sequence + 1
             self.gaps.drop_below(sequence + 1)
         self.horizon = max(self.horizon, self.expected)
-        self._install(img, sequence, len(covered))
+        self._install(img, sequence, dropped + len(covered))
         self._drain()
+        if self.raw:  # what is held beyond a hole waits message by message now, as any early arrival
+            self._unraw()
         self._update_quality("image applied")
+
+    def _drop_raw_upto(self, sequence: int) -> int:
+        """Forget the datagrams held as bytes that the image covers; one it covers in part goes into `buffer`,
+        whose covered messages are dropped next. Returns the messages forgotten here."""
+        raw = self.raw
+        dropped = 0
+        for seq in list(raw):  # in sequence order
+            if seq > sequence:
+                break
+            count, data = raw.pop(seq)
+            self.raw_messages -= count
+            if seq + count - 1 <= sequence:
+                dropped += count
+                self.buffer_bytes -= BUFFERED_MESSAGE_BYTES * count
+            else:
+                self.buffer.update(zip(range(seq, seq + count), decode_messages(data, count, self.table)))
+        return dropped
 
     def _finish_resync(self, img: Image, sequence: int, now_ns: int) -> list:
         """Bring the image up to date with what was delivered while it came, and make it the replica."""

@@ -64,6 +64,12 @@ class StreamMixin:
             if first_copy is not None and first_copy[2] == (data if type(data) is bytes else bytes(data)):
                 return NO_ACTIONS
             return self._check_delivered(feed, seq, data)
+        raw = self.raw
+        if raw:
+            held = raw.get(seq)
+            if held is not None and held[0] == count and held[1] == (data if type(data) is bytes else bytes(data)):
+                counts[FEED_COUNTERS.duplicates] += count  # the other feed's copy of a datagram held while joining
+                return NO_ACTIONS
         try:
             msgs = decode_messages(data, count, self.table)  # the header was accepted above
         except DecodeError as exc:
@@ -99,7 +105,33 @@ class StreamMixin:
             self.counters.values[STREAM_COUNTERS.delivered] += count
             self.expected = self.horizon = end
             return NO_ACTIONS
+        if self.joining and seq == self.horizon and seq >= self.buffer_top and seq >= expected and self.announced_from is None:
+            # wholly new while joining (decoded above only to refuse a malformed body now): kept as its bytes
+            return self._hold_raw(feed, seq, count, data, now_ns, first_copy is None)
         return self._merge(feed, seq, msgs, now_ns, data, now_ns if first_copy is None else None)
+
+    def _hold_raw(self, feed: int, seq: int, count: int, data: Any, now_ns: int, first: bool) -> list:
+        """What `_merge` does with a datagram wholly above everything known, but held as bytes (see `raw`)."""
+        kept = data if type(data) is bytes else bytes(data)
+        self.raw[seq] = (count, kept)
+        self.raw_messages += count
+        self.buffer_bytes += BUFFERED_MESSAGE_BYTES * count
+        self.feed_counters[feed].values[FEED_COUNTERS.first_arrivals] += count
+        self.horizon = self.buffer_top = seq + count
+        if first:
+            self._remember_datagram(feed, seq, count, kept, now_ns)
+        if len(self.buffer) + self.raw_messages > self.policy.max_buffer_messages or self.buffer_bytes > self.policy.max_buffer_bytes:
+            self._overflow(now_ns)
+        self._update_quality("gap")
+        return NO_ACTIONS
+
+    def _unraw(self) -> None:
+        """Decode the datagrams held as bytes into `buffer`, for the paths that read it message by message."""
+        buffer, table = self.buffer, self.table
+        for seq, (count, data) in self.raw.items():
+            buffer.update(zip(range(seq, seq + count), decode_messages(data, count, table)))
+        self.raw.clear()
+        self.raw_messages = 0
 
     def _lane_open(self) -> bool:
         """May the native lane run? It takes only what `_admit` takes on its in-order and wholly-delivered
@@ -117,6 +149,8 @@ class StreamMixin:
                 _LANE_IDS, start, self.expected, self.recent_max_count, MAX_DATAGRAM_BYTES]
 
     def _heartbeat(self, feed: int, seq: int, count: int, now_ns: int) -> list:
+        if self.raw:
+            self._unraw()
         counts = self.feed_counters[feed].values
         counts[FEED_COUNTERS.heartbeats] += 1
         actions = NO_ACTIONS
@@ -148,6 +182,8 @@ class StreamMixin:
 
     def _merge(self, feed: int, seq: int, msgs: list, now_ns: int, data: Any = None, remember: int | None = None) -> list:
         """Anything but the in-order case: start, overlap, early arrival, fill of a gap."""
+        if self.raw:
+            self._unraw()
         actions = NO_ACTIONS
         if self.expected is None:
             actions = self._start(seq, now_ns)
@@ -276,6 +312,15 @@ class StreamMixin:
                 self._deliver_run(expected, run)
                 expected = s
                 continue
+            held = self.raw.pop(expected, None) if self.raw else None
+            if held is not None:  # a datagram held as bytes while joining: decoded now, delivered as one run
+                count, data = held
+                self.raw_messages -= count
+                self.buffer_bytes -= BUFFERED_MESSAGE_BYTES * count
+                self.expected = expected
+                self._deliver_run(expected, decode_messages(data, count, self.table))
+                expected += count
+                continue
             head = self.gaps.head()
             if head is not None and head.first == expected and head.abandoned:
                 self.gaps.remove_range(head.first, head.last)
@@ -293,6 +338,8 @@ class StreamMixin:
 
     def _overflow(self, now_ns: int) -> None:
         """The buffer is full: give up the oldest gap so buffered messages can drain."""
+        if self.raw:
+            self._unraw()
         self.counters.values[STREAM_COUNTERS.buffer_overflows] += 1
         self.on_event(BufferOverflow(len(self.buffer), self.buffer_bytes))
         if self.joining:

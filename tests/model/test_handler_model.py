@@ -331,7 +331,13 @@ class HandlerModel(RuleBasedStateMachine):
                 self.join_images.pop(0)  # joined from it: what it holds need not be delivered (a refresh skips nothing)
                 self.covered_to = max(self.covered_to, x.sequence)
         self.checked = len(self.log)
-        assert len(core.buffer) <= self.policy.max_buffer_messages
+        assert len(core.buffer) + core.raw_messages <= self.policy.max_buffer_messages
+        # datagrams held as bytes exist only while joining, above everything in the buffer, disjoint, in order
+        assert not core.raw or core.joining, core.raw
+        assert core.raw_messages == sum(c for c, _ in core.raw.values())
+        held = list(core.raw.items())
+        assert all(s + c <= t for (s, (c, _)), (t, _) in zip(held, held[1:])), held
+        assert not held or not core.buffer or max(core.buffer) < held[0][0]
         assert core.claims.held <= self.policy.max_claims_datagrams
         if core.expected is not None:
             prev = core.expected - 1
@@ -339,6 +345,7 @@ class HandlerModel(RuleBasedStateMachine):
                 assert prev < g.first <= g.last < core.horizon, (g, core.expected, core.horizon)
                 prev = g.last
             assert all(core.expected <= s < core.horizon for s in core.buffer)
+            assert all(core.expected <= s and s + c <= core.horizon for s, (c, _) in core.raw.items())
         assert core.gaps.flagged == sum(1 for g in core.gaps if g.flagged)
         # the request count and the deadline heaps (linehandler/gaps.py, rule 5) against a scan of every gap
         in_flight = len({(g.server, g.sent_first) for g in core.gaps if g.outstanding and not g.by_other})
