@@ -13,6 +13,7 @@ alike to consecutive datagrams would): coordinated forgeries a sender on the LAN
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import subprocess
@@ -58,6 +59,28 @@ def _mutations(real: list[bytes], rng: random.Random, n: int) -> list[bytes]:
         else:
             d += rng.randbytes(rng.randrange(1, 30))
         out.append(bytes(d))
+    return out
+
+
+def _kernel_drops(inodes: set[int]) -> int:
+    """Datagrams the kernel dropped at these UDP sockets (receive buffer full): /proc/net/udp's last column."""
+    total = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        f = line.split()
+        if int(f[9]) in inodes:
+            total += int(f[-1])
+    return total
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    out = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(int(link[8:-1]))
     return out
 
 
@@ -114,6 +137,10 @@ def test_daemons_take_100k_bad_datagrams_and_requests_and_the_stream_stays_exact
     try:
         handler.run(duration_s=40)
         ch = handler.status()["channels"]["ch1"]
+        # what the kernel dropped at the handler's feed sockets and the mirror's (the server's UDP sockets), should
+        # the machine starve them both at once while the fuzzer floods loopback
+        handler_drops = _kernel_drops({os.fstat(s.fileno()).st_ino for s in handler.channels[0].socks.values()})
+        mirror_drops = _kernel_drops(_socket_inodes(server.pid))
     finally:
         thread.join()
         handler.close()
@@ -127,8 +154,20 @@ def test_daemons_take_100k_bad_datagrams_and_requests_and_the_stream_stays_exact
     assert plant.wait(timeout=15) == 0
     assert sent == {"datagrams": N_DATAGRAMS, "requests": N_REQUESTS}
     last = max(published(record))
-    assert not [e for e in events if isinstance(e, GapEvent)], ([e for e in events if isinstance(e, GapEvent)][:5], ch["stream"])
-    assert delivered == list(range(1, last + 1))
+    gaps = [e for e in events if isinstance(e, GapEvent)]
+    if handler_drops and mirror_drops and gaps:
+        # The kernel dropped datagrams at the handler and at the mirror alike (seen once in CI, on a fresh
+        # machine): a range lost by both is lost, and the promise is then that it is reported, precisely.
+        # Every sequence is delivered once, in order, or inside exactly one GapEvent, never both.
+        lost = {s for g in gaps for s in range(g.first, g.last + 1)}
+        assert sum(g.last - g.first + 1 for g in gaps) == len(lost)
+        assert delivered == sorted(set(delivered)) and not lost & set(delivered)
+        assert set(delivered) | lost == set(range(1, last + 1)), (gaps[:5], handler_drops, mirror_drops)
+        print(f"\nfuzz: the kernel dropped {handler_drops} datagrams at the handler and {mirror_drops} at the mirror; "
+              f"{len(lost)} messages reported lost in {len(gaps)} GapEvents, the rest delivered exactly")
+    else:
+        assert not gaps, (gaps[:5], ch["stream"], handler_drops, mirror_drops)
+        assert delivered == list(range(1, last + 1))
     assert ch["core_errors"] == 0 and rtx["server"]["core_errors"] == 0 and rtx["mirror"]["channels"]["ch1"]["core_errors"] == 0
     refused = {k: ch["feeds"]["A"][k] + ch["feeds"]["B"][k] for k in ("malformed", "schema_mismatch", "old_session", "other_session", "unconfirmed", "conflicts")}
     requests = rtx["server"]
