@@ -198,8 +198,12 @@ class StreamMixin:
                 # live data inside a range only a heartbeat announced: the plant sends its heartbeats after its
                 # data, so this heartbeat was reordered ahead of it or came from another sender. Believe the data:
                 # the range above it is no longer a gap (the plant's next heartbeat or datagram re-announces it).
-                self.gaps.remove_range(end, self.horizon - 1)
-                self.horizon = end
+                # Data already held inside that range (a repair, or live data that came earlier) is corroborated
+                # too: the horizon never drops below it, or a later gap would be opened over held messages.
+                top = max(end, self.buffer_top, self.expected or 0)
+                if top < self.horizon:
+                    self.gaps.remove_range(top, self.horizon - 1)
+                    self.horizon = top
                 self.announced_from = None
                 self.counters.values[STREAM_COUNTERS.announced_withdrawn] += 1
         if seq > self.horizon:
