@@ -61,23 +61,29 @@ def core(delivered: list[int]) -> HandlerCore:
     return HandlerCore(lambda s, m: None, lambda e: None, image_servers=1, nack_servers=1, keep_image=True, on_messages=on_messages)
 
 
-def joiner(dgs: list[bytes], img: list[tuple]) -> dict:
-    got = [0]
-    c = core(got)
+def feed_both(c: HandlerCore, dgs: list[bytes]) -> tuple[float, int]:
+    """Every datagram on A then B, 1 µs apart: (CPU seconds taken, the fake clock after)."""
     now = 1
     t0 = time.process_time()
     for d in dgs:
         c.on_datagram("A", d, now)
         c.on_datagram("B", d, now)
         now += 1000
-    t1 = time.process_time()
+    return time.process_time() - t0, now
+
+
+def joiner(dgs: list[bytes], img: list[tuple]) -> dict:
+    got = [0]
+    c = core(got)
+    buffering, now = feed_both(c, dgs)
     assert c.joining, "the core should be joining"
+    t1 = time.process_time()
     c.on_image_messages(img)
     t2 = time.process_time()
     c.on_image_end(FIRST + 2999, now)  # the image covers the first live datagrams' messages, as a fresh one does
     t3 = time.process_time()
     assert not c.joining and got[0] > 0
-    return {"delivered": got[0], "buffer_ns": (t1 - t0) / got[0] * 1e9, "finish_ns": (t3 - t2) / got[0] * 1e9,
+    return {"delivered": got[0], "buffer_ns": buffering / got[0] * 1e9, "finish_ns": (t3 - t2) / got[0] * 1e9,
             "image_s": t2 - t1}
 
 
@@ -86,15 +92,9 @@ def in_order(dgs: list[bytes], img: list[tuple]) -> dict:
     got = [0]
     c = core(got)
     c.image.apply_many(img)
-    now = 1
-    t0 = time.process_time()
-    for d in dgs:
-        c.on_datagram("A", d, now)
-        c.on_datagram("B", d, now)
-        now += 1000
-    t1 = time.process_time()
+    taken, _ = feed_both(c, dgs)
     assert not c.joining and not c.buffer and got[0] > 0
-    return {"delivered": got[0], "ns": (t1 - t0) / got[0] * 1e9}
+    return {"delivered": got[0], "ns": taken / got[0] * 1e9}
 
 
 def main() -> None:

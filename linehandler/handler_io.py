@@ -612,7 +612,7 @@ class LineHandler:
                 fields = {k: v for k, v in core.feed_counters[i].as_dict().items() if v}
                 if fields:
                     event(log, "stats", channel=ch.name, feed=feed, **fields)
-            event(log, "stats", channel=ch.name, quality=core.quality, next_sequence=core.expected, buffered=len(core.buffer) + core.raw_messages,
+            event(log, "stats", channel=ch.name, quality=core.quality, next_sequence=core.expected, buffered=core.buffered,
                   gaps_open=len(core.gaps), **{k: v for k, v in core.counters.as_dict().items() if v})
         for extra in self.extra_stats:
             extra()

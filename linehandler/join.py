@@ -10,7 +10,6 @@ image. With no image to be had, the join falls back to recovering from sequence 
 
 from __future__ import annotations
 
-from decoders.moldudp64 import decode_messages
 from mdcommon.image import Image
 
 from .counters import STREAM_COUNTERS
@@ -75,8 +74,7 @@ class JoinMixin:
             if first is not None and first > 1:
                 self.expected = 1
                 self.gaps.add(self._new_gap(1, first - 1, now_ns))
-            if self.raw:
-                self._unraw()
+            self._unraw()
             self._drain()
             self._update_quality("no image available")
             self.image_due_ns = None
@@ -133,8 +131,7 @@ class JoinMixin:
         self.horizon = max(self.horizon, self.expected)
         self._install(img, sequence, dropped + len(covered))
         self._drain()
-        if self.raw:  # what is held beyond a hole waits message by message now, as any early arrival
-            self._unraw()
+        self._unraw()  # what is held beyond a hole waits message by message now, as any early arrival
         self._update_quality("image applied")
 
     def _drop_raw_upto(self, sequence: int) -> int:
@@ -151,7 +148,7 @@ class JoinMixin:
                 dropped += count
                 self.buffer_bytes -= BUFFERED_MESSAGE_BYTES * count
             else:
-                self.buffer.update(zip(range(seq, seq + count), decode_messages(data, count, self.table)))
+                self._unheld(seq, count, data)
         return dropped
 
     def _finish_resync(self, img: Image, sequence: int, now_ns: int) -> list:

@@ -265,13 +265,18 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
                 actions += a
             i += 1
 
+    @property
+    def buffered(self) -> int:
+        """Messages held ahead of delivery: in the buffer, and in datagrams held as bytes while joining."""
+        return len(self.buffer) + self.raw_messages
+
     def status(self) -> dict[str, Any]:
         return {
             "session": self.session.decode() if self.session else None,
             "expected": self.expected,
             "horizon": self.horizon,
             "quality": self.quality,
-            "buffered": len(self.buffer) + self.raw_messages,
+            "buffered": self.buffered,
             "gaps_open": len(self.gaps),
             "nacks_in_flight": self._in_flight(),
             "missing": self.gaps.missing(),

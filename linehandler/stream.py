@@ -34,6 +34,11 @@ _LANE_IDS = (FEED_COUNTERS.datagrams, FEED_COUNTERS.messages, FEED_COUNTERS.firs
              FEED_COUNTERS.missed, STREAM_COUNTERS.delivered)
 
 
+def _as_bytes(data: Any) -> bytes:
+    """A datagram as bytes to keep or compare (a view of a receive buffer is copied)."""
+    return data if type(data) is bytes else bytes(data)
+
+
 class StreamMixin:
     """Admitting believed datagrams, merging out-of-order ones, draining the buffer, comparing copies."""
 
@@ -61,13 +66,13 @@ class StreamMixin:
         expected = self.expected
         if expected is not None and end <= expected:
             counts[FEED_COUNTERS.duplicates] += count  # wholly delivered already: compared, not decoded
-            if first_copy is not None and first_copy[2] == (data if type(data) is bytes else bytes(data)):
+            if first_copy is not None and first_copy[2] == _as_bytes(data):
                 return NO_ACTIONS
             return self._check_delivered(feed, seq, data)
         raw = self.raw
         if raw:
             held = raw.get(seq)
-            if held is not None and held[0] == count and held[1] == (data if type(data) is bytes else bytes(data)):
+            if held is not None and held[0] == count and held[1] == _as_bytes(data):
                 counts[FEED_COUNTERS.duplicates] += count  # the other feed's copy of a datagram held while joining
                 return NO_ACTIONS
         try:
@@ -105,14 +110,14 @@ class StreamMixin:
             self.counters.values[STREAM_COUNTERS.delivered] += count
             self.expected = self.horizon = end
             return NO_ACTIONS
-        if self.joining and seq == self.horizon and seq >= self.buffer_top and seq >= expected and self.announced_from is None:
+        if self.joining and seq == self.horizon and seq >= self.buffer_top and self.announced_from is None:
             # wholly new while joining (decoded above only to refuse a malformed body now): kept as its bytes
             return self._hold_raw(feed, seq, count, data, now_ns, first_copy is None)
         return self._merge(feed, seq, msgs, now_ns, data, now_ns if first_copy is None else None)
 
     def _hold_raw(self, feed: int, seq: int, count: int, data: Any, now_ns: int, first: bool) -> list:
         """What `_merge` does with a datagram wholly above everything known, but held as bytes (see `raw`)."""
-        kept = data if type(data) is bytes else bytes(data)
+        kept = _as_bytes(data)
         self.raw[seq] = (count, kept)
         self.raw_messages += count
         self.buffer_bytes += BUFFERED_MESSAGE_BYTES * count
@@ -120,16 +125,25 @@ class StreamMixin:
         self.horizon = self.buffer_top = seq + count
         if first:
             self._remember_datagram(feed, seq, count, kept, now_ns)
-        if len(self.buffer) + self.raw_messages > self.policy.max_buffer_messages or self.buffer_bytes > self.policy.max_buffer_bytes:
+        if self._over_bounds():
             self._overflow(now_ns)
         self._update_quality("gap")
         return NO_ACTIONS
 
+    def _over_bounds(self) -> bool:
+        p = self.policy
+        return self.buffered > p.max_buffer_messages or self.buffer_bytes > p.max_buffer_bytes
+
+    def _unheld(self, seq: int, count: int, data: bytes) -> None:
+        """One datagram held as bytes, decoded into `buffer` (its bytes stay counted in `buffer_bytes`)."""
+        self.buffer.update(zip(range(seq, seq + count), decode_messages(data, count, self.table)))
+
     def _unraw(self) -> None:
-        """Decode the datagrams held as bytes into `buffer`, for the paths that read it message by message."""
-        buffer, table = self.buffer, self.table
+        """Decode every datagram held as bytes into `buffer`, for the paths that read it message by message."""
+        if not self.raw:
+            return
         for seq, (count, data) in self.raw.items():
-            buffer.update(zip(range(seq, seq + count), decode_messages(data, count, table)))
+            self._unheld(seq, count, data)
         self.raw.clear()
         self.raw_messages = 0
 
@@ -149,8 +163,7 @@ class StreamMixin:
                 _LANE_IDS, start, self.expected, self.recent_max_count, MAX_DATAGRAM_BYTES]
 
     def _heartbeat(self, feed: int, seq: int, count: int, now_ns: int) -> list:
-        if self.raw:
-            self._unraw()
+        self._unraw()
         counts = self.feed_counters[feed].values
         counts[FEED_COUNTERS.heartbeats] += 1
         actions = NO_ACTIONS
@@ -182,8 +195,7 @@ class StreamMixin:
 
     def _merge(self, feed: int, seq: int, msgs: list, now_ns: int, data: Any = None, remember: int | None = None) -> list:
         """Anything but the in-order case: start, overlap, early arrival, fill of a gap."""
-        if self.raw:
-            self._unraw()
+        self._unraw()
         actions = NO_ACTIONS
         if self.expected is None:
             actions = self._start(seq, now_ns)
@@ -200,7 +212,7 @@ class StreamMixin:
                 # the range above it is no longer a gap (the plant's next heartbeat or datagram re-announces it).
                 # Data already held inside that range (a repair, or live data that came earlier) is corroborated
                 # too: the horizon never drops below it, or a later gap would be opened over held messages.
-                top = max(end, self.buffer_top, self.expected or 0)
+                top = max(end, self.buffer_top, self.expected)
                 if top < self.horizon:
                     self.gaps.remove_range(top, self.horizon - 1)
                     self.horizon = top
@@ -263,7 +275,7 @@ class StreamMixin:
                     self.counters.values[STREAM_COUNTERS.gaps_filled_by_other_feed] += 1
         if not self.joining:
             self._drain()
-        if len(buffer) > self.policy.max_buffer_messages or self.buffer_bytes > self.policy.max_buffer_bytes:
+        if self._over_bounds():
             self._overflow(now_ns)
         self._update_quality("gap")
         return actions
@@ -342,8 +354,7 @@ class StreamMixin:
 
     def _overflow(self, now_ns: int) -> None:
         """The buffer is full: give up the oldest gap so buffered messages can drain."""
-        if self.raw:
-            self._unraw()
+        self._unraw()
         self.counters.values[STREAM_COUNTERS.buffer_overflows] += 1
         self.on_event(BufferOverflow(len(self.buffer), self.buffer_bytes))
         if self.joining:
@@ -372,7 +383,7 @@ class StreamMixin:
         self._drain()
 
     def _remember_datagram(self, feed: int, seq: int, count: int, data: Any, now_ns: int) -> None:
-        self.recent[seq] = (feed, now_ns, data if type(data) is bytes else bytes(data))
+        self.recent[seq] = (feed, now_ns, _as_bytes(data))
         order = self.recent_order
         order.append(seq)
         if len(order) > self.recent_limit:

@@ -15,20 +15,15 @@ from decoders.moldudp64 import encode_datagram, encode_request
 from retransmit.config import ServerConfig
 from retransmit.server_io import RetransmitServer
 from tests.integration.mcast import unique_feeds
+from tests.integration.test_end_to_end import free_port
 
 S = make_session(SCHEMA_FINGERPRINT, 5)
-
-
-def _free(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _server() -> RetransmitServer:
     (ga, pa), (gb, pb) = unique_feeds()
     (gq, pq), (gr, pr) = unique_feeds()
-    c = ServerConfig(request_port=_free(socket.SOCK_DGRAM), image_port=_free(socket.SOCK_STREAM), stats_interval_s=0)
+    c = ServerConfig(request_port=free_port(socket.SOCK_DGRAM), image_port=free_port(socket.SOCK_STREAM), stats_interval_s=0)
     c.feed_a.group, c.feed_a.port, c.feed_b.group, c.feed_b.port = ga, pa, gb, pb
     c.request_group.group, c.request_group.port = gq, pq
     c.repair_group.group, c.repair_group.port = gr, pr
@@ -44,7 +39,7 @@ def _messages(first: int, count: int) -> list[bytes]:
     return [CODECS.encode((b"Q", s, 1, s, 1, s + 1, 1)) for s in range(first, first + count)]
 
 
-def _due(srv: RetransmitServer, sent: list) -> None:
+def _due(srv: RetransmitServer) -> None:
     """Wait past the answer's slot, then run the server's tick as its loop would."""
     nt = srv.pool.next_timer()
     assert nt is not None, "the request left no pending answer"
@@ -64,7 +59,7 @@ def test_a_repair_waiting_unread_on_the_socket_is_heard_before_the_answer_goes()
         # another server of the pool repairs the range first; it arrives while this loop is busy elsewhere
         other.sendto(encode_datagram(S, 10, _messages(10, 5)), srv.repair_addr)
         time.sleep(0.05)
-        _due(srv, sent)
+        _due(srv)
         assert sent == []
         assert srv.pool.counters["yielded"] == 1 and srv.pool.counters["repairs_heard"] == 1
     finally:
@@ -78,7 +73,7 @@ def test_with_nothing_heard_the_answer_goes_when_due() -> None:
     srv._pool_send = lambda datagram, addr: sent.append(datagram)
     try:
         srv.pool.on_request(encode_request(S, 10, 5), ("127.0.0.1", 5000), time.monotonic_ns())
-        _due(srv, sent)
+        _due(srv)
         assert sent == [encode_datagram(S, 10, _messages(10, 5))]
         assert srv.pool.counters["yielded"] == 0
     finally:
