@@ -152,12 +152,23 @@ def test_15_a_bad_apple_flooding_the_request_group_does_not_slow_the_others(lan:
     assert pools[1]["suppressed"] == 0 and pools[1]["requests"] < pools[0]["requests"] - 1000, pools  # filtered in the kernel
     figures(f"15 the apple's requests: rtx1 (any source) heard {pools[0]['requests']:,} and refused {limited:,}; rtx2 (sources: the "
             f"handlers) heard {pools[1]['requests']:,}, refused {pools[1]['suppressed']}")
+    everyone: list[float] = []
+    slowest: list[str] = []
     for h in handlers:
         (v,), hr = check([plant.record], h.record, who=h.name)
         s = hr.stream()["stream"]
         rec = recovery_ms(hr.events)
+        everyone += rec
         figures(f"15 bad apple on the request group ({flood['sent']:,} requests at 1,000/s, {limited:,} refused by rtx1's books): "
-                f"{h.name} {v.summary()}; {len(rec)} recoveries p50 {pct(rec, .5):.1f} ms p99 {pct(rec, .99):.1f} ms; "
-                f"suppressed {s['nacks_suppressed']}, NACK timeouts {s['nack_timeouts']}")
-        assert s["gaps_unrecoverable"] == 0 and len(rec) > 10
-        assert pct(rec, .99) < 500.0, f"recovery p99 {pct(rec, .99):.0f} ms under the flood"
+                f"{h.name} {v.summary()}; {len(rec)} recoveries p50 {pct(rec, .5):.1f} ms p90 {pct(rec, .9):.1f} ms p99 "
+                f"{pct(rec, .99):.1f} ms; suppressed {s['nacks_suppressed']}, NACK timeouts {s['nack_timeouts']}")
+        assert s["gaps_unrecoverable"] == 0 and s["nack_timeouts"] == 0 and len(rec) > 10, s
+        slow = sorted((e for e in hr.events if e["event"] == "Recovered"), key=lambda e: -e["elapsed_ns"])[:3]
+        slowest.append(f"{h.name}: slowest {[(e['first'], e['last'], round(e['elapsed_ns'] / 1e6)) for e in slow]}, "
+                       f"nacks {s['nacks_sent']} rejects {s['rejects']} throttled {s['nacks_throttled']}")
+        # a flood that slowed this handler would slow most of its recoveries, not one
+        assert pct(rec, .9) < 250.0, f"{h.name}: recovery p90 {pct(rec, .9):.0f} ms under the flood; {slowest[-1]}"
+    # p99 over the four handlers' recoveries together (about 600): one handler's scheduling stall on a busy CI machine
+    # is one sample of them, not the p99 of a handler with 90 recoveries (seen once: 555 ms, its p50 42 ms)
+    everyone.sort()
+    assert pct(everyone, .99) < 500.0, f"recovery p99 {pct(everyone, .99):.0f} ms under the flood; {slowest}"
