@@ -45,16 +45,10 @@ class ImageSnapshot:
             return False
         ids = self.ids
         stop = min(self.position + max_records, len(ids))
-        frozen = self.image.frozen_record
         ts = self.timestamp_ns
-        encode = CODECS.encode  # the native encoder where built: most of a snapshot's cost
         header = _SOUP_HEADER.pack
         parts: list[bytes] = []
-        for iid in ids[self.position : stop]:
-            rec = frozen(iid)
-            if rec is None:
-                continue
-            body = encode(rec.message(ts))
+        for body in self.image.frozen_messages(ids[self.position : stop], ts, CODECS.encode):
             parts.append(header(len(body) + 1, b"S"))
             parts.append(body)
         self.position = stop

@@ -102,3 +102,43 @@ def test_a_snapshot_sees_the_same_frozen_image_through_c(msgs: list[tuple], free
             image_module._NATIVE = NATIVE
 
     assert run(NATIVE) == run(None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(message, max_size=60), st.integers(0, 60), st.lists(st.integers(0, 8), max_size=10))
+def test_a_snapshots_record_images_are_the_python_paths(msgs: list[tuple], freeze_at: int, ids: list[int]) -> None:
+    """Record.message and Image.frozen_messages in C give the Python path's record image messages (field order, value
+    types from the record, the dictionary or the default), and the encoded bytes a snapshot sends are the same."""
+    need_native(NATIVE, "mdcommon/_replica.c")
+    from decoders import CODECS
+
+    img = python_image(msgs[:freeze_at])
+    img.freeze()
+    img.apply_many(msgs[freeze_at:])  # through C: records change (copied on write) and appear after the freeze
+    wanted = [iid for iid in ids if img.frozen_record(iid) is not None]
+    for rec in img.records.values():
+        assert NATIVE.record_message(rec, 5) == rec._message(5)
+    got, got_bytes = img.frozen_messages(ids, 5), img.frozen_messages(ids, 5, CODECS.encode)
+    image_module._NATIVE = None
+    try:
+        assert got == img.frozen_messages(ids, 5) == [img.frozen_record(iid)._message(5) for iid in wanted]
+        assert got_bytes == img.frozen_messages(ids, 5, CODECS.encode)
+    finally:
+        image_module._NATIVE = NATIVE
+
+
+def test_a_record_of_another_class_makes_its_own_message(native) -> None:
+    class Odd(image_module.Record):
+        __slots__ = ()
+
+        def message(self, timestamp_ns: int) -> tuple:
+            return ("odd", self.instrument_id)
+
+    img = python_image([(b"R", 1, 7, "ACME", -4), (b"Q", 2, 8, 1, 2, 3, 4)])
+    img.records[9] = Odd(9)
+    img.records[8].types[999] = None  # Record.value_type reads a None there as no entry: the default type
+    img.records[8].values[999] = 5
+    assert img.frozen_messages([7, 8, 9, 10], 3) == [img.records[7]._message(3), img.records[8]._message(3), ("odd", 9)]
+    assert img.records[8].message(3)[5][-1] == (999, 1, 5)
+    with pytest.raises(ZeroDivisionError):
+        img.frozen_messages([7], 3, lambda m: 1 / 0)  # the encoder's exception comes through
