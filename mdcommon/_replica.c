@@ -18,7 +18,8 @@ static PyObject *ZERO, *ONE, *VALUES, *TYPES, *COPY;
 static PyObject *RECORD;  /* the record class apply_many loads record images into (None: they go to Python) */
 static PyObject *DEFAULT_TYPE;  /* the value type of a field the dictionary does not know (VALUE_INTEGER) */
 static PyObject *IMAGE_TYPE;  /* b"I" */
-static PyObject *MESSAGE;  /* "message": the Python method for a record this file does not read itself */
+static PyObject *MESSAGE;  /* "message": a record of another class makes its own (frozen_messages) */
+static PyObject *PY_MESSAGE;  /* "_message": Record's Python definition, for what this file does not read itself */
 static int configured;
 
 /* configure(field_ids: tuple of 13 ints in the order above, field_types: dict[, record_class[, default_type]]) */
@@ -287,14 +288,15 @@ static PyObject *load_record(PyObject *self, PyObject *args)
     return PyBool_FromLong(r);
 }
 
-/* A record as its record image message, as Record.message makes it: (b"I", ts, iid, symbol, exponent, fields), the
+/* A record as its record image message, as Record._message makes it: (b"I", ts, iid, symbol, exponent, fields), the
  * fields (field id, value type, value) in field id order, the value type from `types` where the record has one, else
- * the dictionary's, else DEFAULT_TYPE. A record of another class, or whose values or types are not exact dicts, is
- * asked for its own message (its Python method decides). New reference, or NULL with an exception. */
+ * the dictionary's, else DEFAULT_TYPE. Anything but an exact Record whose values and types are exact dicts keyed by
+ * exact ints (nothing there runs Python code while read) goes to `_message`, the Python definition (never to
+ * `message`, which comes back here). New reference, or NULL with an exception. */
 static PyObject *message_of(PyObject *rec, PyObject *ts)
 {
     if (RECORD == NULL || RECORD == Py_None || Py_TYPE(rec) != (PyTypeObject *)RECORD || DEFAULT_TYPE == NULL || DEFAULT_TYPE == Py_None)
-        return PyObject_CallMethodOneArg(rec, MESSAGE, ts);
+        return PyObject_CallMethodOneArg(rec, PY_MESSAGE, ts);
     PyObject *values = PyObject_GetAttr(rec, VALUES);
     if (values == NULL)
         return NULL;
@@ -304,36 +306,38 @@ static PyObject *message_of(PyObject *rec, PyObject *ts)
         return NULL;
     }
     PyObject *out = NULL, *keys = NULL, *fields = NULL, *iid = NULL, *symbol = NULL, *exponent = NULL;
-    if (!PyDict_CheckExact(values) || !PyDict_CheckExact(types)) {
-        out = PyObject_CallMethodOneArg(rec, MESSAGE, ts);
-        goto done;
-    }
+    if (!PyDict_CheckExact(values) || !PyDict_CheckExact(types))
+        goto python;
     keys = PyDict_Keys(values);
-    if (keys == NULL || PyList_Sort(keys) < 0)
+    if (keys == NULL)
         goto done;
     Py_ssize_t n = PyList_GET_SIZE(keys);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyLong_CheckExact(PyList_GET_ITEM(keys, i)))
+            goto python;  /* a key whose comparisons are Python code: its order and effects are Python's to decide */
+    }
+    if (PyList_Sort(keys) < 0)
+        goto done;
     fields = PyTuple_New(n);
     if (fields == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *fid = PyList_GET_ITEM(keys, i);
-        PyObject *val = PyDict_GetItemWithError(values, fid);  /* keys came from values: sorting ran no code that changes it */
+        PyObject *val = PyDict_GetItemWithError(values, fid);  /* exact int keys: sorting ran no Python code */
         if (val == NULL) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_RuntimeError, "record values changed while read");
             goto done;
         }
+        Py_INCREF(val);  /* held: a key of `types` colliding with fid may run Python code in the lookups below */
         PyObject *vt = PyDict_GetItemWithError(types, fid);
-        if (vt == NULL && PyErr_Occurred())
-            goto done;
         if (vt == NULL || vt == Py_None) {  /* Record.value_type: a None there counts as no entry */
-            vt = PyDict_GetItemWithError(FIELD_TYPES, fid);
-            if (vt == NULL && PyErr_Occurred())
-                goto done;
-            if (vt == NULL)
+            vt = PyErr_Occurred() ? NULL : PyDict_GetItemWithError(FIELD_TYPES, fid);  /* ours: int keys */
+            if (vt == NULL && !PyErr_Occurred())
                 vt = DEFAULT_TYPE;
         }
-        PyObject *f = PyTuple_Pack(3, fid, vt, val);
+        PyObject *f = vt == NULL ? NULL : PyTuple_Pack(3, fid, vt, val);
+        Py_DECREF(val);
         if (f == NULL)
             goto done;
         PyTuple_SET_ITEM(fields, i, f);
@@ -343,6 +347,9 @@ static PyObject *message_of(PyObject *rec, PyObject *ts)
     exponent = symbol ? PyObject_GetAttrString(rec, "price_exponent") : NULL;
     if (exponent != NULL)
         out = PyTuple_Pack(6, IMAGE_TYPE, ts, iid, symbol, exponent, fields);
+    goto done;
+python:
+    out = PyObject_CallMethodOneArg(rec, PY_MESSAGE, ts);
 done:
     Py_XDECREF(keys);
     Py_XDECREF(fields);
@@ -389,23 +396,23 @@ static PyObject *frozen_messages(PyObject *self, PyObject *args)
     PyObject *out = PyList_New(0);
     if (out == NULL)
         goto error;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *iid = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *rec = NULL;
-        if (saved != Py_None) {
-            rec = PyDict_GetItemWithError(saved, iid);
-            if (rec == NULL && PyErr_Occurred())
-                goto error;
-        }
-        if (rec == NULL) {
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {  /* re-read: a record's own message runs Python */
+        PyObject *iid = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));  /* held: an id's __eq__ may change the list */
+        PyObject *rec = saved == Py_None ? NULL : PyDict_GetItemWithError(saved, iid);
+        if (rec == NULL && !PyErr_Occurred())
             rec = PyDict_GetItemWithError(records, iid);
-            if (rec == NULL && PyErr_Occurred())
-                goto error;
-        }
-        if (rec == NULL || rec == Py_None)
+        int failed = rec == NULL && PyErr_Occurred();
+        Py_XINCREF(rec);  /* held across whatever Python code making its message runs */
+        Py_DECREF(iid);
+        if (failed)
+            goto error;
+        if (rec == NULL || rec == Py_None) {
+            Py_XDECREF(rec);
             continue;
-        Py_INCREF(rec);  /* held across whatever Python code a record of another class runs */
-        PyObject *m = message_of(rec, ts);
+        }
+        /* an exact Record is read here; one of another class makes its own message, as Python's path asks it to */
+        PyObject *m = RECORD != NULL && Py_TYPE(rec) == (PyTypeObject *)RECORD ? message_of(rec, ts)
+                                                                               : PyObject_CallMethodOneArg(rec, MESSAGE, ts);
         Py_DECREF(rec);
         if (m == NULL)
             goto error;
@@ -447,8 +454,10 @@ PyMODINIT_FUNC PyInit__replica(void)
     TYPES = PyUnicode_InternFromString("types");
     COPY = PyUnicode_InternFromString("copy");
     MESSAGE = PyUnicode_InternFromString("message");
+    PY_MESSAGE = PyUnicode_InternFromString("_message");
     IMAGE_TYPE = PyBytes_FromStringAndSize("I", 1);
-    if (ZERO == NULL || ONE == NULL || VALUES == NULL || TYPES == NULL || COPY == NULL || MESSAGE == NULL || IMAGE_TYPE == NULL)
+    if (ZERO == NULL || ONE == NULL || VALUES == NULL || TYPES == NULL || COPY == NULL || MESSAGE == NULL || PY_MESSAGE == NULL ||
+        IMAGE_TYPE == NULL)
         return NULL;
     return PyModule_Create(&MODULE);
 }

@@ -142,3 +142,24 @@ def test_a_record_of_another_class_makes_its_own_message(native) -> None:
     assert img.records[8].message(3)[5][-1] == (999, 1, 5)
     with pytest.raises(ZeroDivisionError):
         img.frozen_messages([7], 3, lambda m: 1 / 0)  # the encoder's exception comes through
+
+
+def test_what_c_does_not_read_itself_is_pythons_definition(native) -> None:
+    """A subclass that keeps Record.message, values that are not an exact dict, keys that are not ints: the Python
+    definition (`_message`) decides, never a call back into C."""
+    from collections import OrderedDict
+
+    class Plain(image_module.Record):
+        __slots__ = ()
+
+    img = python_image([(b"Q", 2, 8, 1, 2, 3, 4)])
+    img.records[9] = Plain(9, "P", -2)
+    img.records[9].values[3] = 7
+    img.records[10] = image_module.Record(10)
+    img.records[10].values = OrderedDict([(5, 1), (2, 9)])
+    img.records[11] = image_module.Record(11)
+    img.records[11].values = {2.5: 1, 2: 3}  # a float key: Python sorts it among the ints
+    want = [img.records[i]._message(4) for i in (8, 9, 10, 11)]
+    assert [img.records[i].message(4) for i in (8, 9, 10, 11)] == want
+    assert img.frozen_messages([8, 9, 10, 11], 4) == want
+    assert want[3][5] == ((2, 1, 3), (2.5, 1, 1))
