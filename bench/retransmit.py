@@ -3,6 +3,9 @@
 (a) the request server core from memory: requests/s and messages/s served within
     generous limits (200-message requests from 100 requesters), and rejects/s under a
     single requester's flood;
+(s) a snapshot from memory: the server's image encoding of N instruments (each with the fields
+    three updates a record leave), ns per record in 4,000-record steps, with the record images made
+    in C (mdcommon/_replica.c) and by the Python definition (`Record._message`), alternated;
 (b) live on loopback: a plant with N instruments at a given rate, a retransmission
     server mirroring it, and late joiners fetching the initial image: seconds from
     connect to image applied in the handler, alone and with 10 joiners at once, and
@@ -61,6 +64,40 @@ def core_figures() -> tuple[float, float, float]:
     return len(reqs) / dt, len(reqs) * 200 / dt, len(reqs) / df
 
 
+def snapshot_figures(instruments: int, repeats: int = 3) -> dict[str, list[float]]:
+    """ns per record of a whole snapshot (ImageSnapshot.step, 4,000 records a step), C and Python alternated."""
+    from mdcommon import image as image_module
+    from retransmit.image import ImageSnapshot
+
+    rng = random.Random(1)
+    img = image_module.Image()
+    img.apply_many([(b"R", 1, i, f"S{i}", -4) for i in range(instruments)])
+    msgs: list[tuple] = []
+    for k in range(3 * instruments):
+        iid, ts, r = rng.randrange(instruments), 1_700_000_000_000_000_000 + k, rng.random()
+        if r < 0.5:
+            msgs.append((b"Q", ts, iid, rng.randrange(10**8), rng.randrange(10**4), rng.randrange(10**8), rng.randrange(10**4)))
+        elif r < 0.8:
+            msgs.append((b"T", ts, iid, rng.randrange(10**8), rng.randrange(1, 10**4), ord("B"), k))
+        else:
+            msgs.append((b"F", ts, iid, rng.randrange(1, 18), 1, rng.randrange(10**9)))
+    img.apply_many(msgs)
+    native = image_module._NATIVE
+    out: dict[str, list[float]] = {"c": [], "python": []}
+    for _ in range(repeats):
+        for way in (("c", "python") if native is not None else ("python",)):
+            image_module._NATIVE = native if way == "c" else None
+            try:
+                t0 = time.perf_counter()
+                snap = ImageSnapshot(img, b"S" * 10, 5, 1)
+                while snap.step():
+                    pass
+                out[way].append((time.perf_counter() - t0) / instruments * 1e9)
+            finally:
+                image_module._NATIVE = native
+    return out
+
+
 def free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
@@ -106,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"retransmit benchmark; Python {sys.version.split()[0]}")
     print(f"(a) request server core: {req_s:,.0f} requests/s = {msg_s:,.0f} messages/s served (200-message requests); "
           f"{rej_s:,.0f} requests/s handled under one requester's flood")
+
+    snap = snapshot_figures(args.instruments)
+    c, py = (statistics.median(v) if v else float("nan") for v in (snap["c"], snap["python"]))
+    print(f"(s) snapshot of {args.instruments:,} instruments from memory: {c:,.0f} ns a record with record images made in C, "
+          f"{py:,.0f} by the Python definition ({c / py:.2f}x; medians of {len(snap['python'])}, alternated)")
 
     rng = random.Random()
     x, port = rng.randrange(1, 250), rng.randrange(20000, 60000, 2)
