@@ -3,8 +3,8 @@
 (a) the request server core from memory: requests/s and messages/s served within
     generous limits (200-message requests from 100 requesters), and rejects/s under a
     single requester's flood;
-(s) a snapshot from memory: the server's image encoding of N instruments (each with the fields
-    three updates a record leave), ns per record in 4,000-record steps, with the record images made
+(s) a snapshot from memory: the server's image encoding of N instruments (the plant's synthetic
+    market's directory and 3 N messages of it), ns per record in 4,000-record steps, with the record images made
     in C (mdcommon/_replica.c) and by the Python definition (`Record._message`), alternated;
 (b) live on loopback: a plant with N instruments at a given rate, a retransmission
     server mirroring it, and late joiners fetching the initial image: seconds from
@@ -39,6 +39,7 @@ from mdcommon.logs import setup_logging  # noqa: E402
 from mdcommon.status_io import fetch_status  # noqa: E402
 from retransmit.journal import Journal  # noqa: E402
 from retransmit.server import RequestServer, ServerLimits  # noqa: E402
+from tickerplant.source import SyntheticMarket  # noqa: E402
 
 
 def core_figures() -> tuple[float, float, float]:
@@ -69,18 +70,10 @@ def snapshot_figures(instruments: int, repeats: int = 3) -> dict[str, list[float
     from mdcommon import image as image_module
     from retransmit.image import ImageSnapshot
 
-    rng = random.Random(1)
+    market = SyntheticMarket(instruments, seed=1)  # the plant's own source: records as a live session fills them
     img = image_module.Image()
-    img.apply_many([(b"R", 1, i, f"S{i}", -4) for i in range(instruments)])
-    msgs: list[tuple] = []
-    for k in range(3 * instruments):
-        iid, ts, r = rng.randrange(instruments), 1_700_000_000_000_000_000 + k, rng.random()
-        if r < 0.5:
-            msgs.append((b"Q", ts, iid, rng.randrange(10**8), rng.randrange(10**4), rng.randrange(10**8), rng.randrange(10**4)))
-        elif r < 0.8:
-            msgs.append((b"T", ts, iid, rng.randrange(10**8), rng.randrange(1, 10**4), ord("B"), k))
-        else:
-            msgs.append((b"F", ts, iid, rng.randrange(1, 18), 1, rng.randrange(10**9)))
+    img.apply_many(list(market.directory(0)))
+    msgs = market.next_messages(3 * instruments, 1)
     img.apply_many(msgs)
     native = image_module._NATIVE
     out: dict[str, list[float]] = {"c": [], "python": []}

@@ -14,7 +14,7 @@ enum { BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE, QUOTE_TIME, LAST_PRICE, LAST_SI
 
 static PyObject *FIELD[N_FIELDS];
 static PyObject *FIELD_TYPES;  /* field id -> value type, from the field dictionary */
-static PyObject *ZERO, *ONE, *VALUES, *TYPES, *COPY;
+static PyObject *ZERO, *ONE, *VALUES, *TYPES, *COPY, *INSTRUMENT_ID, *SYMBOL, *PRICE_EXPONENT;
 static PyObject *RECORD;  /* the record class apply_many loads record images into (None: they go to Python) */
 static PyObject *DEFAULT_TYPE;  /* the value type of a field the dictionary does not know (VALUE_INTEGER) */
 static PyObject *IMAGE_TYPE;  /* b"I" */
@@ -342,9 +342,9 @@ static PyObject *message_of(PyObject *rec, PyObject *ts)
             goto done;
         PyTuple_SET_ITEM(fields, i, f);
     }
-    iid = PyObject_GetAttrString(rec, "instrument_id");
-    symbol = iid ? PyObject_GetAttrString(rec, "symbol") : NULL;
-    exponent = symbol ? PyObject_GetAttrString(rec, "price_exponent") : NULL;
+    iid = PyObject_GetAttr(rec, INSTRUMENT_ID);
+    symbol = iid ? PyObject_GetAttr(rec, SYMBOL) : NULL;
+    exponent = symbol ? PyObject_GetAttr(rec, PRICE_EXPONENT) : NULL;
     if (exponent != NULL)
         out = PyTuple_Pack(6, IMAGE_TYPE, ts, iid, symbol, exponent, fields);
     goto done;
@@ -455,9 +455,12 @@ PyMODINIT_FUNC PyInit__replica(void)
     COPY = PyUnicode_InternFromString("copy");
     MESSAGE = PyUnicode_InternFromString("message");
     PY_MESSAGE = PyUnicode_InternFromString("_message");
+    INSTRUMENT_ID = PyUnicode_InternFromString("instrument_id");
+    SYMBOL = PyUnicode_InternFromString("symbol");
+    PRICE_EXPONENT = PyUnicode_InternFromString("price_exponent");
     IMAGE_TYPE = PyBytes_FromStringAndSize("I", 1);
     if (ZERO == NULL || ONE == NULL || VALUES == NULL || TYPES == NULL || COPY == NULL || MESSAGE == NULL || PY_MESSAGE == NULL ||
-        IMAGE_TYPE == NULL)
+        INSTRUMENT_ID == NULL || SYMBOL == NULL || PRICE_EXPONENT == NULL || IMAGE_TYPE == NULL)
         return NULL;
     return PyModule_Create(&MODULE);
 }
