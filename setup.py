@@ -26,6 +26,7 @@ setup(
         Extension("mdcommon._batch_io", ["mdcommon/_batch_io.c"], extra_compile_args=["-O2"], optional=True),  # recvmmsg/sendmmsg
         Extension("tickerplant._synthetic", ["tickerplant/_synthetic.c"], extra_compile_args=["-O2"], optional=True),  # the synthetic market
         Extension("mdcommon._replica", ["mdcommon/_replica.c"], extra_compile_args=["-O2"], optional=True),  # Image.apply_many
+        Extension("mdcommon._compact", ["mdcommon/_compact.c"], extra_compile_args=["-O2"], optional=True),  # CompactImage
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

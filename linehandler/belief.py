@@ -16,7 +16,6 @@ from typing import Any
 
 from decoders import DecodeError, parse_session
 from decoders.moldudp64 import decode_messages
-from mdcommon.image import Image
 
 from .claims import Claim
 from .counters import FEED_COUNTERS, STREAM_COUNTERS
@@ -144,7 +143,7 @@ class BeliefMixin:
         if old is not None and old != session:
             self.counters.values[STREAM_COUNTERS.session_changes] += 1
             self.on_event(SessionChanged(old, session))
-            self.image = Image()
+            self.image = self.image_factory()
             self.refreshed.clear()
         self.session_instance = self._instance_of(session)
         self.conflicting.discard(session)

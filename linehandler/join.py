@@ -10,7 +10,7 @@ image. With no image to be had, the join falls back to recovering from sequence 
 
 from __future__ import annotations
 
-from mdcommon.image import Image
+from mdcommon.compact_image import AnyImage
 
 from .counters import STREAM_COUNTERS
 from .events import ImageApplied, ImageFailed, RequestImage, SessionStarted
@@ -48,7 +48,7 @@ class JoinMixin:
         if self.resync is None and not self.joining:
             self.resync = []
             self.resync_from = self.expected
-        self.image_records = Image()
+        self.image_records = self.image_factory()
         self.counters.values[STREAM_COUNTERS.image_requests] += 1
         return [RequestImage(self.image_server, self.session)]
 
@@ -82,7 +82,7 @@ class JoinMixin:
         self.image_due_ns = now_ns + (0 if self.image_failures < self.image_servers else self.policy.image_retry_ns)
         return NO_ACTIONS
 
-    def _install(self, img: Image, sequence: int, dropped: int) -> None:
+    def _install(self, img: AnyImage, sequence: int, dropped: int) -> None:
         if self.keep_image:
             self.image = img
         for iid in img.records:
@@ -107,7 +107,7 @@ class JoinMixin:
             return NO_ACTIONS
         return self._finish_resync(img, sequence, now_ns)
 
-    def _finish_join(self, img: Image, sequence: int, now_ns: int) -> None:
+    def _finish_join(self, img: AnyImage, sequence: int, now_ns: int) -> None:
         """Drop what the image covers from the buffer; the messages between the image and the live ones are a gap."""
         dropped = self._drop_raw_upto(sequence)
         covered = [s for s in self.buffer if s <= sequence]
@@ -151,7 +151,7 @@ class JoinMixin:
                 self._unheld(seq, count, data)
         return dropped
 
-    def _finish_resync(self, img: Image, sequence: int, now_ns: int) -> list:
+    def _finish_resync(self, img: AnyImage, sequence: int, now_ns: int) -> list:
         """Bring the image up to date with what was delivered while it came, and make it the replica."""
         history = self.resync or []
         self.resync = None

@@ -42,7 +42,7 @@ from typing import Any
 from decoders import CODECS, SCHEMA_TAG, CodecTable, DecodeError, DecodeErrorKind, parse_session
 from decoders.moldudp64 import END_OF_SESSION_COUNT, HEADER_SIZE, HEARTBEAT_COUNT, decode_header
 from decoders.schema.fields import FIELDS_BY_NAME
-from mdcommon.image import Image
+from mdcommon.compact_image import AnyImage, make_image
 from mdcommon.ratelimit import TokenBucket
 
 from .belief import BeliefMixin
@@ -79,6 +79,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         now_ns: int = 0,
         on_messages: Callable[[int, list | tuple], Any] | None = None,
         request_group: bool = False,
+        image_factory: Callable[[], Any] = make_image,
     ) -> None:
         self.on_message = on_message
         # Batched delivery: when given, messages go to on_messages(first_sequence, messages) instead, a whole
@@ -97,7 +98,9 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         self.late_join_image = late_join_image and image_servers > 0
         self.table = table
         self.schema_tag = schema_tag
-        self.image = Image()
+        # the replica: a CompactImage (slots in C) where built, else an Image; either is what `image` holds
+        self.image_factory = image_factory
+        self.image = image_factory()
         self.feed_counters = [FEED_COUNTERS.new() for _ in FEEDS]
         self.counters = STREAM_COUNTERS.new()
         self.lead_lag = [0] * (len(LEAD_LAG_EDGES_NS) + 1)  # A minus B arrival time, by bucket
@@ -149,7 +152,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         self.image_server = 0
         self.server_down_until = [0] * max(1, self.nack_servers)  # per re-request server: no new gaps before this time
         self.image_due_ns: int | None = None
-        self.image_records: Image | None = None
+        self.image_records: AnyImage | None = None
         self.image_failures = 0
         self.resync_from = 0
         self.ended = False
@@ -157,7 +160,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         self.session_seen_ns = now_ns  # last datagram of this session on A or B: silence past stale_after ends it
         self.heard_recent: deque[tuple[int, int, int]] = deque(maxlen=64)  # requests heard on the group: (first, last, until ns)
 
-    def resume(self, session: bytes, next_sequence: int, image: Image | None = None) -> None:
+    def resume(self, session: bytes, next_sequence: int, image: AnyImage | None = None) -> None:
         """Continue `session` from `next_sequence` (a restarted mirror with its journal on disk):
         what arrives beyond it is a gap like any other."""
         self.session_instance = self._instance_of(session)

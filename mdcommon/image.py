@@ -24,7 +24,7 @@ from typing import Any
 from decoders.native import wanted_backend
 from decoders.schema.fields import FIELDS, FIELDS_BY_NAME, VALUE_INTEGER
 
-__all__ = ["Record", "Image", "write_image"]
+__all__ = ["Record", "Image", "same_image", "write_image"]
 
 _BID_PRICE = FIELDS_BY_NAME["bid_price"].field_id
 _BID_SIZE = FIELDS_BY_NAME["bid_size"].field_id
@@ -159,7 +159,9 @@ class Image:
         return len(self.records)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Image) and self.records == other.records
+        return same_image(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def record(self, instrument_id: int) -> Record:
         if self._saved is not None:
@@ -247,6 +249,14 @@ class Image:
         """One record image message per instrument, in instrument id order."""
         for iid in sorted(self.records):
             yield self.records[iid].message(timestamp_ns)
+
+
+def same_image(a: object, b: object) -> bool:
+    """Two images (an `Image` or a `CompactImage`, mdcommon/compact_image.py) hold the same records."""
+    if not (hasattr(a, "frozen_messages") and hasattr(b, "frozen_messages")):
+        return False
+    ra, rb = a.records, b.records  # type: ignore[attr-defined]
+    return len(ra) == len(rb) and all(rb.get(iid) == rec for iid, rec in ra.items())
 
 
 def write_image(image: Image, path: str) -> None:

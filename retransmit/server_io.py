@@ -23,7 +23,7 @@ from linehandler.config import ChannelConfig, HandlerConfig
 from linehandler.counters import FEED_COUNTERS, STREAM_COUNTERS
 from linehandler.events import GapEvent, ImageApplied, SessionChanged, SessionStarted
 from linehandler.handler_io import LineHandler
-from mdcommon.image import Image
+from mdcommon.compact_image import make_image
 from mdcommon.logs import CoreErrors, event
 from mdcommon.mcast_recv_io import open_receiver
 from mdcommon.mcast_send_io import open_sender
@@ -221,7 +221,7 @@ class RetransmitServer:
         self.journal.extend(loaded.first_sequence, loaded.blocks, now)
         image = None
         if loaded.first_sequence == 1:  # the whole session: the image can be rebuilt exactly
-            image = Image()
+            image = make_image()
             for block in loaded.blocks:
                 image.apply(CODECS.decode(block))
         else:

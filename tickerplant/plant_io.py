@@ -26,7 +26,7 @@ from decoders import CODECS, SCHEMA_FINGERPRINT, make_session
 from decoders.fingerprint import MAX_INSTANCE
 from decoders.present import message_record
 from mdcommon.batch_io import BATCH
-from mdcommon.image import Image
+from mdcommon.compact_image import make_image
 from mdcommon.logs import CoreErrors, event
 from mdcommon.mcast_send_io import SEND_OK, open_sender, send_datagram
 from retransmit.journal import Journal
@@ -80,7 +80,7 @@ class Plant:
         self.session = session
         j = config.journal
         self.journal = Journal(j.max_messages, j.max_bytes, int(j.max_age_s * 1e9) if j.max_age_s > 0 else None)
-        self.image = Image() if config.keep_image else None
+        self.image = make_image() if config.keep_image else None
         self.sequencer = self._new_sequencer()
         self.sending = True  # False: a hot standby's shadow; datagrams go to `withheld` instead of the feeds
         self.withheld: list[bytes] = []
@@ -119,7 +119,7 @@ class Plant:
         self.journal.reset(first_sequence)
         self.sequencer = self._new_sequencer(first_sequence)
         if self.image is not None:
-            self.image = Image()
+            self.image = make_image()
         if self.request_server is not None:
             self.request_server.session = session
         self.withheld.clear()
