@@ -6,6 +6,9 @@
 (s) a snapshot from memory: the server's image encoding of N instruments (the plant's synthetic
     market's directory and 3 N messages of it), ns per record in 4,000-record steps, with the record images made
     in C (mdcommon/_replica.c) and by the Python definition (`Record._message`), alternated;
+(r) the replica from memory: ns to apply a message of the synthetic market to an image of N instruments, Record
+    objects (`Image`) against slots in C (`CompactImage`, what the daemons use where built), with no snapshot open
+    and with one open (copy-on-write), alternated; and the compact image's snapshot, ns a record;
 (b) live on loopback: a plant with N instruments at a given rate, a retransmission
     server mirroring it, and late joiners fetching the initial image: seconds from
     connect to image applied in the handler, alone and with 10 joiners at once, and
@@ -91,6 +94,59 @@ def snapshot_figures(instruments: int, repeats: int = 3) -> dict[str, list[float
     return out
 
 
+def replica_figures(instruments: int, repeats: int = 2) -> dict[str, list[float]]:
+    """ns a message applying decoded datagrams to each kind of image, plain and with a snapshot open."""
+    from decoders.moldudp64 import DatagramWriter, decode_datagram
+    from mdcommon.compact_image import COMPACT_AVAILABLE, CompactImage
+    from mdcommon.image import Image
+    from retransmit.image import ImageSnapshot
+
+    kinds = {"objects": Image, **({"compact": CompactImage} if COMPACT_AVAILABLE else {})}
+    market = SyntheticMarket(instruments, seed=1)
+    fill = [*market.directory(0), *market.next_messages(3 * instruments, 1)]
+    writer, session = DatagramWriter(CODECS, 1400), make_session(SCHEMA_FINGERPRINT, 1)
+    datagrams = []
+    for _ in range(10_000):
+        writer.reset()
+        writer.add_many(market.next_messages(30, 2))
+        datagrams.append(bytes(writer.finish(session, 1)))
+    n = 30 * len(datagrams)
+    images = {k: cls() for k, cls in kinds.items()}
+    for img in images.values():
+        img.apply_many(fill)
+    out: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for d in datagrams:
+            decode_datagram(d, CODECS)
+        base = time.perf_counter() - t0  # the decode alone, taken off below
+        for k, img in images.items():
+            for frozen in (False, True):
+                if frozen:
+                    img.freeze()
+                t0 = time.perf_counter()
+                for d in datagrams:
+                    img.apply_many(decode_datagram(d, CODECS)[3])
+                out.setdefault(f"{k}{' frozen' if frozen else ''}", []).append((time.perf_counter() - t0 - base) / n * 1e9)
+                img.thaw()
+        if "compact" in images:
+            t0 = time.perf_counter()
+            snap = ImageSnapshot(images["compact"], b"S" * 10, 5, 1)
+            while snap.step():
+                pass
+            out.setdefault("compact snapshot", []).append((time.perf_counter() - t0) / instruments * 1e9)
+    return out
+
+
+def precompile() -> None:
+    """Daemons start from compiled bytecode, as an installed package does (PYTHONDONTWRITEBYTECODE, set on some
+    machines, would have each of the joiners compile every module as it starts)."""
+    import compileall
+
+    for pkg in ("decoders", "mdcommon", "linehandler", "retransmit", "tickerplant", "relay", "bench"):
+        compileall.compile_dir(str(ROOT / pkg), quiet=1)
+
+
 def free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
@@ -142,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(s) snapshot of {args.instruments:,} instruments from memory: {c:,.0f} ns a record with record images made in C, "
           f"{py:,.0f} by the Python definition ({c / py:.2f}x; medians of {len(snap['python'])}, alternated)")
 
+    rep = replica_figures(args.instruments)
+    med = {k: statistics.median(v) for k, v in rep.items()}
+    print(f"(r) replica of {args.instruments:,} instruments from memory, ns a message applied (medians of 2, alternated): "
+          + ", ".join(f"{k} {v:,.0f}" for k, v in med.items() if "snapshot" not in k)
+          + (f"; compact {med['objects'] / med['compact']:.1f}x faster, {med['objects frozen'] / med['compact frozen']:.1f}x with "
+             f"a snapshot open; compact snapshot {med['compact snapshot']:,.0f} ns a record" if "compact" in med else ""))
+
+    precompile()
     rng = random.Random()
     x, port = rng.randrange(1, 250), rng.randrange(20000, 60000, 2)
     a, b = (f"239.199.{x}.1", port), (f"239.199.{x}.2", port + 1)
