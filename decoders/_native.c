@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "native_api.h"
+
 #define SCHEMA_FINGERPRINT 9884200418094265886ULL
 #define HEADER_SIZE 20
 #define MAX_COUNT 65534
@@ -316,6 +318,115 @@ static const decoder_fn DECODERS[256] = {
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+};
+
+/* Row decoders (native_api.h): the count of rows, -1 on a defect of the data (no exception), -2 on an error. */
+static Py_ssize_t rows_record_image(const unsigned char *p, Py_ssize_t len, PyObject **head, int64_t **rows, Py_ssize_t *cap)
+{
+    if (len < 32) return -1;
+    Py_ssize_t count = (Py_ssize_t)(uint16_t)rdbe16(p + 30);
+    if (len != 32 + count * 11) return -1;
+    if (count * 3 > *cap) {
+        int64_t *grown = PyMem_Realloc(*rows, (size_t)(count * 3) * sizeof(int64_t));
+        if (grown == NULL) { PyErr_NoMemory(); return -2; }
+        *rows = grown; *cap = count * 3;
+    }
+    PyObject *t = PyTuple_New(5);
+    if (t == NULL) return -2;
+    Py_INCREF(CONSTS[5]); PyTuple_SET_ITEM(t, 0, CONSTS[5]);
+    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
+    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint32_t)rdbe32(p + 9)));
+    { Py_ssize_t n = 16; while (n > 0 && p[13 + n - 1] == 0) n--;
+      PyObject *s = PyUnicode_DecodeASCII((const char *)p + 13, n, "strict");
+      if (s == NULL) { PyErr_Clear(); goto defect; }
+      PyTuple_SET_ITEM(t, 3, s); }
+    PyTuple_SET_ITEM(t, 4, PyLong_FromLong((long)(int8_t)p[29]));
+    for (Py_ssize_t j = 0; j < 5; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t e = 32 + k * 11;
+        (*rows)[k * 3 + 0] = (int64_t)(uint16_t)rdbe16(p + e + 0);
+        (*rows)[k * 3 + 1] = (int64_t)(uint8_t)p[e + 2];
+        (*rows)[k * 3 + 2] = (int64_t)(int64_t)rdbe64(p + e + 3);
+    }
+    *head = t;
+    return count;
+defect:
+    Py_DECREF(t);
+    return -1;
+error:
+    Py_DECREF(t);
+    if (!PyErr_Occurred()) PyErr_NoMemory();
+    return -2;
+}
+
+typedef Py_ssize_t (*rows_fn)(const unsigned char *, Py_ssize_t, PyObject **, int64_t **, Py_ssize_t *);
+static const rows_fn ROWS[256] = {
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, rows_record_image, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+};
+static const Py_ssize_t ROWS_WIDTH[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 3, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0
 };
 
 static int pack_system_event(unsigned char *w, PyObject *m)
@@ -1190,6 +1301,36 @@ error:
     return NULL;
 }
 
+/* native_api.h: soup_rows. The rows buffer is kept between calls (the GIL is held throughout). */
+static int64_t *ROW_BUF;
+static Py_ssize_t ROW_CAP;
+
+static Py_ssize_t soup_rows(const unsigned char *buf, Py_ssize_t off, Py_ssize_t end, unsigned char type, md_rows_cb cb, void *ctx)
+{
+    rows_fn fn = ROWS[type];
+    if (fn == NULL)
+        return off;
+    while (off + 3 <= end) {
+        Py_ssize_t length = rdbe16(buf + off);
+        if (length < 2 || off + 2 + length > end || buf[off + 2] != SOUP_SEQUENCED || buf[off + 3] != type)
+            break;
+        PyObject *head = NULL;
+        Py_ssize_t count = fn(buf + off + 3, length - 1, &head, &ROW_BUF, &ROW_CAP);
+        if (count == -1)
+            break;
+        if (count < 0)
+            return -1;
+        int rc = cb(ctx, head, count, ROW_BUF, ROWS_WIDTH[type]);
+        Py_DECREF(head);
+        if (rc < 0)
+            return -1;
+        off += 2 + length;
+    }
+    return off;
+}
+
+static MdNativeApi API = {MD_NATIVE_API_VERSION, SCHEMA_FINGERPRINT, soup_rows};
+
 #include "_native_lane.c"
 
 enum { PACK_PYTHON, PACK_DONE, PACK_FULL };
@@ -1295,6 +1436,12 @@ PyMODINIT_FUNC PyInit__native(void)
     if (m == NULL)
         return NULL;
     if (PyModule_AddObject(m, "FINGERPRINT", PyLong_FromUnsignedLongLong(SCHEMA_FINGERPRINT)) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *api = PyCapsule_New(&API, MD_NATIVE_API_CAPSULE, NULL);
+    if (api == NULL || PyModule_AddObject(m, "_API", api) < 0) {
+        Py_XDECREF(api);
         Py_DECREF(m);
         return NULL;
     }

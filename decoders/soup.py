@@ -180,6 +180,12 @@ class SoupFramer:
         self._off, msgs = native.soup_messages(self._buf, self._off)
         return msgs
 
+    def load_into(self, load: Any) -> int:
+        """Record images next in line, loaded by `load(buf, off) -> (next_off, loaded)` (a CompactImage's
+        `load_soup`) up to the first packet it leaves; returns how many it loaded."""
+        self._off, loaded = load(self._buf, self._off)
+        return loaded
+
     @property
     def pending_bytes(self) -> int:
         return len(self._buf) - self._off

@@ -10,6 +10,9 @@ image. With no image to be had, the join falls back to recovering from sequence 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from mdcommon.compact_image import AnyImage
 
 from .counters import STREAM_COUNTERS
@@ -56,6 +59,11 @@ class JoinMixin:
         """Messages of the image stream, in order (record images; directory entries are welcome too)."""
         if self.image_records is not None:
             self.image_records.apply_many(msgs)
+
+    def image_loader(self) -> Callable[[Any, int], tuple[int, int]] | None:
+        """Where the image client may load record images straight from the stream's bytes (a CompactImage's
+        `load_soup`: what on_image_messages does with them, without making tuples), or None."""
+        return getattr(self.image_records, "load_soup", None)
 
     def on_image_message(self, msg: tuple) -> None:
         self.on_image_messages((msg,))

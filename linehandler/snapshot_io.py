@@ -64,6 +64,9 @@ class ImageClient:
         framer.append(data)
         while True:
             if _NATIVE is not None:  # the records, in one C call per run of them; the rest one packet at a time below
+                load = core.image_loader()
+                if load is not None:  # straight into the replica's slots
+                    self.records += framer.load_into(load)
                 msgs = framer.take_messages(_NATIVE)
                 if msgs:
                     core.on_image_messages(msgs)

@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../decoders/native_api.h"
+
 #define MAX_FIELDS 64
 
 typedef struct {
@@ -647,6 +649,110 @@ fail:
     return NULL;
 }
 
+/* A record image straight from the wire (native_api.h): the fixed fields as the tuple decoder makes them (the
+ * positions of a record image message: 2 instrument id, 3 symbol, 4 price exponent), and rows of (field id, value
+ * type, value). The same load as apply_image, without the tuples. */
+typedef struct {
+    Replica *r;
+    Py_ssize_t loaded;
+} LoadCtx;
+
+static int load_rows(void *ctx, PyObject *head, Py_ssize_t count, const int64_t *rows, Py_ssize_t width)
+{
+    LoadCtx *lc = ctx;
+    Replica *r = lc->r;
+    uint32_t iid;
+    if (width != 3 || PyTuple_GET_SIZE(head) < 5 || !key_of(PyTuple_GET_ITEM(head, 2), &iid)) {
+        PyErr_SetString(PyExc_ValueError, "load_soup: not a record image of this schema (instrument id, symbol, exponent; "
+                                          "rows of field id, value type, value)");
+        return -1;
+    }
+    uint64_t mask = 0;
+    int64_t v[MAX_FIELDS];
+    PyObject *extra = NULL, *types = NULL, *fid = NULL, *x = NULL;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        int64_t f = rows[3 * k], vt = rows[3 * k + 1], value = rows[3 * k + 2];
+        long declared = -1;
+        if (f >= 0 && f < r->nf) {
+            v[f] = value;
+            mask |= (uint64_t)1 << f;
+            if (extra != NULL) {  /* the same field twice, the first beyond int64: cannot be from the wire, but exact */
+                int present = PyDict_Contains(extra, r->fid_obj[f]);
+                if (present < 0 || (present && PyDict_DelItem(extra, r->fid_obj[f]) < 0))
+                    goto fail;
+            }
+            declared = r->dtype[f];
+            fid = Py_NewRef(r->fid_obj[f]);
+        } else {
+            if ((fid = PyLong_FromLongLong(f)) == NULL || (x = PyLong_FromLongLong(value)) == NULL)
+                goto fail;
+            if (extra == NULL && (extra = PyDict_New()) == NULL)
+                goto fail;
+            if (PyDict_SetItem(extra, fid, x) < 0)
+                goto fail;
+            Py_CLEAR(x);
+            PyObject *t = PyDict_GetItemWithError(r->field_types, fid);
+            int64_t tv;
+            if (t == NULL && PyErr_Occurred())
+                goto fail;
+            if (t != NULL && int64_of(t, &tv))
+                declared = (long)tv;
+        }
+        if (declared < 0 || declared != vt) {  /* as load_record: set, never removed */
+            if ((types == NULL && (types = PyDict_New()) == NULL) || (x = PyLong_FromLongLong(vt)) == NULL ||
+                PyDict_SetItem(types, fid, x) < 0)
+                goto fail;
+            Py_CLEAR(x);
+        }
+        Py_CLEAR(fid);
+    }
+    if (replace(r, iid, Py_NewRef(PyTuple_GET_ITEM(head, 3)), Py_NewRef(PyTuple_GET_ITEM(head, 4)), mask, v, extra, types) < 0)
+        return -1;
+    lc->loaded++;
+    return 0;
+fail:
+    Py_XDECREF(fid);
+    Py_XDECREF(x);
+    Py_XDECREF(extra);
+    Py_XDECREF(types);
+    return -1;
+}
+
+static const MdNativeApi *NATIVE_API;
+
+/* load_soup(buf, off) -> (next_off, loaded): the record images of an image stream's SoupBinTCP packets from
+ * buf[off:], loaded into slots as they are read, up to the first packet that is anything else. */
+static PyObject *Replica_load_soup(Replica *r, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t off;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &off))
+        return NULL;
+    if (NATIVE_API == NULL) {
+        NATIVE_API = PyCapsule_Import(MD_NATIVE_API_CAPSULE, 0);
+        if (NATIVE_API != NULL && NATIVE_API->version != MD_NATIVE_API_VERSION) {
+            PyErr_Format(PyExc_ImportError, "decoders._native API version %d, this replica speaks %d", NATIVE_API->version,
+                         MD_NATIVE_API_VERSION);
+            NATIVE_API = NULL;
+        }
+        if (NATIVE_API == NULL) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    if (off < 0 || off > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "load_soup: offset outside the buffer");
+        return NULL;
+    }
+    LoadCtx ctx = {r, 0};
+    Py_ssize_t next = NATIVE_API->soup_rows((const unsigned char *)view.buf, off, view.len, (unsigned char)'I', load_rows, &ctx);
+    PyBuffer_Release(&view);
+    if (next < 0)
+        return NULL;
+    return Py_BuildValue("nn", next, ctx.loaded);
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -915,6 +1021,7 @@ static PyMethodDef Replica_methods[] = {
     {"thaw", (PyCFunction)Replica_thaw, METH_NOARGS, "thaw(): the saved slots are dropped"},
     {"frozen_messages", (PyCFunction)Replica_frozen_messages, METH_VARARGS, "frozen_messages(ids, ts[, each]) -> list"},
     {"size", (PyCFunction)Replica_len, METH_NOARGS, "size() -> number of instruments"},
+    {"load_soup", (PyCFunction)Replica_load_soup, METH_VARARGS, "load_soup(buf, off) -> (next_off, loaded): record images from an image stream"},
     {"memory", (PyCFunction)Replica_memory, METH_NOARGS, "memory() -> bytes held by the tables (not the objects)"},
     {NULL, NULL, 0, NULL},
 };

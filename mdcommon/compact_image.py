@@ -122,6 +122,12 @@ class CompactImage:
     def frozen_messages(self, ids: list[int], timestamp_ns: int, each: Callable[[tuple], Any] | None = None) -> list:
         return self._c.frozen_messages(ids, timestamp_ns, each)
 
+    def load_soup(self, buf: Any, off: int) -> tuple[int, int]:
+        """(next offset, records loaded): the record images of an image stream's SoupBinTCP packets from buf[off:],
+        loaded as they are read (no tuples made), up to the first packet that is anything else, which is left to
+        the Python path at the offset returned."""
+        return self._c.load_soup(buf, off)
+
     def load_record(self, msg: tuple) -> None:
         self._c.apply(msg)
 

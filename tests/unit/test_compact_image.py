@@ -6,11 +6,12 @@ from __future__ import annotations
 import gc
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from decoders import CODECS
+from decoders import CODECS, soup
+from decoders.errors import DecodeError
 from decoders.schema.fields import FIELDS, FIELDS_BY_NAME
 from mdcommon import compact_image as compact_module
 from mdcommon import image as image_module
@@ -235,3 +236,103 @@ def test_the_replica_is_freed_with_its_image() -> None:
 
 def test_make_image_follows_the_backend() -> None:
     assert isinstance(make_image(), CompactImage)
+
+
+# -- record images loaded straight from an image stream's bytes (load_soup, through decoders._native's API) --------
+
+
+wire_fields = st.lists(st.tuples(st.one_of(st.sampled_from(list(FIELDS)), st.integers(0, 2**16 - 1)), st.integers(0, 255),
+                                 st.integers(-I64, I64 - 1)), max_size=6)
+stream_item = st.one_of(
+    st.tuples(st.just("record"), st.integers(0, 2**32 - 1) | st.integers(1, 4), st.text("ABCXYZ", max_size=8),
+              st.integers(-128, 127), wire_fields),
+    st.tuples(st.just("directory"), st.integers(1, 4), st.text("ABC", max_size=4), st.integers(-9, 0)),
+    st.just(("heartbeat",)),
+    st.just(("bad symbol",)),  # a record image whose symbol is not ASCII: a defect the Python path reports
+    st.just(("short",)),  # a record image whose length disagrees with its count
+)
+
+
+def packet_of(item: tuple) -> bytes:
+    kind = item[0]
+    if kind == "record":
+        _, iid, symbol, exponent, fields = item
+        return soup.sequenced_data(CODECS.encode((b"I", 5, iid, symbol, exponent, tuple(fields))))
+    if kind == "directory":
+        return soup.sequenced_data(CODECS.encode((b"R", 5, item[1], item[2], item[3])))
+    if kind == "heartbeat":
+        return soup.server_heartbeat()
+    good = CODECS.encode((b"I", 5, 3, "ABC", -4, ((1, 3, 7),)))
+    if kind == "bad symbol":
+        return soup.sequenced_data(good[:13] + b"\xff" + good[14:])
+    return soup.sequenced_data(good[:-1])
+
+
+(_MESSAGE,) = soup.SOUP.by_name["sequenced_data"].slots("message")
+
+
+def read_stream(data: bytes, cuts: list[int], compact: bool, freeze: bool) -> tuple[object, list, int]:
+    """The image client's reading (linehandler/snapshot_io.py): load_into, take_messages, then a packet at a time."""
+    img = CompactImage() if compact else Image()
+    img.apply((b"R", 1, 1, "OLD", -1))
+    if freeze:
+        img.freeze()
+    framer = soup.SoupFramer()
+    seen, loaded = [], 0
+    bounds = [0, *sorted(set(c % (len(data) + 1) for c in cuts)), len(data)]
+    for a, b in zip(bounds, bounds[1:]):
+        framer.append(data[a:b])
+        while True:
+            if compact:
+                loaded += framer.load_into(img.load_soup)
+            if CODECS.native is not None:
+                msgs = framer.take_messages(CODECS.native)
+                img.apply_many(msgs)
+                seen += [m[0] for m in msgs]
+            packet = framer.next_packet()
+            if packet is None:
+                break
+            name, fields = soup.decode_packet(packet)
+            if name != "sequenced_data":
+                seen.append(name)
+                continue
+            try:
+                msg = CODECS.decode(fields[_MESSAGE])
+            except DecodeError as exc:
+                seen.append(exc.kind)
+                continue
+            img.apply(msg)
+            seen.append(msg[0])
+    return img, seen, loaded
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(stream_item, max_size=25), st.lists(st.integers(0, 10_000), max_size=4), st.booleans())
+def test_record_images_load_from_the_stream_as_the_decoded_messages_apply(items: list, cuts: list[int], freeze: bool) -> None:
+    need_native(compact_module._COMPACT, "mdcommon/_compact.c")
+    data = b"".join(packet_of(i) for i in items)
+    got, got_seen, got_records = read_stream(data, cuts, True, freeze)
+    native = image_module._NATIVE
+    image_module._NATIVE = None  # the reference: the Python definition all the way
+    try:
+        want, want_seen, want_records = read_stream(data, cuts, False, freeze)
+    finally:
+        image_module._NATIVE = native
+    assert got == want
+    assert types_of(got.records) == types_of(want.records)
+    assert [s for s in got_seen if s != b"I"] == [s for s in want_seen if s != b"I"]  # defects and others, alike
+    assert got_records + got_seen.count(b"I") == want_records + want_seen.count(b"I")
+    if freeze:
+        assert got.frozen_record(1) == want.frozen_record(1) == Record(1, "OLD", -1)
+
+
+def test_a_whole_image_loads_without_tuples_and_leaves_the_end_of_image() -> None:
+    src = CompactImage()
+    src.apply_many([(b"I", 1, iid, f"S{iid}", -4, ((1, 3, iid), (7, 1, 2**40), (99, 1, -5))) for iid in range(1, 5001)])
+    body = b"".join(soup.sequenced_data(CODECS.encode(m)) for m in src.record_messages(9))
+    end = soup.sequenced_data(CODECS.encode((b"G", 9, 77, 5000)))
+    framer, img = soup.SoupFramer(), CompactImage()
+    framer.append(body + end)
+    assert framer.load_into(img.load_soup) == 5000
+    assert framer.next_packet() == end  # left to the Python path, which ends the image
+    assert img == src and img.records[4321].values[99] == -5

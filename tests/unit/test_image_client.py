@@ -14,7 +14,11 @@ from hypothesis import strategies as st
 import linehandler.snapshot_io as snapshot_io
 from decoders import CODECS, END_OF_IMAGE, DecodeError, soup
 from decoders.schema import MESSAGES
+from linehandler.join import JoinMixin
 from linehandler.snapshot_io import ImageClient
+from mdcommon import compact_image
+from mdcommon.compact_image import CompactImage
+from mdcommon.image import Image
 from tests.conftest import need_native
 from tests.schema_strategies import message_dicts
 
@@ -60,6 +64,9 @@ class _Core:
     def on_image_messages(self, msgs: list[tuple]) -> None:
         self.log += [("msg", m) for m in msgs]
 
+    def image_loader(self) -> None:
+        return None  # no replica to load into: every record comes as a message
+
     def on_image_end(self, sequence: int, _now_ns: int) -> list:
         self.log.append(("end", sequence))
         return ["ended"]
@@ -103,6 +110,55 @@ def test_the_native_path_takes_any_image_stream_as_the_python_path(items: list, 
     sent = [m for item in items if isinstance(item, list) for m in item]
     got = [m for kind, m in native[0] if kind == "msg"]
     assert got == sent[: len(got)]  # in order, each once, up to where the stream went wrong
+
+
+class _ReplicaCore(_Core):
+    """A core whose image is a CompactImage: records may be loaded straight from the stream (JoinMixin's hook)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image_records = CompactImage()
+
+    image_loader = JoinMixin.image_loader
+
+    def on_image_messages(self, msgs: list[tuple]) -> None:
+        super().on_image_messages([m for m in msgs if m[0] != b"I"])
+        self.image_records.apply_many(msgs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(records.map(lambda m: [m]), odd_packets), max_size=30), st.booleans(), st.integers(0, 2**40),
+       st.lists(st.integers(0, 4000), max_size=12))
+def test_records_loaded_into_a_compact_replica_are_the_records_the_python_path_applies(items: list, end: bool, sequence: int,
+                                                                                       cuts: list[int]) -> None:
+    need_native(NATIVE, "decoders/_native.c")
+    need_native(compact_image._COMPACT, "mdcommon/_compact.c")
+    stream = [soup.login_accepted(SESSION, 1)]
+    for item in items:
+        stream += _packets(item) if isinstance(item, list) else [item]
+    if end:
+        stream += _packets([(END_OF_IMAGE, 1, sequence, 3)]) + _packets([(b"Q", 1, 2, 3, 4, 5, 6)])
+    data = b"".join(stream)
+    points = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    chunks = [data[a:b] for a, b in zip(points, points[1:])]
+    core = _ReplicaCore()
+    client = ImageClient.__new__(ImageClient)
+    client.framer, client.records, client.done, client.session = soup.SoupFramer(), 0, False, SESSION
+    client.sock = _Sock(chunks)
+    outcome: Any = None
+    try:
+        while not client.done:
+            actions = client.on_readable(core, 0)
+            if actions:
+                outcome = tuple(actions)
+    except (OSError, DecodeError) as exc:
+        outcome = (type(exc).__name__, str(exc))
+    python = _run(chunks, None)
+    want = Image()
+    want.apply_many([m for kind, m in python[0] if kind == "msg"])
+    assert core.image_records == want
+    assert core.log == [e for e in python[0] if e[0] != "msg" or e[1][0] != b"I"]
+    assert (client.records, outcome) == python[1:]
 
 
 def test_a_whole_image_reaches_the_core_in_runs() -> None:
