@@ -185,9 +185,10 @@ class _Emitter:
         if codec.tail is None or isinstance(codec.tail, ir.GreedyBytesNode):
             return None
         _, el_items = _parse_format(codec._element.format)
-        codes = [c for c, _n in el_items if c != "x"]
-        if any(c not in _INT_CODES or c == "Q" for c in codes) or any(
-                isinstance(leaf.node, ir.ConstNode) for leaf in codec._element_leaves):
+        count_items = _parse_format(codec._count.format)[1]
+        if (any(c != "x" and (c not in _INT_CODES or c == "Q" or n != 1) for c, n in el_items)
+                or any(isinstance(leaf.node, ir.ConstNode) for leaf in codec._element_leaves)
+                or len(count_items) != 1 or count_items[0][0] not in "BHI"):  # a count that cannot overflow the sizes
             return None
         name, n_fixed, size = codec.name, len(codec.leaves), codec.prefix.size
         width = len(codec._element_leaves)

@@ -33,6 +33,7 @@ typedef struct {
     uint32_t iid;
     uint32_t absent;   /* saved table only: the instrument was not in the image at freeze */
     uint64_t mask;     /* bit f: field f is v[f] */
+    uint64_t xmask;    /* bit f: `extra` has a key equal to f (all bits if it has a key other than an exact int) */
     PyObject *symbol;  /* owned; NULL only when absent */
     PyObject *exponent;
     PyObject *extra;   /* owned dict or NULL */
@@ -62,6 +63,7 @@ typedef struct {
     int nf;            /* fields 0..nf-1 may be held as int64 */
     size_t stride;
     int f[N_NAMED];    /* the named fields' ids (all < nf) */
+    uint64_t quote_bits, trade_bits;  /* the fields a quote, a trade writes or reads */
     long dtype[MAX_FIELDS];       /* the dictionary's value type of field f, -1 if it has none */
     PyObject *fid_obj[MAX_FIELDS];
     PyObject *dtype_obj[MAX_FIELDS];  /* the value type a record image gives field f by default */
@@ -242,8 +244,8 @@ static int apply_quote(Replica *r, PyObject *m, uint32_t iid)
         !int64_of(PyTuple_GET_ITEM(m, 6), &asz))
         return 0;
     const Slot *now = find(&r->live, iid, r->stride);
-    if (now != NULL && now->extra != NULL)
-        return 0;
+    if (now != NULL && (now->xmask & r->quote_bits))
+        return 0;  /* one of its fields is held as an object */
     Slot *s = writable(r, iid);
     if (s == NULL)
         return -1;
@@ -264,7 +266,7 @@ static int apply_trade(Replica *r, PyObject *m, uint32_t iid)
     const Slot *now = find(&r->live, iid, r->stride);
     int64_t volume = 0, count = 0;
     if (now != NULL) {
-        if (now->extra != NULL)
+        if (now->xmask & r->trade_bits)
             return 0;
         if (has(now, r->f[VOLUME]))
             volume = now->v[r->f[VOLUME]];
@@ -334,9 +336,11 @@ static int apply_field(Replica *r, PyObject *m, uint32_t iid)
         return 0;
     int f = (int)fid, changed;
     const Slot *now = find(&r->live, iid, r->stride);
-    if (now != NULL && now->extra != NULL)
+    if (now != NULL && ((now->xmask >> f) & 1))
         return 0;
-    PyObject *types = types_after(r, now ? now->types : NULL, f, PyTuple_GET_ITEM(m, 4), &changed);
+    PyObject *held = now ? Py_XNewRef(now->types) : NULL;  /* the copy allocates, and a collection may run code */
+    PyObject *types = types_after(r, held, f, PyTuple_GET_ITEM(m, 4), &changed);
+    Py_XDECREF(held);
     if (types == (PyObject *)-1)
         return -1;
     Slot *s = writable(r, iid);
@@ -392,6 +396,18 @@ static int replace(Replica *r, uint32_t iid, PyObject *symbol, PyObject *exponen
     if (s->types == NULL)
         Py_XDECREF(types);
     s->mask = mask;
+    s->xmask = 0;
+    if (s->extra != NULL) {  /* reading the keys runs no Python code */
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+        int64_t f;
+        while (PyDict_Next(s->extra, &pos, &key, &value)) {
+            if (!PyLong_CheckExact(key))
+                s->xmask = ~(uint64_t)0;  /* True, 1.0 and the like equal a field id: Python decides */
+            else if (int64_of(key, &f) && f >= 0 && f < r->nf)
+                s->xmask |= (uint64_t)1 << f;
+        }
+    }
     for (int f = 0; f < r->nf; f++)
         s->v[f] = (mask >> f) & 1 ? v[f] : 0;
     for (int i = 0; i < 4; i++)
@@ -457,10 +473,20 @@ fail:
     return -1;
 }
 
+static int ready(const Replica *r)
+{
+    if (r->stride != 0 && r->slow != NULL && r->record_class != NULL)
+        return 1;
+    PyErr_SetString(PyExc_RuntimeError, "compact replica not initialised, or cleared");
+    return 0;
+}
+
 static int apply_one(Replica *r, PyObject *m)
 {
     int rc = 0;
     uint32_t iid;
+    if (!ready(r))
+        return -1;
     if (PyTuple_CheckExact(m) && PyTuple_GET_SIZE(m) >= 1 && PyBytes_CheckExact(PyTuple_GET_ITEM(m, 0)) &&
         PyBytes_GET_SIZE(PyTuple_GET_ITEM(m, 0)) == 1) {
         char t = PyBytes_AS_STRING(PyTuple_GET_ITEM(m, 0))[0];
@@ -612,7 +638,7 @@ static PyObject *Replica_put(Replica *r, PyObject *args)
 {
     PyObject *iid, *rec;
     uint32_t k;
-    if (!PyArg_ParseTuple(args, "OO", &iid, &rec))
+    if (!PyArg_ParseTuple(args, "OO", &iid, &rec) || !ready(r))
         return NULL;
     if (!key_of(iid, &k)) {
         PyErr_Format(PyExc_ValueError, "instrument id %R: a compact image keys instruments by 32-bit unsigned ints", iid);
@@ -726,7 +752,7 @@ static PyObject *Replica_load_soup(Replica *r, PyObject *args)
 {
     Py_buffer view;
     Py_ssize_t off;
-    if (!PyArg_ParseTuple(args, "y*n", &view, &off))
+    if (!ready(r) || !PyArg_ParseTuple(args, "y*n", &view, &off))
         return NULL;
     if (NATIVE_API == NULL) {
         NATIVE_API = PyCapsule_Import(MD_NATIVE_API_CAPSULE, 0);
@@ -806,9 +832,9 @@ static PyObject *Replica_thaw(Replica *r, PyObject *Py_UNUSED(ignored))
 
 static PyObject *value_type(Replica *r, Copy *c, PyObject *fid, int f)
 {
-    if (c->types != NULL) {
+    if (c->types != NULL) {  /* a None there counts as no entry, as in Record.value_type */
         PyObject *t = PyDict_GetItemWithError(c->types, fid);
-        if (t != NULL || PyErr_Occurred())
+        if ((t != NULL && t != Py_None) || PyErr_Occurred())
             return Py_XNewRef(t);
     }
     return Py_NewRef(r->dtype_obj[f]);
@@ -842,6 +868,8 @@ static PyObject *image_message(Replica *r, PyObject *iid, PyObject *ts, Copy *c)
                 t = PyDict_GetItemWithError(c->types, key);
                 if (t == NULL && PyErr_Occurred())
                     goto done;
+                if (t == Py_None)
+                    t = NULL;  /* as no entry */
             }
             if (t == NULL) {
                 t = PyDict_GetItemWithError(r->field_types, key);  /* the dictionary's, or VALUE_INTEGER */
@@ -926,14 +954,18 @@ static int Replica_init(Replica *r, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "Replica: %d field ids expected", N_NAMED);
         return -1;
     }
-    int nf = 0;
+    if (r->nf != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "Replica: already initialised");
+        return -1;
+    }
+    int nf = 0, named[N_NAMED];
     for (int i = 0; i < N_NAMED; i++) {
         int64_t f;
         if (!int64_of(PyTuple_GET_ITEM(ids, i), &f) || f < 0 || f >= MAX_FIELDS) {
             PyErr_SetString(PyExc_ValueError, "Replica: named field ids must be ints in 0..63");
             return -1;
         }
-        r->f[i] = (int)f;
+        named[i] = (int)f;
         nf = f + 1 > nf ? (int)f + 1 : nf;
     }
     PyObject *key, *value;
@@ -943,11 +975,12 @@ static int Replica_init(Replica *r, PyObject *args, PyObject *kwds)
         if (int64_of(key, &f) && f >= 0 && f < MAX_FIELDS && f + 1 > nf)
             nf = (int)f + 1;
     }
-    if (r->nf != 0) {
-        PyErr_SetString(PyExc_RuntimeError, "Replica: already initialised");
-        return -1;
-    }
+    memcpy(r->f, named, sizeof named);
     r->nf = nf;
+    for (int i = BID_PRICE; i <= QUOTE_TIME; i++)
+        r->quote_bits |= (uint64_t)1 << named[i];
+    for (int i = LAST_PRICE; i <= LAST_TRADE_TIME; i++)
+        r->trade_bits |= (uint64_t)1 << named[i];
     r->stride = (sizeof(Slot) + (size_t)nf * sizeof(int64_t) + 7) & ~(size_t)7;
     for (int f = 0; f < nf; f++) {
         PyObject *fid = PyLong_FromLong(f);

@@ -50,6 +50,21 @@ _NAMED = (_image._BID_PRICE, _image._BID_SIZE, _image._ASK_PRICE, _image._ASK_SI
 _FIELD_TYPES = {fid: f.value_type for fid, f in FIELDS.items()}
 
 
+def _loads_from_bytes() -> bool:
+    """Whether record images load straight from an image stream: the wire backend's API capsule is there and of
+    the version this build speaks (a stale build of decoders/_native.c is not)."""
+    if _COMPACT is None:
+        return False
+    try:
+        _COMPACT.Replica(_NAMED, _FIELD_TYPES, VALUE_INTEGER, Record, print).load_soup(b"", 0)
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
+_LOADS_FROM_BYTES = _loads_from_bytes()
+
+
 class _Records(Mapping[int, Record]):
     """instrument_id → Record, read from the slots: each Record a copy as of the read."""
 
@@ -90,6 +105,8 @@ class CompactImage:
         self.apply: Callable[[tuple], None] = self._c.apply
         self.apply_many: Callable[[Any], None] = self._c.apply_many
         self._frozen = False
+        if not _LOADS_FROM_BYTES:
+            self.load_soup = None  # type: ignore[assignment]  # the image client then takes records as messages
 
     def _slow(self, msg: tuple) -> None:
         """What C does not take (other shapes, values beyond int64): `Image._apply`, the definition, on a copy of
@@ -103,9 +120,11 @@ class CompactImage:
             rec = self._c.get(iid)
             if rec is not None:
                 scratch.records[iid] = rec
-        scratch._apply(msg)
-        for key, rec in scratch.records.items():
-            self._c.put(key, rec)
+        try:
+            scratch._apply(msg)
+        finally:  # what the definition changed before an error stays changed, as in an Image
+            for key, rec in scratch.records.items():
+                self._c.put(key, rec)
 
     def freeze(self) -> tuple[list[int], None]:
         """As `Image.freeze`: the ids now, sorted; slots changed from now on are saved first (in C)."""

@@ -24,7 +24,7 @@ iids = st.one_of(st.integers(1, 3), st.integers(1, 6), st.sampled_from([0, 2**32
 small = st.integers(-1000, 1000)  # prices and sizes that meet again, so comparisons and sums matter
 ints = st.one_of(small, st.integers(-I64, I64 - 1), st.sampled_from([I64 - 1, -I64, I64, 2**64 - 1, -I64 - 1]))
 field_ids = st.one_of(st.sampled_from(list(FIELDS)), st.sampled_from([0, 19, 40, 63, 64, 99, 1000]))
-value_types = st.one_of(st.integers(1, 5), st.just(2**70))
+value_types = st.one_of(st.integers(1, 5), st.just(2**70), st.none())  # None: "no type of its own" in Record.value_type
 odd_values = st.one_of(small, ints, st.booleans(), st.just(2**80))
 fields = st.lists(st.tuples(field_ids, value_types, odd_values), max_size=5)
 wire = st.one_of(  # what a feed carries: the C paths
@@ -45,6 +45,9 @@ odd = st.one_of(  # what else a caller can hand it: beyond int64, other shapes, 
     st.tuples(st.just(b"Q"), ints, iids, ints),  # the wrong shape: both raise, neither changes
     st.builds(lambda t, iid, v: [b"F", t, iid, 1, 2, v], ints, iids, ints),  # a list, not a tuple
     st.tuples(st.just(b"T"), small, iids, small, st.just(I64 - 1), st.just(66), st.just(1)),  # volume past int64
+    st.tuples(st.just(b"T"), small, iids, st.none(), small, st.just(66), st.just(1)),  # raises half-way: what changed stays
+    st.tuples(st.just(b"F"), small, iids, st.just([1]), st.integers(1, 5), small),  # an unhashable field id: raises after
+    st.tuples(st.just(b"F"), small, iids, st.sampled_from([19, 40, 99]), st.integers(1, 5), small),  # beside the slots
 )
 message = st.one_of(wire, wire, wire, odd)
 
@@ -336,3 +339,37 @@ def test_a_whole_image_loads_without_tuples_and_leaves_the_end_of_image() -> Non
     assert framer.load_into(img.load_soup) == 5000
     assert framer.next_packet() == end  # left to the Python path, which ends the image
     assert img == src and img.records[4321].values[99] == -5
+
+
+def test_a_field_beside_the_slots_leaves_quotes_and_trades_in_c() -> None:
+    class Counting(CompactImage):
+        slow = 0
+
+        def _slow(self, msg: tuple) -> None:
+            Counting.slow += 1
+            super()._slow(msg)
+
+    img = Counting()
+    img.apply_many([(b"F", 1, 7, 999, 1, 5), (b"F", 1, 7, 40, 1, 2**70)])  # beyond the slots; beyond int64
+    assert Counting.slow == 2  # both through the definition
+    img.apply_many([(b"Q", 2, 7, 100, 1, 101, 1), (b"T", 3, 7, 100, 2, 66, 1)])
+    assert Counting.slow == 2  # in C: their fields are not among those held as objects
+    img.apply((b"F", 4, 7, FIELDS_BY_NAME["bid_price"].field_id, 2, 2**70))  # a quote field held as an object:
+    img.apply((b"Q", 5, 7, 100, 1, 101, 1))  # then quotes go to the definition, which replaces it
+    assert Counting.slow == 4
+    ref = Image()
+    apply_python(ref, [(b"F", 1, 7, 999, 1, 5), (b"F", 1, 7, 40, 1, 2**70), (b"Q", 2, 7, 100, 1, 101, 1),
+                       (b"T", 3, 7, 100, 2, 66, 1), (b"F", 4, 7, FIELDS_BY_NAME["bid_price"].field_id, 2, 2**70),
+                       (b"Q", 5, 7, 100, 1, 101, 1)])
+    assert img == ref
+
+
+def test_the_replica_type_refuses_to_work_uninitialised_or_to_be_initialised_twice() -> None:
+    replica_type = compact_module._COMPACT.Replica
+    with pytest.raises(RuntimeError, match="not initialised"):
+        replica_type.__new__(replica_type).apply((b"Q", 1, 1, 1, 1, 1, 1))
+    img = CompactImage()
+    with pytest.raises(RuntimeError, match="already initialised"):
+        img._c.__init__((63,) * 13, {}, 1, Record, print)
+    img.apply((b"Q", 1, 7, 1, 2, 3, 4))  # the slots are as they were
+    assert img.records[7].values[FIELDS_BY_NAME["ask_size"].field_id] == 4
