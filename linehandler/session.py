@@ -184,8 +184,7 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
             return self.quality
         if self.refreshed.get(instrument_id, 0) < self.gap_generation:
             return QUALITY_MAYBE_STALE
-        rec = self.image.records.get(instrument_id) if self.keep_image else None
-        if rec is not None and rec.values.get(_MAYBE_STALE):
+        if self.keep_image and self.image.value(instrument_id, _MAYBE_STALE):
             return QUALITY_MAYBE_STALE
         return QUALITY_OK
 

@@ -627,6 +627,44 @@ static PyObject *get_record(Replica *r, PyObject *iid, int frozen_view)
 static PyObject *Replica_get(Replica *r, PyObject *iid) { return get_record(r, iid, 0); }
 static PyObject *Replica_frozen_get(Replica *r, PyObject *iid) { return get_record(r, iid, 1); }
 
+/* value(iid, field_id[, default]): records[iid].values.get(field_id, default), without making the Record */
+static PyObject *Replica_value(Replica *r, PyObject *args)
+{
+    PyObject *iid, *fid, *dflt = Py_None;
+    if (!PyArg_ParseTuple(args, "OO|O", &iid, &fid, &dflt))
+        return NULL;
+    uint32_t k;
+    int64_t f;
+    if (!key_of(iid, &k))
+        return Py_NewRef(dflt);
+    if (!int64_of(fid, &f)) {  /* a key of another type (True equals 1): the Record's dict decides */
+        PyObject *rec = get_record(r, iid, 0), *out = NULL;
+        if (rec == NULL || rec == Py_None) {
+            Py_XDECREF(rec);
+            return rec == NULL ? NULL : Py_NewRef(dflt);
+        }
+        PyObject *values = PyObject_GetAttr(rec, S_VALUES);
+        Py_DECREF(rec);
+        if (values != NULL)
+            out = PyObject_CallMethod(values, "get", "OO", fid, dflt);
+        Py_XDECREF(values);
+        return out;
+    }
+    const Slot *s = find(&r->live, k, r->stride);
+    if (s == NULL)
+        return Py_NewRef(dflt);
+    if (f >= 0 && f < r->nf && ((s->mask >> f) & 1))
+        return PyLong_FromLongLong(s->v[f]);
+    if (s->extra != NULL) {
+        PyObject *extra = Py_NewRef(s->extra);  /* the lookup may compare with keys of any type */
+        PyObject *x = PyDict_GetItemWithError(extra, fid);
+        PyObject *out = x != NULL ? Py_NewRef(x) : PyErr_Occurred() ? NULL : Py_NewRef(dflt);
+        Py_DECREF(extra);
+        return out;
+    }
+    return Py_NewRef(dflt);
+}
+
 static PyObject *Replica_contains(Replica *r, PyObject *iid)
 {
     uint32_t k;
@@ -1048,6 +1086,7 @@ static PyMethodDef Replica_methods[] = {
     {"get", (PyCFunction)Replica_get, METH_O, "get(iid) -> Record (a copy, as of now) or None"},
     {"frozen_get", (PyCFunction)Replica_frozen_get, METH_O, "frozen_get(iid) -> Record as at freeze, or None"},
     {"contains", (PyCFunction)Replica_contains, METH_O, "contains(iid) -> bool"},
+    {"value", (PyCFunction)Replica_value, METH_VARARGS, "value(iid, field_id[, default]): one field, without making the Record"},
     {"put", (PyCFunction)Replica_put, METH_VARARGS, "put(iid, record): the slot becomes a copy of the record"},
     {"ids", (PyCFunction)Replica_ids, METH_VARARGS, "ids(sorted=False) -> list of instrument ids"},
     {"freeze", (PyCFunction)Replica_freeze, METH_NOARGS, "freeze() -> sorted ids; slots are saved on first change"},

@@ -126,6 +126,10 @@ class CompactImage:
             for key, rec in scratch.records.items():
                 self._c.put(key, rec)
 
+    def value(self, instrument_id: int, field_id: int, default: Any = None) -> Any:
+        """records[instrument_id].values.get(field_id, default), read from the slot without making the Record."""
+        return self._c.value(instrument_id, field_id, default)
+
     def freeze(self) -> tuple[list[int], None]:
         """As `Image.freeze`: the ids now, sorted; slots changed from now on are saved first (in C)."""
         self._frozen = True

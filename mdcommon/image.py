@@ -163,6 +163,12 @@ class Image:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def value(self, instrument_id: int, field_id: int, default: Any = None) -> Any:
+        """records[instrument_id].values.get(field_id, default): one field of the replica (CompactImage reads it
+        from its slot without making a Record)."""
+        rec = self.records.get(instrument_id)
+        return default if rec is None else rec.values.get(field_id, default)
+
     def record(self, instrument_id: int) -> Record:
         if self._saved is not None:
             self._save(instrument_id)

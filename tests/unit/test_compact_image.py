@@ -154,6 +154,8 @@ class CompactAgainstImage(RuleBasedStateMachine):
         assert self.cmp.records.get(iid) == self.ref.records.get(iid)
         assert (iid in self.cmp.records) == (iid in self.ref.records)
         assert self.cmp.frozen_record(iid) == self.ref.frozen_record(iid)
+        for fid in (*FIELDS, 0, 40, 999, True, "x"):
+            assert self.cmp.value(iid, fid, "none") == self.ref.value(iid, fid, "none")
 
     @invariant()
     def same_image(self) -> None:
