@@ -86,6 +86,21 @@ static struct { const char *bytes; Py_ssize_t size; } CONST_DEFS[9] = {
 };
 static PyObject *CONSTS[9];
 
+/* Unsigned fields below 65,536 (sizes, instrument ids, counts) decode to shared int objects, made the first time
+ * each value is seen and kept for the module's life: at most 65,536 ints, about 2 MB. Allocating and freeing an
+ * int per field was most of a decode's time (CPython caches only -5..256). */
+#define SMALL_INTS 65536
+static PyObject *SMALL_INT[SMALL_INTS];
+static inline PyObject *small_uint(uint64_t v)
+{
+    if (v >= SMALL_INTS)
+        return PyLong_FromUnsignedLongLong(v);
+    PyObject *o = SMALL_INT[v];
+    if (o == NULL && (o = SMALL_INT[v] = PyLong_FromUnsignedLongLong(v)) == NULL)
+        return NULL;
+    return Py_NewRef(o);
+}
+
 /* Each decoder returns a new tuple, or NULL: with an exception set on a memory error,
  * without one on a defect of the data (the caller returns None and Python says what). */
 static PyObject *dec_system_event(const unsigned char *p, Py_ssize_t len)
@@ -94,9 +109,9 @@ static PyObject *dec_system_event(const unsigned char *p, Py_ssize_t len)
     PyObject *t = PyTuple_New(4);
     if (t == NULL) return NULL;
     Py_INCREF(CONSTS[0]); PyTuple_SET_ITEM(t, 0, CONSTS[0]);
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
+    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
     PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint8_t)p[9]));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 10)));
+    PyTuple_SET_ITEM(t, 3, small_uint((uint64_t)((uint64_t)rdbe64(p + 10))));
     for (Py_ssize_t j = 0; j < 4; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
@@ -111,8 +126,8 @@ static PyObject *dec_instrument_directory(const unsigned char *p, Py_ssize_t len
     PyObject *t = PyTuple_New(5);
     if (t == NULL) return NULL;
     Py_INCREF(CONSTS[1]); PyTuple_SET_ITEM(t, 0, CONSTS[1]);
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint32_t)rdbe32(p + 9)));
+    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
+    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
     { Py_ssize_t n = 16; while (n > 0 && p[13 + n - 1] == 0) n--;
       PyObject *s = PyUnicode_DecodeASCII((const char *)p + 13, n, "strict");
       if (s == NULL) { PyErr_Clear(); goto defect; }
@@ -135,12 +150,12 @@ static PyObject *dec_quote(const unsigned char *p, Py_ssize_t len)
     PyObject *t = PyTuple_New(7);
     if (t == NULL) return NULL;
     Py_INCREF(CONSTS[2]); PyTuple_SET_ITEM(t, 0, CONSTS[2]);
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint32_t)rdbe32(p + 9)));
+    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
+    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
     PyTuple_SET_ITEM(t, 3, PyLong_FromLongLong((int64_t)rdbe64(p + 13)));
-    PyTuple_SET_ITEM(t, 4, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 21)));
+    PyTuple_SET_ITEM(t, 4, small_uint((uint64_t)((uint64_t)rdbe64(p + 21))));
     PyTuple_SET_ITEM(t, 5, PyLong_FromLongLong((int64_t)rdbe64(p + 29)));
-    PyTuple_SET_ITEM(t, 6, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 37)));
+    PyTuple_SET_ITEM(t, 6, small_uint((uint64_t)((uint64_t)rdbe64(p + 37))));
     for (Py_ssize_t j = 0; j < 7; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
@@ -155,12 +170,12 @@ static PyObject *dec_trade(const unsigned char *p, Py_ssize_t len)
     PyObject *t = PyTuple_New(7);
     if (t == NULL) return NULL;
     Py_INCREF(CONSTS[3]); PyTuple_SET_ITEM(t, 0, CONSTS[3]);
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint32_t)rdbe32(p + 9)));
+    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
+    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
     PyTuple_SET_ITEM(t, 3, PyLong_FromLongLong((int64_t)rdbe64(p + 13)));
-    PyTuple_SET_ITEM(t, 4, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 21)));
+    PyTuple_SET_ITEM(t, 4, small_uint((uint64_t)((uint64_t)rdbe64(p + 21))));
     PyTuple_SET_ITEM(t, 5, PyLong_FromLong((long)(uint8_t)p[29]));
-    PyTuple_SET_ITEM(t, 6, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 30)));
+    PyTuple_SET_ITEM(t, 6, small_uint((uint64_t)((uint64_t)rdbe64(p + 30))));
     for (Py_ssize_t j = 0; j < 7; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
@@ -175,9 +190,9 @@ static PyObject *dec_field_update(const unsigned char *p, Py_ssize_t len)
     PyObject *t = PyTuple_New(6);
     if (t == NULL) return NULL;
     Py_INCREF(CONSTS[4]); PyTuple_SET_ITEM(t, 0, CONSTS[4]);
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint32_t)rdbe32(p + 9)));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)(uint16_t)rdbe16(p + 13)));
+    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
+    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
+    PyTuple_SET_ITEM(t, 3, small_uint((uint64_t)((uint16_t)rdbe16(p + 13))));
     PyTuple_SET_ITEM(t, 4, PyLong_FromLong((long)(uint8_t)p[15]));
     PyTuple_SET_ITEM(t, 5, PyLong_FromLongLong((int64_t)rdbe64(p + 16)));
     for (Py_ssize_t j = 0; j < 6; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
@@ -194,8 +209,8 @@ static PyObject *dec_record_image(const unsigned char *p, Py_ssize_t len)
     PyObject *t = PyTuple_New(6);
     if (t == NULL) return NULL;
     Py_INCREF(CONSTS[5]); PyTuple_SET_ITEM(t, 0, CONSTS[5]);
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint32_t)rdbe32(p + 9)));
+    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
+    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
     { Py_ssize_t n = 16; while (n > 0 && p[13 + n - 1] == 0) n--;
       PyObject *s = PyUnicode_DecodeASCII((const char *)p + 13, n, "strict");
       if (s == NULL) { PyErr_Clear(); goto defect; }
@@ -211,7 +226,7 @@ static PyObject *dec_record_image(const unsigned char *p, Py_ssize_t len)
         PyObject *item = PyTuple_New(3);
         if (item == NULL) goto error;
         PyTuple_SET_ITEM(items, k, item);
-        PyTuple_SET_ITEM(item, 0, PyLong_FromLong((long)(uint16_t)rdbe16(p + e + 0)));
+        PyTuple_SET_ITEM(item, 0, small_uint((uint64_t)((uint16_t)rdbe16(p + e + 0))));
         PyTuple_SET_ITEM(item, 1, PyLong_FromLong((long)(uint8_t)p[e + 2]));
         PyTuple_SET_ITEM(item, 2, PyLong_FromLongLong((int64_t)rdbe64(p + e + 3)));
         for (Py_ssize_t j = 0; j < 3; j++) if (PyTuple_GET_ITEM(item, j) == NULL) goto error;
@@ -233,9 +248,9 @@ static PyObject *dec_end_of_image(const unsigned char *p, Py_ssize_t len)
     PyObject *t = PyTuple_New(4);
     if (t == NULL) return NULL;
     Py_INCREF(CONSTS[6]); PyTuple_SET_ITEM(t, 0, CONSTS[6]);
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 9)));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)(uint32_t)rdbe32(p + 17)));
+    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
+    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint64_t)rdbe64(p + 9))));
+    PyTuple_SET_ITEM(t, 3, small_uint((uint64_t)((uint32_t)rdbe32(p + 17))));
     for (Py_ssize_t j = 0; j < 4; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
@@ -250,13 +265,13 @@ static PyObject *dec_retransmission_reject(const unsigned char *p, Py_ssize_t le
     PyObject *t = PyTuple_New(8);
     if (t == NULL) return NULL;
     Py_INCREF(CONSTS[7]); PyTuple_SET_ITEM(t, 0, CONSTS[7]);
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
+    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
     PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint8_t)p[9]));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 10)));
-    PyTuple_SET_ITEM(t, 4, PyLong_FromLong((long)(uint16_t)rdbe16(p + 18)));
-    PyTuple_SET_ITEM(t, 5, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 20)));
-    PyTuple_SET_ITEM(t, 6, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 28)));
-    PyTuple_SET_ITEM(t, 7, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 36)));
+    PyTuple_SET_ITEM(t, 3, small_uint((uint64_t)((uint64_t)rdbe64(p + 10))));
+    PyTuple_SET_ITEM(t, 4, small_uint((uint64_t)((uint16_t)rdbe16(p + 18))));
+    PyTuple_SET_ITEM(t, 5, small_uint((uint64_t)((uint64_t)rdbe64(p + 20))));
+    PyTuple_SET_ITEM(t, 6, small_uint((uint64_t)((uint64_t)rdbe64(p + 28))));
+    PyTuple_SET_ITEM(t, 7, small_uint((uint64_t)((uint64_t)rdbe64(p + 36))));
     for (Py_ssize_t j = 0; j < 8; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
@@ -271,11 +286,11 @@ static PyObject *dec_image_offer(const unsigned char *p, Py_ssize_t len)
     PyObject *t = PyTuple_New(6);
     if (t == NULL) return NULL;
     Py_INCREF(CONSTS[8]); PyTuple_SET_ITEM(t, 0, CONSTS[8]);
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint32_t)rdbe32(p + 9)));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)(uint16_t)rdbe16(p + 13)));
-    PyTuple_SET_ITEM(t, 4, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 15)));
-    PyTuple_SET_ITEM(t, 5, PyLong_FromLong((long)(uint32_t)rdbe32(p + 23)));
+    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
+    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
+    PyTuple_SET_ITEM(t, 3, small_uint((uint64_t)((uint16_t)rdbe16(p + 13))));
+    PyTuple_SET_ITEM(t, 4, small_uint((uint64_t)((uint64_t)rdbe64(p + 15))));
+    PyTuple_SET_ITEM(t, 5, small_uint((uint64_t)((uint32_t)rdbe32(p + 23))));
     for (Py_ssize_t j = 0; j < 6; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
@@ -334,8 +349,8 @@ static Py_ssize_t rows_record_image(const unsigned char *p, Py_ssize_t len, PyOb
     PyObject *t = PyTuple_New(5);
     if (t == NULL) return -2;
     Py_INCREF(CONSTS[5]); PyTuple_SET_ITEM(t, 0, CONSTS[5]);
-    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong((uint64_t)rdbe64(p + 1)));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint32_t)rdbe32(p + 9)));
+    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
+    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
     { Py_ssize_t n = 16; while (n > 0 && p[13 + n - 1] == 0) n--;
       PyObject *s = PyUnicode_DecodeASCII((const char *)p + 13, n, "strict");
       if (s == NULL) { PyErr_Clear(); goto defect; }

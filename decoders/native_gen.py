@@ -82,6 +82,9 @@ class _Emitter:
 
     @staticmethod
     def _new_int(code: str, expr: str) -> str:
+        ctype, size, signed = _INT_CODES[code]
+        if not signed and size > 1:  # sizes, ids, counts: mostly small, and then shared (SMALL_INTS below)
+            return f"small_uint((uint64_t)({expr}))"
         if code == "Q":
             return f"PyLong_FromUnsignedLongLong({expr})"
         if code == "q":
@@ -468,6 +471,21 @@ static struct { const char *bytes; Py_ssize_t size; } CONST_DEFS[@N_CONSTS@] = {
     @CONSTS@
 };
 static PyObject *CONSTS[@N_CONSTS@];
+
+/* Unsigned fields below 65,536 (sizes, instrument ids, counts) decode to shared int objects, made the first time
+ * each value is seen and kept for the module's life: at most 65,536 ints, about 2 MB. Allocating and freeing an
+ * int per field was most of a decode's time (CPython caches only -5..256). */
+#define SMALL_INTS 65536
+static PyObject *SMALL_INT[SMALL_INTS];
+static inline PyObject *small_uint(uint64_t v)
+{
+    if (v >= SMALL_INTS)
+        return PyLong_FromUnsignedLongLong(v);
+    PyObject *o = SMALL_INT[v];
+    if (o == NULL && (o = SMALL_INT[v] = PyLong_FromUnsignedLongLong(v)) == NULL)
+        return NULL;
+    return Py_NewRef(o);
+}
 
 /* Each decoder returns a new tuple, or NULL: with an exception set on a memory error,
  * without one on a defect of the data (the caller returns None and Python says what). */

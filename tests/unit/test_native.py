@@ -254,3 +254,16 @@ def test_the_plant_seals_the_same_datagrams_and_journal(batches: list[list[tuple
         seen.append((out, seq.next_sequence, seq.datagrams, seq.messages, journal.first_sequence, journal.next_sequence,
                      journal.nbytes, journal.get(1, 10**6)))
     assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("value", [0, 1, 255, 256, 65_534, 65_535, 65_536, 65_537, 2**32 - 1])
+def test_unsigned_fields_decode_to_their_value_on_both_sides_of_the_shared_small_ints(value: int) -> None:
+    """Unsigned fields below 65,536 decode to shared int objects (decoders/native_gen.py, small_uint)."""
+    need_native(NATIVE, "decoders/_native.c")
+    msgs = [(b"Q", 1, value, 5, value, 7, value), (b"T", 2, value, 3, value, 66, value),
+            (b"F", 3, value, value % 65_536, 1, -value)]
+    session = make_session(SCHEMA_FINGERPRINT, 1)
+    for _ in range(2):  # the second time from the cache
+        data = bytes(encode_datagram(session, 1, [CODECS.encode(m) for m in msgs]))
+        got = NATIVE.decode_messages(memoryview(data), len(msgs))
+        assert got == msgs and all(type(x) is int for m in got for x in m[1:])
