@@ -508,7 +508,7 @@ static int apply_one(Replica *r, PyObject *m)
         PyErr_SetString(PyExc_RuntimeError, "compact replica cleared");
         return -1;
     }
-    PyObject *res = PyObject_CallOneArg(r->slow, m);
+    PyObject *res = PyObject_CallFunctionObjArgs(r->slow, (PyObject *)r, m, NULL);  /* slow(replica, msg) */
     Py_XDECREF(res);
     return res == NULL ? -1 : 0;
 }
@@ -982,7 +982,9 @@ static PyObject *Replica_memory(Replica *r, PyObject *Py_UNUSED(ignored))
 }
 
 /* Replica(field_ids, field_types, default_type, record_class, slow): field_ids the 13 named fields' ids in the
- * order of the enum above, field_types the dictionary's {field id: value type}, slow(msg) the Python definition. */
+ * order of the enum above, field_types the dictionary's {field id: value type}, slow(replica, msg) the Python
+ * definition (given the replica, so that it need not hold the image: no cycle, and a replaced image is freed at
+ * once, not at the next full collection). */
 static int Replica_init(Replica *r, PyObject *args, PyObject *kwds)
 {
     PyObject *ids, *types, *default_type, *record_class, *slow;

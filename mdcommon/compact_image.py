@@ -99,7 +99,9 @@ class CompactImage:
     def __init__(self) -> None:
         if _COMPACT is None:
             raise RuntimeError("the compact image needs the native part (mdcommon/_compact.c), not built or MD_BACKEND=python")
-        self._c = _COMPACT.Replica(_NAMED, _FIELD_TYPES, VALUE_INTEGER, Record, self._slow)
+        # the slow path is a function of (replica, message), not a bound method: the replica does not hold the image,
+        # so an image replaced by a resync or a new session is freed at once, not at the next full collection
+        self._c = _COMPACT.Replica(_NAMED, _FIELD_TYPES, VALUE_INTEGER, Record, type(self)._slow)
         self.records: Mapping[int, Record] = _Records(self._c)
         # bound straight to C: the handler's lane calls these per datagram
         self.apply: Callable[[tuple], None] = self._c.apply
@@ -108,7 +110,8 @@ class CompactImage:
         if not _LOADS_FROM_BYTES:
             self.load_soup = None  # type: ignore[assignment]  # the image client then takes records as messages
 
-    def _slow(self, msg: tuple) -> None:
+    @staticmethod
+    def _slow(replica: Any, msg: tuple) -> None:
         """What C does not take (other shapes, values beyond int64): `Image._apply`, the definition, on a copy of
         the record, put back whole."""
         scratch = Image()
@@ -117,14 +120,14 @@ class CompactImage:
         except (TypeError, IndexError, KeyError):
             iid = None
         if iid is not None:
-            rec = self._c.get(iid)
+            rec = replica.get(iid)
             if rec is not None:
                 scratch.records[iid] = rec
         try:
             scratch._apply(msg)
         finally:  # what the definition changed before an error stays changed, as in an Image
             for key, rec in scratch.records.items():
-                self._c.put(key, rec)
+                replica.put(key, rec)
 
     def value(self, instrument_id: int, field_id: int, default: Any = None) -> Any:
         """records[instrument_id].values.get(field_id, default), read from the slot without making the Record."""
