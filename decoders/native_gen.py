@@ -195,7 +195,7 @@ class _Emitter:
             return None
         name, n_fixed, size = codec.name, len(codec.leaves), codec.prefix.size
         width = len(codec._element_leaves)
-        count_code = _parse_format(codec._count.format)[1][0][0]
+        count_code = count_items[0][0]
         out = [f"static Py_ssize_t rows_{name}(const unsigned char *p, Py_ssize_t len, PyObject **head, int64_t **rows, Py_ssize_t *cap)",
                "{",
                f"    if (len < {size + codec._count.size}) return -1;",

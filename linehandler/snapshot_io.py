@@ -62,10 +62,10 @@ class ImageClient:
             raise ConnectionError("image server closed the connection before the end of the image")
         framer = self.framer
         framer.append(data)
+        load = core.image_loader() if _NATIVE is not None else None  # straight into the replica's slots, where it can
         while True:
             if _NATIVE is not None:  # the records, in one C call per run of them; the rest one packet at a time below
-                load = core.image_loader()
-                if load is not None:  # straight into the replica's slots
+                if load is not None:
                     self.records += framer.load_into(load)
                 msgs = framer.take_messages(_NATIVE)
                 if msgs:

@@ -163,17 +163,13 @@ static void clear_table(Table *t, size_t stride)
 }
 
 /* An instrument id as the table keys it: 0 and -1 (not a 32-bit unsigned exact int, no exception) or 1. */
+static inline int int64_of(PyObject *o, int64_t *out);
+
 static int key_of(PyObject *o, uint32_t *out)
 {
-    if (!PyLong_CheckExact(o))
+    int64_t v;
+    if (!int64_of(o, &v) || v < 0 || v > 0xFFFFFFFFLL)
         return 0;
-    int overflow;
-    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    if (overflow || v < 0 || v > 0xFFFFFFFFLL) {
-        if (v == -1 && PyErr_Occurred())
-            PyErr_Clear();
-        return 0;
-    }
     *out = (uint32_t)v;
     return 1;
 }
@@ -191,14 +187,14 @@ static inline int int64_of(PyObject *o, int64_t *out)
 }
 
 /* Before the first change to `iid` after freeze: keep the slot as it is (or that there was none). */
-static int save(Replica *r, uint32_t iid)
+/* `live` is the live slot of `iid` or NULL; adding to the saved table does not move it. */
+static int save(Replica *r, uint32_t iid, const Slot *live)
 {
     if (!r->frozen || find(&r->saved, iid, r->stride) != NULL)
         return 0;
     Slot *s = add(&r->saved, iid, r->stride);
     if (s == NULL)
         return -1;
-    const Slot *live = find(&r->live, iid, r->stride);
     if (live == NULL) {
         s->absent = 1;
         return 0;
@@ -211,21 +207,23 @@ static int save(Replica *r, uint32_t iid)
     return 0;
 }
 
-/* The slot of `iid` to change, made if new (symbol "", exponent 0) and saved first if a snapshot is open. */
-static Slot *writable(Replica *r, uint32_t iid)
+/* The slot of `iid` to change, made if new (symbol "", exponent 0) and saved first if a snapshot is open; `now`
+ * its live slot found just before (NULL: none), with no Python code run since. */
+static Slot *writable_at(Replica *r, uint32_t iid, Slot *now)
 {
-    if (save(r, iid) < 0)
+    if (save(r, iid, now) < 0)
         return NULL;
-    Slot *s = find(&r->live, iid, r->stride);
-    if (s != NULL)
-        return s;
-    s = add(&r->live, iid, r->stride);
+    if (now != NULL)
+        return now;
+    Slot *s = add(&r->live, iid, r->stride);
     if (s == NULL)
         return NULL;
     s->symbol = Py_NewRef(EMPTY);
     s->exponent = Py_NewRef(ZERO);
     return s;
 }
+
+static Slot *writable(Replica *r, uint32_t iid) { return writable_at(r, iid, find(&r->live, iid, r->stride)); }
 
 static inline void put64(Slot *s, int f, int64_t v)
 {
@@ -243,10 +241,10 @@ static int apply_quote(Replica *r, PyObject *m, uint32_t iid)
         !int64_of(PyTuple_GET_ITEM(m, 4), &bsz) || !int64_of(PyTuple_GET_ITEM(m, 5), &ask) ||
         !int64_of(PyTuple_GET_ITEM(m, 6), &asz))
         return 0;
-    const Slot *now = find(&r->live, iid, r->stride);
+    Slot *now = find(&r->live, iid, r->stride);
     if (now != NULL && (now->xmask & r->quote_bits))
         return 0;  /* one of its fields is held as an object */
-    Slot *s = writable(r, iid);
+    Slot *s = writable_at(r, iid, now);
     if (s == NULL)
         return -1;
     put64(s, r->f[BID_PRICE], bid);
@@ -263,7 +261,7 @@ static int apply_trade(Replica *r, PyObject *m, uint32_t iid)
     if (PyTuple_GET_SIZE(m) != 7 || !int64_of(PyTuple_GET_ITEM(m, 1), &ts) || !int64_of(PyTuple_GET_ITEM(m, 3), &price) ||
         !int64_of(PyTuple_GET_ITEM(m, 4), &size))
         return 0;
-    const Slot *now = find(&r->live, iid, r->stride);
+    Slot *now = find(&r->live, iid, r->stride);
     int64_t volume = 0, count = 0;
     if (now != NULL) {
         if (now->xmask & r->trade_bits)
@@ -275,7 +273,7 @@ static int apply_trade(Replica *r, PyObject *m, uint32_t iid)
     }
     if (__builtin_add_overflow(volume, size, &volume) || __builtin_add_overflow(count, (int64_t)1, &count))
         return 0;  /* beyond int64: Python's ints carry on */
-    Slot *s = writable(r, iid);
+    Slot *s = writable_at(r, iid, now);
     if (s == NULL)
         return -1;
     put64(s, r->f[LAST_PRICE], price);
@@ -868,14 +866,30 @@ static PyObject *Replica_thaw(Replica *r, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* Record.value_type: the slot's own type for `fid` (a None there counts as no entry), else the dictionary's (of
+ * slot field f, or looked up when f < 0), else VALUE_INTEGER. A new reference, or NULL with an exception. */
 static PyObject *value_type(Replica *r, Copy *c, PyObject *fid, int f)
 {
-    if (c->types != NULL) {  /* a None there counts as no entry, as in Record.value_type */
-        PyObject *t = PyDict_GetItemWithError(c->types, fid);
-        if ((t != NULL && t != Py_None) || PyErr_Occurred())
-            return Py_XNewRef(t);
-    }
-    return Py_NewRef(r->dtype_obj[f]);
+    PyObject *t = NULL;
+    if (c->types != NULL && (t = PyDict_GetItemWithError(c->types, fid)) == NULL && PyErr_Occurred())
+        return NULL;
+    if (t != NULL && t != Py_None)
+        return Py_NewRef(t);
+    if (f >= 0)
+        return Py_NewRef(r->dtype_obj[f]);
+    if ((t = PyDict_GetItemWithError(r->field_types, fid)) == NULL && PyErr_Occurred())
+        return NULL;
+    return Py_NewRef(t != NULL ? t : r->default_type);
+}
+
+/* items.append((fid, its value type, value)): 0, or -1 with an exception */
+static int append_field(Replica *r, Copy *c, PyObject *items, PyObject *fid, int f, PyObject *value)
+{
+    PyObject *t = value_type(r, c, fid, f), *e = t ? PyTuple_Pack(3, fid, t, value) : NULL;
+    int rc = e == NULL ? -1 : PyList_Append(items, e);
+    Py_XDECREF(t);
+    Py_XDECREF(e);
+    return rc;
 }
 
 /* The record image message of a copied slot: (b"I", ts, iid, symbol, exponent, ((fid, type, value), ...)) */
@@ -887,41 +901,18 @@ static PyObject *image_message(Replica *r, PyObject *iid, PyObject *ts, Copy *c)
     for (int f = 0; f < r->nf; f++) {
         if (!((c->mask >> f) & 1))
             continue;
-        PyObject *x = PyLong_FromLongLong(c->v[f]), *t = x ? value_type(r, c, r->fid_obj[f], f) : NULL;
-        PyObject *e = t ? PyTuple_Pack(3, r->fid_obj[f], t, x) : NULL;
+        PyObject *x = PyLong_FromLongLong(c->v[f]);
+        int rc = x == NULL ? -1 : append_field(r, c, items, r->fid_obj[f], f, x);
         Py_XDECREF(x);
-        Py_XDECREF(t);
-        if (e == NULL || PyList_Append(items, e) < 0) {
-            Py_XDECREF(e);
+        if (rc < 0)
             goto done;
-        }
-        Py_DECREF(e);
     }
-    if (c->extra != NULL) {  /* fields held as objects: their types by Record.value_type, then all in field order */
+    if (c->extra != NULL) {  /* fields held as objects, then all in field order */
         PyObject *key, *value;
         Py_ssize_t pos = 0;
         while (PyDict_Next(c->extra, &pos, &key, &value)) {
-            PyObject *t = NULL;
-            if (c->types != NULL) {
-                t = PyDict_GetItemWithError(c->types, key);
-                if (t == NULL && PyErr_Occurred())
-                    goto done;
-                if (t == Py_None)
-                    t = NULL;  /* as no entry */
-            }
-            if (t == NULL) {
-                t = PyDict_GetItemWithError(r->field_types, key);  /* the dictionary's, or VALUE_INTEGER */
-                if (t == NULL && PyErr_Occurred())
-                    goto done;
-                if (t == NULL)
-                    t = r->default_type;
-            }
-            PyObject *e = PyTuple_Pack(3, key, t, value);
-            if (e == NULL || PyList_Append(items, e) < 0) {
-                Py_XDECREF(e);
+            if (append_field(r, c, items, key, -1, value) < 0)
                 goto done;
-            }
-            Py_DECREF(e);
         }
         if (PyList_Sort(items) < 0)
             goto done;
@@ -939,7 +930,8 @@ done:
 static PyObject *Replica_frozen_messages(Replica *r, PyObject *args)
 {
     PyObject *ids, *ts, *each = Py_None;
-    if (!PyArg_ParseTuple(args, "OO|O", &ids, &ts, &each))
+    int frozen = 1;
+    if (!PyArg_ParseTuple(args, "OO|Op", &ids, &ts, &each, &frozen))
         return NULL;
     PyObject *seq = PySequence_Fast(ids, "frozen_messages: ids must be a sequence"), *out = NULL;
     if (seq == NULL)
@@ -950,7 +942,7 @@ static PyObject *Replica_frozen_messages(Replica *r, PyObject *args)
         PyObject *iid = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
         uint32_t k;
         Copy c;
-        if (!key_of(iid, &k) || lookup(r, k, 1, &c) == 0) {
+        if (!key_of(iid, &k) || lookup(r, k, frozen, &c) == 0) {
             Py_DECREF(iid);
             continue;
         }
@@ -1093,7 +1085,7 @@ static PyMethodDef Replica_methods[] = {
     {"ids", (PyCFunction)Replica_ids, METH_VARARGS, "ids(sorted=False) -> list of instrument ids"},
     {"freeze", (PyCFunction)Replica_freeze, METH_NOARGS, "freeze() -> sorted ids; slots are saved on first change"},
     {"thaw", (PyCFunction)Replica_thaw, METH_NOARGS, "thaw(): the saved slots are dropped"},
-    {"frozen_messages", (PyCFunction)Replica_frozen_messages, METH_VARARGS, "frozen_messages(ids, ts[, each]) -> list"},
+    {"frozen_messages", (PyCFunction)Replica_frozen_messages, METH_VARARGS, "frozen_messages(ids, ts[, each[, frozen=True]]) -> list; frozen=False: as the slots are now"},
     {"size", (PyCFunction)Replica_len, METH_NOARGS, "size() -> number of instruments"},
     {"load_soup", (PyCFunction)Replica_load_soup, METH_VARARGS, "load_soup(buf, off) -> (next_off, loaded): record images from an image stream"},
     {"memory", (PyCFunction)Replica_memory, METH_NOARGS, "memory() -> bytes held by the tables (not the objects)"},

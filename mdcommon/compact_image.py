@@ -106,7 +106,7 @@ class CompactImage:
         # bound straight to C: the handler's lane calls these per datagram
         self.apply: Callable[[tuple], None] = self._c.apply
         self.apply_many: Callable[[Any], None] = self._c.apply_many
-        self._frozen = False
+        self.thaw: Callable[[], None] = self._c.thaw
         if not _LOADS_FROM_BYTES:
             self.load_soup = None  # type: ignore[assignment]  # the image client then takes records as messages
 
@@ -135,12 +135,7 @@ class CompactImage:
 
     def freeze(self) -> tuple[list[int], None]:
         """As `Image.freeze`: the ids now, sorted; slots changed from now on are saved first (in C)."""
-        self._frozen = True
         return self._c.freeze(), None
-
-    def thaw(self) -> None:
-        self._frozen = False
-        self._c.thaw()
 
     def frozen_record(self, instrument_id: int) -> Record | None:
         return self._c.frozen_get(instrument_id)
@@ -160,14 +155,8 @@ class CompactImage:
     def record_messages(self, timestamp_ns: int) -> Iterator[tuple]:
         """One record image message per instrument, in instrument id order, as the image is now."""
         ids = self._c.ids(True)
-        if self._frozen:  # frozen_messages would read the saved slots
-            for iid in ids:
-                rec = self._c.get(iid)
-                if rec is not None:
-                    yield rec.message(timestamp_ns)
-            return
         for start in range(0, len(ids), 4096):
-            yield from self._c.frozen_messages(ids[start : start + 4096], timestamp_ns)
+            yield from self._c.frozen_messages(ids[start : start + 4096], timestamp_ns, None, False)
 
     def memory_bytes(self) -> int:
         """Bytes of the C tables (slots and index), not of the symbols and other objects they point to."""

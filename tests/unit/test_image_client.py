@@ -72,11 +72,11 @@ class _Core:
         return ["ended"]
 
 
-def _run(chunks: list[bytes], native: Any) -> tuple[list, int, Any]:
+def _run(chunks: list[bytes], native: Any, core: _Core | None = None) -> tuple[list, int, Any]:
     client = ImageClient.__new__(ImageClient)  # no socket: fed the chunks directly
     client.framer, client.records, client.done, client.session = soup.SoupFramer(), 0, False, SESSION
     client.sock = _Sock(chunks)
-    core = _Core()
+    core = _Core() if core is None else core
     saved, snapshot_io._NATIVE = snapshot_io._NATIVE, native
     outcome: Any = None
     try:
@@ -91,11 +91,8 @@ def _run(chunks: list[bytes], native: Any) -> tuple[list, int, Any]:
     return core.log, client.records, outcome
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(records.map(lambda m: [m]), odd_packets), max_size=30), st.booleans(), st.integers(0, 2**40),
-       st.lists(st.integers(0, 4000), max_size=12))
-def test_the_native_path_takes_any_image_stream_as_the_python_path(items: list, end: bool, sequence: int, cuts: list[int]) -> None:
-    need_native(NATIVE, "decoders/_native.c")
+def _chunks(items: list, end: bool, sequence: int, cuts: list[int]) -> list[bytes]:
+    """An image stream of `items` (lists of messages, or odd packets), ended or not, cut at `cuts`."""
     stream = [soup.login_accepted(SESSION, 1)]
     for item in items:
         stream += _packets(item) if isinstance(item, list) else [item]
@@ -103,7 +100,18 @@ def test_the_native_path_takes_any_image_stream_as_the_python_path(items: list, 
         stream += _packets([(END_OF_IMAGE, 1, sequence, 3)]) + _packets([(b"Q", 1, 2, 3, 4, 5, 6)])  # nothing after it is read
     data = b"".join(stream)
     points = sorted({0, len(data), *(c for c in cuts if c < len(data))})
-    chunks = [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in zip(points, points[1:])]
+
+
+streams = (st.lists(st.one_of(records.map(lambda m: [m]), odd_packets), max_size=30), st.booleans(), st.integers(0, 2**40),
+           st.lists(st.integers(0, 4000), max_size=12))
+
+
+@settings(max_examples=300, deadline=None)
+@given(*streams)
+def test_the_native_path_takes_any_image_stream_as_the_python_path(items: list, end: bool, sequence: int, cuts: list[int]) -> None:
+    need_native(NATIVE, "decoders/_native.c")
+    chunks = _chunks(items, end, sequence, cuts)
     native = _run(chunks, NATIVE)
     python = _run(chunks, None)
     assert native == python
@@ -127,38 +135,20 @@ class _ReplicaCore(_Core):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(records.map(lambda m: [m]), odd_packets), max_size=30), st.booleans(), st.integers(0, 2**40),
-       st.lists(st.integers(0, 4000), max_size=12))
+@given(*streams)
 def test_records_loaded_into_a_compact_replica_are_the_records_the_python_path_applies(items: list, end: bool, sequence: int,
                                                                                        cuts: list[int]) -> None:
     need_native(NATIVE, "decoders/_native.c")
     need_native(compact_image._COMPACT, "mdcommon/_compact.c")
-    stream = [soup.login_accepted(SESSION, 1)]
-    for item in items:
-        stream += _packets(item) if isinstance(item, list) else [item]
-    if end:
-        stream += _packets([(END_OF_IMAGE, 1, sequence, 3)]) + _packets([(b"Q", 1, 2, 3, 4, 5, 6)])
-    data = b"".join(stream)
-    points = sorted({0, len(data), *(c for c in cuts if c < len(data))})
-    chunks = [data[a:b] for a, b in zip(points, points[1:])]
+    chunks = _chunks(items, end, sequence, cuts)
     core = _ReplicaCore()
-    client = ImageClient.__new__(ImageClient)
-    client.framer, client.records, client.done, client.session = soup.SoupFramer(), 0, False, SESSION
-    client.sock = _Sock(chunks)
-    outcome: Any = None
-    try:
-        while not client.done:
-            actions = client.on_readable(core, 0)
-            if actions:
-                outcome = tuple(actions)
-    except (OSError, DecodeError) as exc:
-        outcome = (type(exc).__name__, str(exc))
+    log, records_read, outcome = _run(chunks, NATIVE, core)
     python = _run(chunks, None)
     want = Image()
     want.apply_many([m for kind, m in python[0] if kind == "msg"])
     assert core.image_records == want
-    assert core.log == [e for e in python[0] if e[0] != "msg" or e[1][0] != b"I"]
-    assert (client.records, outcome) == python[1:]
+    assert log == [e for e in python[0] if e[0] != "msg" or e[1][0] != b"I"]
+    assert (records_read, outcome) == python[1:]
 
 
 def test_a_whole_image_reaches_the_core_in_runs() -> None:
