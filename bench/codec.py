@@ -12,7 +12,9 @@ Targets (issue 2): fast decode >= 3 M msg/s, fast encode >= 2 M msg/s, fast deco
 >= 20 M and encodes >= 10 M msg/s. "fast" rows are the struct codecs (MD_BACKEND=python).
 The "publish" rows are the plant's own encoding path: `Sequencer.publish_many` of 300 messages a
 call (10 copies of the datagram's messages), numbered, packed into sealed datagrams and journaled;
-the encode target is judged on it, since that is the path the plant runs. The "struct.iter_unpack"
+the encode target is judged on it, since that is the path the plant runs. The "messages kept" row
+holds every decoded message of the last 100 datagrams, as an application that stores them would, so the native
+decoders cannot reuse a tuple (they do when the application drops it, as the handler does). The "struct.iter_unpack"
 row is CPython's own C unpacker making quote-shaped tuples (a bytes object and six ints) from a
 buffer: not a decoder of ours, a yardstick of what allocating the tuples costs on this machine.
 """
@@ -25,6 +27,7 @@ import statistics
 import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     def bare_decode() -> None:  # the C decoder alone, without the header check and the Python wrapper
         native.decode_messages(view, N_MESSAGES)
 
+    # The decoders reuse a result tuple, and its ints, once the application has dropped it (decoders/native_gen.py,
+    # pooled_tuple): the line handler's pattern (apply, deliver, drop), and the rows above. An application that keeps
+    # every message makes them allocate: here the last 100 datagrams' messages (3,000 tuples) stay held.
+    kept: deque = deque(maxlen=100)
+
+    def kept_decode() -> None:
+        kept.append(decode_datagram(view, CODECS))
+
     # CPython's own C unpacker making tuples of the same shape (a quote: type byte and six integers), 30 a call:
     # what allocating a message's tuple and integers costs on this machine, whoever decodes
     quote = struct.Struct(">cQIqQqQ")
@@ -160,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         ("construct parse", lambda: construct_parse(packet_plain, structs), "decode"),
         ("construct compiled parse", lambda: construct_parse(packet_compiled, cstructs), "decode"),
         ("fast decode", python_backend(fast_decode), "decode"),
-        *([("native decode", fast_decode, "decode"), ("native decode, bare call", bare_decode, "decode")] if native else []),
+        *([("native decode", fast_decode, "decode"), ("native decode, bare call", bare_decode, "decode"),
+           ("native decode, messages kept", kept_decode, "decode")] if native else []),
         ("struct.iter_unpack, 7-tuples", struct_floor, "decode"),
         ("construct build", lambda: construct_build(structs), "encode"),
         ("construct compiled build", lambda: construct_build_compiled(cstructs), "encode"),
@@ -183,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:28} {med:14,.0f} {min(r):12,.0f} {max(r):12,.0f} {med / base[kind]:12.1f}x")
     dec = statistics.median(results["fast decode"])
     enc = statistics.median(results["fast encode"])
-    checks = [
+    checks: list[tuple[str, bool | None, str]] = [
         ("fast decode >= 3 M msg/s", dec >= 3e6, f"{dec / 1e6:.2f} M"),
         ("fast encode >= 2 M msg/s", enc >= 2e6, f"{enc / 1e6:.2f} M"),
         ("fast decode >= 60x construct parse", dec / base["decode"] >= 60, f"{dec / base['decode']:.0f}x"),
@@ -194,13 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         floor = statistics.median(results["struct.iter_unpack, 7-tuples"])
         checks += [("native decode >= 20 M msg/s", ndec >= 20e6, f"{ndec / 1e6:.2f} M ({ndec / dec:.1f}x the struct codecs; "
                                                                  f"{ndec / floor:.2f}x CPython's struct.iter_unpack making quote tuples)"),
+                   ("native decode, messages kept (no target: every tuple and int is allocated)", None,
+                    f"{statistics.median(results['native decode, messages kept']) / 1e6:.2f} M"),
                    ("native encode >= 10 M msg/s (the plant's publish path)", npub >= 10e6,
                     f"{npub / 1e6:.2f} M ({npub / fpub:.1f}x the struct codecs' publish path)")]
     else:
         print("\nnative backend not active (decoders.BACKEND_REASON: see python -c 'import decoders; print(decoders.BACKEND_REASON)')")
     print()
     for label, ok, fig in checks:
-        print(f"{'MET ' if ok else 'MISS'} {label}: {fig}")
+        print(f"{'INFO' if ok is None else 'MET ' if ok else 'MISS'} {label}: {fig}")
     return 0
 
 

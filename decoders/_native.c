@@ -101,104 +101,213 @@ static inline PyObject *small_uint(uint64_t v)
     return Py_NewRef(o);
 }
 
-/* Each decoder returns a new tuple, or NULL: with an exception set on a memory error,
+/* Result tuples are reused, the way CPython's zip() reuses its own: each message of fixed fields takes a tuple from
+ * a small ring of its type, and a tuple whose only reference is the ring's (the application has dropped it) is
+ * filled again in place instead of being freed and allocated anew. Its int items held by nothing else are rewritten
+ * in place too (ints this file made, always with room for 64 bits; CPython 3.11's layout, as AS_U64 above reads).
+ * Nothing outside can see either change: an object anybody else holds has a second reference and is never reused;
+ * it is replaced. Allocation and freeing were most of a decode (tuple, and one int per wide field). */
+#define POOL_SIZE 64
+static inline PyObject *pooled_tuple(PyObject **pool, unsigned *at, Py_ssize_t n, PyObject ***slot)
+{
+    PyObject **s = &pool[(*at)++ & (POOL_SIZE - 1)];
+    *slot = s;
+    if (*s != NULL && Py_REFCNT(*s) == 1)
+        return Py_NewRef(*s);
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL)
+        return NULL;
+    Py_XSETREF(*s, t);  /* the old one, if any, stays with whoever holds it */
+    return Py_NewRef(t);
+}
+
+static inline void put_obj(PyObject *t, Py_ssize_t j, PyObject *o)
+{
+    PyObject *old = PyTuple_GET_ITEM(t, j);
+    PyTuple_SET_ITEM(t, j, o);
+    Py_XDECREF(old);
+}
+
+#ifdef DIGITS
+#define LONG_DIGITS 3  /* 64 bits in 30-bit digits */
+static inline void long_set(PyObject *o, uint64_t magnitude, int negative)
+{
+    digit *d = DIGITS(o);
+    Py_ssize_t n = 0;
+    while (magnitude) {
+        d[n++] = (digit)(magnitude & PyLong_MASK);
+        magnitude >>= PyLong_SHIFT;
+    }
+    Py_SET_SIZE(o, negative ? -n : n);
+}
+/* An int this file may rewrite later: room for any 64-bit value, whatever this one needs. */
+static inline PyObject *new_long(uint64_t magnitude, int negative)
+{
+    PyObject *o = (PyObject *)_PyLong_New(LONG_DIGITS);
+    if (o != NULL)
+        long_set(o, magnitude, negative);
+    return o;
+}
+/* Outside CPython's cached -5..256; `old` is a pooled tuple's item: only ints made by new_long are ever held
+ * there alone (shared and cached ints have other references). */
+static inline void put_long(PyObject *t, Py_ssize_t j, uint64_t magnitude, int negative)
+{
+    PyObject *old = PyTuple_GET_ITEM(t, j);
+    if (old != NULL && Py_REFCNT(old) == 1 && PyLong_CheckExact(old))
+        long_set(old, magnitude, negative);
+    else
+        put_obj(t, j, new_long(magnitude, negative));
+}
+static inline void put_i64(PyObject *t, Py_ssize_t j, int64_t v)
+{
+    if (v >= -5 && v <= 256)
+        put_obj(t, j, PyLong_FromLong((long)v));
+    else
+        put_long(t, j, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, v < 0);
+}
+static inline void put_u64(PyObject *t, Py_ssize_t j, uint64_t v)
+{
+    if (v <= 256)
+        put_obj(t, j, PyLong_FromLong((long)v));
+    else
+        put_long(t, j, v, 0);
+}
+#else
+static inline void put_i64(PyObject *t, Py_ssize_t j, int64_t v) { put_obj(t, j, PyLong_FromLongLong(v)); }
+static inline void put_u64(PyObject *t, Py_ssize_t j, uint64_t v) { put_obj(t, j, PyLong_FromUnsignedLongLong(v)); }
+#endif
+static inline void put_uint(PyObject *t, Py_ssize_t j, uint64_t v)
+{
+    if (v < SMALL_INTS)
+        put_obj(t, j, small_uint(v));
+    else
+        put_u64(t, j, v);
+}
+
+/* Each decoder returns a new reference to a tuple, or NULL: with an exception set on a memory error,
  * without one on a defect of the data (the caller returns None and Python says what). */
+static PyObject *POOL_system_event[POOL_SIZE];
+static unsigned POOL_AT_system_event;
+
 static PyObject *dec_system_event(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 18) return NULL;
-    PyObject *t = PyTuple_New(4);
+    PyObject **pool_slot;
+    PyObject *t = pooled_tuple(POOL_system_event, &POOL_AT_system_event, 4, &pool_slot);
     if (t == NULL) return NULL;
-    Py_INCREF(CONSTS[0]); PyTuple_SET_ITEM(t, 0, CONSTS[0]);
-    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint8_t)p[9]));
-    PyTuple_SET_ITEM(t, 3, small_uint((uint64_t)((uint64_t)rdbe64(p + 10))));
+    if (PyTuple_GET_ITEM(t, 0) != CONSTS[0]) put_obj(t, 0, Py_NewRef(CONSTS[0]));
+    put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
+    put_u64(t, 2, (uint64_t)((uint8_t)p[9]));
+    put_uint(t, 3, (uint64_t)((uint64_t)rdbe64(p + 10)));
     for (Py_ssize_t j = 0; j < 4; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
     Py_DECREF(t);
+    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
+
+static PyObject *POOL_instrument_directory[POOL_SIZE];
+static unsigned POOL_AT_instrument_directory;
 
 static PyObject *dec_instrument_directory(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 30) return NULL;
-    PyObject *t = PyTuple_New(5);
+    PyObject **pool_slot;
+    PyObject *t = pooled_tuple(POOL_instrument_directory, &POOL_AT_instrument_directory, 5, &pool_slot);
     if (t == NULL) return NULL;
-    Py_INCREF(CONSTS[1]); PyTuple_SET_ITEM(t, 0, CONSTS[1]);
-    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
-    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
+    if (PyTuple_GET_ITEM(t, 0) != CONSTS[1]) put_obj(t, 0, Py_NewRef(CONSTS[1]));
+    put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
+    put_uint(t, 2, (uint64_t)((uint32_t)rdbe32(p + 9)));
     { Py_ssize_t n = 16; while (n > 0 && p[13 + n - 1] == 0) n--;
       PyObject *s = PyUnicode_DecodeASCII((const char *)p + 13, n, "strict");
       if (s == NULL) { PyErr_Clear(); goto defect; }
-      PyTuple_SET_ITEM(t, 3, s); }
-    PyTuple_SET_ITEM(t, 4, PyLong_FromLong((long)(int8_t)p[29]));
+      put_obj(t, 3, s); }
+    put_i64(t, 4, (int64_t)((int8_t)p[29]));
     for (Py_ssize_t j = 0; j < 5; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 defect:
     Py_DECREF(t);
+    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     return NULL;
 error:
     Py_DECREF(t);
+    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
+
+static PyObject *POOL_quote[POOL_SIZE];
+static unsigned POOL_AT_quote;
 
 static PyObject *dec_quote(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 45) return NULL;
-    PyObject *t = PyTuple_New(7);
+    PyObject **pool_slot;
+    PyObject *t = pooled_tuple(POOL_quote, &POOL_AT_quote, 7, &pool_slot);
     if (t == NULL) return NULL;
-    Py_INCREF(CONSTS[2]); PyTuple_SET_ITEM(t, 0, CONSTS[2]);
-    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
-    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromLongLong((int64_t)rdbe64(p + 13)));
-    PyTuple_SET_ITEM(t, 4, small_uint((uint64_t)((uint64_t)rdbe64(p + 21))));
-    PyTuple_SET_ITEM(t, 5, PyLong_FromLongLong((int64_t)rdbe64(p + 29)));
-    PyTuple_SET_ITEM(t, 6, small_uint((uint64_t)((uint64_t)rdbe64(p + 37))));
+    if (PyTuple_GET_ITEM(t, 0) != CONSTS[2]) put_obj(t, 0, Py_NewRef(CONSTS[2]));
+    put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
+    put_uint(t, 2, (uint64_t)((uint32_t)rdbe32(p + 9)));
+    put_i64(t, 3, (int64_t)((int64_t)rdbe64(p + 13)));
+    put_uint(t, 4, (uint64_t)((uint64_t)rdbe64(p + 21)));
+    put_i64(t, 5, (int64_t)((int64_t)rdbe64(p + 29)));
+    put_uint(t, 6, (uint64_t)((uint64_t)rdbe64(p + 37)));
     for (Py_ssize_t j = 0; j < 7; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
     Py_DECREF(t);
+    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
+
+static PyObject *POOL_trade[POOL_SIZE];
+static unsigned POOL_AT_trade;
 
 static PyObject *dec_trade(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 38) return NULL;
-    PyObject *t = PyTuple_New(7);
+    PyObject **pool_slot;
+    PyObject *t = pooled_tuple(POOL_trade, &POOL_AT_trade, 7, &pool_slot);
     if (t == NULL) return NULL;
-    Py_INCREF(CONSTS[3]); PyTuple_SET_ITEM(t, 0, CONSTS[3]);
-    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
-    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromLongLong((int64_t)rdbe64(p + 13)));
-    PyTuple_SET_ITEM(t, 4, small_uint((uint64_t)((uint64_t)rdbe64(p + 21))));
-    PyTuple_SET_ITEM(t, 5, PyLong_FromLong((long)(uint8_t)p[29]));
-    PyTuple_SET_ITEM(t, 6, small_uint((uint64_t)((uint64_t)rdbe64(p + 30))));
+    if (PyTuple_GET_ITEM(t, 0) != CONSTS[3]) put_obj(t, 0, Py_NewRef(CONSTS[3]));
+    put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
+    put_uint(t, 2, (uint64_t)((uint32_t)rdbe32(p + 9)));
+    put_i64(t, 3, (int64_t)((int64_t)rdbe64(p + 13)));
+    put_uint(t, 4, (uint64_t)((uint64_t)rdbe64(p + 21)));
+    put_u64(t, 5, (uint64_t)((uint8_t)p[29]));
+    put_uint(t, 6, (uint64_t)((uint64_t)rdbe64(p + 30)));
     for (Py_ssize_t j = 0; j < 7; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
     Py_DECREF(t);
+    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
 
+static PyObject *POOL_field_update[POOL_SIZE];
+static unsigned POOL_AT_field_update;
+
 static PyObject *dec_field_update(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 24) return NULL;
-    PyObject *t = PyTuple_New(6);
+    PyObject **pool_slot;
+    PyObject *t = pooled_tuple(POOL_field_update, &POOL_AT_field_update, 6, &pool_slot);
     if (t == NULL) return NULL;
-    Py_INCREF(CONSTS[4]); PyTuple_SET_ITEM(t, 0, CONSTS[4]);
-    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
-    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
-    PyTuple_SET_ITEM(t, 3, small_uint((uint64_t)((uint16_t)rdbe16(p + 13))));
-    PyTuple_SET_ITEM(t, 4, PyLong_FromLong((long)(uint8_t)p[15]));
-    PyTuple_SET_ITEM(t, 5, PyLong_FromLongLong((int64_t)rdbe64(p + 16)));
+    if (PyTuple_GET_ITEM(t, 0) != CONSTS[4]) put_obj(t, 0, Py_NewRef(CONSTS[4]));
+    put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
+    put_uint(t, 2, (uint64_t)((uint32_t)rdbe32(p + 9)));
+    put_uint(t, 3, (uint64_t)((uint16_t)rdbe16(p + 13)));
+    put_u64(t, 4, (uint64_t)((uint8_t)p[15]));
+    put_i64(t, 5, (int64_t)((int64_t)rdbe64(p + 16)));
     for (Py_ssize_t j = 0; j < 6; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
     Py_DECREF(t);
+    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -242,59 +351,74 @@ error:
     return NULL;
 }
 
+static PyObject *POOL_end_of_image[POOL_SIZE];
+static unsigned POOL_AT_end_of_image;
+
 static PyObject *dec_end_of_image(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 21) return NULL;
-    PyObject *t = PyTuple_New(4);
+    PyObject **pool_slot;
+    PyObject *t = pooled_tuple(POOL_end_of_image, &POOL_AT_end_of_image, 4, &pool_slot);
     if (t == NULL) return NULL;
-    Py_INCREF(CONSTS[6]); PyTuple_SET_ITEM(t, 0, CONSTS[6]);
-    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
-    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint64_t)rdbe64(p + 9))));
-    PyTuple_SET_ITEM(t, 3, small_uint((uint64_t)((uint32_t)rdbe32(p + 17))));
+    if (PyTuple_GET_ITEM(t, 0) != CONSTS[6]) put_obj(t, 0, Py_NewRef(CONSTS[6]));
+    put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
+    put_uint(t, 2, (uint64_t)((uint64_t)rdbe64(p + 9)));
+    put_uint(t, 3, (uint64_t)((uint32_t)rdbe32(p + 17)));
     for (Py_ssize_t j = 0; j < 4; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
     Py_DECREF(t);
+    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
+
+static PyObject *POOL_retransmission_reject[POOL_SIZE];
+static unsigned POOL_AT_retransmission_reject;
 
 static PyObject *dec_retransmission_reject(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 44) return NULL;
-    PyObject *t = PyTuple_New(8);
+    PyObject **pool_slot;
+    PyObject *t = pooled_tuple(POOL_retransmission_reject, &POOL_AT_retransmission_reject, 8, &pool_slot);
     if (t == NULL) return NULL;
-    Py_INCREF(CONSTS[7]); PyTuple_SET_ITEM(t, 0, CONSTS[7]);
-    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(uint8_t)p[9]));
-    PyTuple_SET_ITEM(t, 3, small_uint((uint64_t)((uint64_t)rdbe64(p + 10))));
-    PyTuple_SET_ITEM(t, 4, small_uint((uint64_t)((uint16_t)rdbe16(p + 18))));
-    PyTuple_SET_ITEM(t, 5, small_uint((uint64_t)((uint64_t)rdbe64(p + 20))));
-    PyTuple_SET_ITEM(t, 6, small_uint((uint64_t)((uint64_t)rdbe64(p + 28))));
-    PyTuple_SET_ITEM(t, 7, small_uint((uint64_t)((uint64_t)rdbe64(p + 36))));
+    if (PyTuple_GET_ITEM(t, 0) != CONSTS[7]) put_obj(t, 0, Py_NewRef(CONSTS[7]));
+    put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
+    put_u64(t, 2, (uint64_t)((uint8_t)p[9]));
+    put_uint(t, 3, (uint64_t)((uint64_t)rdbe64(p + 10)));
+    put_uint(t, 4, (uint64_t)((uint16_t)rdbe16(p + 18)));
+    put_uint(t, 5, (uint64_t)((uint64_t)rdbe64(p + 20)));
+    put_uint(t, 6, (uint64_t)((uint64_t)rdbe64(p + 28)));
+    put_uint(t, 7, (uint64_t)((uint64_t)rdbe64(p + 36)));
     for (Py_ssize_t j = 0; j < 8; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
     Py_DECREF(t);
+    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
 
+static PyObject *POOL_image_offer[POOL_SIZE];
+static unsigned POOL_AT_image_offer;
+
 static PyObject *dec_image_offer(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 27) return NULL;
-    PyObject *t = PyTuple_New(6);
+    PyObject **pool_slot;
+    PyObject *t = pooled_tuple(POOL_image_offer, &POOL_AT_image_offer, 6, &pool_slot);
     if (t == NULL) return NULL;
-    Py_INCREF(CONSTS[8]); PyTuple_SET_ITEM(t, 0, CONSTS[8]);
-    PyTuple_SET_ITEM(t, 1, small_uint((uint64_t)((uint64_t)rdbe64(p + 1))));
-    PyTuple_SET_ITEM(t, 2, small_uint((uint64_t)((uint32_t)rdbe32(p + 9))));
-    PyTuple_SET_ITEM(t, 3, small_uint((uint64_t)((uint16_t)rdbe16(p + 13))));
-    PyTuple_SET_ITEM(t, 4, small_uint((uint64_t)((uint64_t)rdbe64(p + 15))));
-    PyTuple_SET_ITEM(t, 5, small_uint((uint64_t)((uint32_t)rdbe32(p + 23))));
+    if (PyTuple_GET_ITEM(t, 0) != CONSTS[8]) put_obj(t, 0, Py_NewRef(CONSTS[8]));
+    put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
+    put_uint(t, 2, (uint64_t)((uint32_t)rdbe32(p + 9)));
+    put_uint(t, 3, (uint64_t)((uint16_t)rdbe16(p + 13)));
+    put_uint(t, 4, (uint64_t)((uint64_t)rdbe64(p + 15)));
+    put_uint(t, 5, (uint64_t)((uint32_t)rdbe32(p + 23)));
     for (Py_ssize_t j = 0; j < 6; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
     Py_DECREF(t);
+    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }

@@ -81,6 +81,16 @@ class _Emitter:
         return f"({ctype})rd{'be' if order in '>!' else 'le'}{fn}(p + {at})"
 
     @staticmethod
+    def _put_int(code: str, expr: str, tup: str, slot: int) -> str:
+        """The statement setting a pooled tuple's int item (see pooled_tuple in the template)."""
+        ctype, size, signed = _INT_CODES[code]
+        if not signed and size > 1:
+            return f"put_uint({tup}, {slot}, (uint64_t)({expr}));"
+        if not signed:
+            return f"put_u64({tup}, {slot}, (uint64_t)({expr}));"
+        return f"put_i64({tup}, {slot}, (int64_t)({expr}));"
+
+    @staticmethod
     def _new_int(code: str, expr: str) -> str:
         ctype, size, signed = _INT_CODES[code]
         if not signed and size > 1:  # sizes, ids, counts: mostly small, and then shared (SMALL_INTS below)
@@ -91,8 +101,13 @@ class _Emitter:
             return f"PyLong_FromLongLong({expr})"
         return f"PyLong_FromLong((long){expr})"
 
-    def _decode_leaves(self, codec: MessageCodec, leaves, fmt: str, base: str, tup: str, slot0: int, out: list[str]) -> int:
-        """C statements filling `tup` from `p + base`; returns the size read."""
+    def _decode_leaves(self, codec: MessageCodec, leaves, fmt: str, base: str, tup: str, slot0: int, out: list[str],
+                       pooled: bool = False) -> int:
+        """C statements filling `tup` from `p + base`; returns the size read. `pooled`: `tup` may be a pooled
+        tuple being reused, whose items are replaced (put_*) rather than set into empty slots."""
+        def put(obj: str) -> str:
+            return f"put_obj({tup}, {slot}, {obj});" if pooled else f"PyTuple_SET_ITEM({tup}, {slot}, {obj});"
+
         order, items = _parse_format(fmt)
         off = 0
         slot = slot0
@@ -110,7 +125,10 @@ class _Emitter:
                     k = self.const_index(node.value)
                     if not (slot0 == 0 and base == "0" and off == 0 and node.value == codec.type_byte):  # dispatched on already
                         out.append(f"    if (memcmp(p + {at}, {_c_bytes(node.value)}, {length}) != 0) goto defect;")
-                    out.append(f"    Py_INCREF(CONSTS[{k}]); PyTuple_SET_ITEM({tup}, {slot}, CONSTS[{k}]);")
+                    if pooled:
+                        out.append(f"    if (PyTuple_GET_ITEM({tup}, {slot}) != CONSTS[{k}]) put_obj({tup}, {slot}, Py_NewRef(CONSTS[{k}]));")
+                    else:
+                        out.append(f"    Py_INCREF(CONSTS[{k}]); PyTuple_SET_ITEM({tup}, {slot}, CONSTS[{k}]);")
                 elif isinstance(node, ir.StringNode):
                     if node.encoding not in ("ascii", "utf8", "utf-8"):
                         raise ir.UnsupportedConstruct(node.path, f"native: encoding {node.encoding}")
@@ -118,15 +136,18 @@ class _Emitter:
                     out.append(f"    {{ Py_ssize_t n = {length}; while (n > 0 && p[{at} + n - 1] == 0) n--;")
                     out.append(f"      PyObject *s = {decoder}((const char *)p + {at}, n, \"strict\");")
                     out.append("      if (s == NULL) { PyErr_Clear(); goto defect; }")
-                    out.append(f"      PyTuple_SET_ITEM({tup}, {slot}, s); }}")
+                    out.append(f"      {put('s')} }}")
                 else:
-                    out.append(f"    PyTuple_SET_ITEM({tup}, {slot}, PyBytes_FromStringAndSize((const char *)p + {at}, {length}));")
+                    out.append(f"    {put(f'PyBytes_FromStringAndSize((const char *)p + {at}, {length})')}")
                 off += length
             elif code in _INT_CODES:
                 expr = self._read(code, order, at)
                 if isinstance(node, ir.ConstNode):
                     out.append(f"    if ({expr} != {node.value}) goto defect;")
-                out.append(f"    PyTuple_SET_ITEM({tup}, {slot}, {self._new_int(code, expr)});")
+                if pooled:
+                    out.append(f"    {self._put_int(code, expr, tup, slot)}")
+                else:
+                    out.append(f"    PyTuple_SET_ITEM({tup}, {slot}, {self._new_int(code, expr)});")
                 off += _INT_CODES[code][1]
             else:
                 raise ir.UnsupportedConstruct(codec.name, f"native: struct code {code!r}")
@@ -146,9 +167,15 @@ class _Emitter:
         else:
             count_size = codec._count.size
             out.append(f"    if (len < {size + count_size}) return NULL;")
-        out.append(f"    PyObject *t = PyTuple_New({n_fixed + (1 if has_tail else 0)});")
+        pooled = not has_tail  # a message of fixed fields takes its tuple from a pool (pooled_tuple in the template)
+        if pooled:
+            out.insert(0, f"static PyObject *POOL_{name}[POOL_SIZE];\nstatic unsigned POOL_AT_{name};\n")
+            out.append("    PyObject **pool_slot;")
+            out.append(f"    PyObject *t = pooled_tuple(POOL_{name}, &POOL_AT_{name}, {n_fixed}, &pool_slot);")
+        else:
+            out.append(f"    PyObject *t = PyTuple_New({n_fixed + (1 if has_tail else 0)});")
         out.append("    if (t == NULL) return NULL;")
-        self._decode_leaves(codec, codec.leaves, codec.prefix.format, "0", "t", 0, out)
+        self._decode_leaves(codec, codec.leaves, codec.prefix.format, "0", "t", 0, out, pooled)
         if isinstance(codec.tail, ir.GreedyBytesNode):
             out.append(f"    PyTuple_SET_ITEM(t, {n_fixed}, PyBytes_FromStringAndSize((const char *)p + {size}, len - {size}));")
         elif codec.tail is not None:
@@ -172,10 +199,11 @@ class _Emitter:
             out.append("    }")
         out.append(f"    for (Py_ssize_t j = 0; j < {n_fixed}; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;")
         out.append("    return t;")
+        drop = ["    Py_DECREF(t);"] + (["    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */"] if pooled else [])
         if any("goto defect" in line for line in out):
-            out += ["defect:", "    Py_DECREF(t);", "    return NULL;"]
+            out += ["defect:", *drop, "    return NULL;"]
         out.append("error:")
-        out.append("    Py_DECREF(t);")
+        out += drop
         out.append("    if (!PyErr_Occurred()) PyErr_NoMemory();")
         out.append("    return NULL;")
         out.append("}")
@@ -487,7 +515,90 @@ static inline PyObject *small_uint(uint64_t v)
     return Py_NewRef(o);
 }
 
-/* Each decoder returns a new tuple, or NULL: with an exception set on a memory error,
+/* Result tuples are reused, the way CPython's zip() reuses its own: each message of fixed fields takes a tuple from
+ * a small ring of its type, and a tuple whose only reference is the ring's (the application has dropped it) is
+ * filled again in place instead of being freed and allocated anew. Its int items held by nothing else are rewritten
+ * in place too (ints this file made, always with room for 64 bits; CPython 3.11's layout, as AS_U64 above reads).
+ * Nothing outside can see either change: an object anybody else holds has a second reference and is never reused;
+ * it is replaced. Allocation and freeing were most of a decode (tuple, and one int per wide field). */
+#define POOL_SIZE 64
+static inline PyObject *pooled_tuple(PyObject **pool, unsigned *at, Py_ssize_t n, PyObject ***slot)
+{
+    PyObject **s = &pool[(*at)++ & (POOL_SIZE - 1)];
+    *slot = s;
+    if (*s != NULL && Py_REFCNT(*s) == 1)
+        return Py_NewRef(*s);
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL)
+        return NULL;
+    Py_XSETREF(*s, t);  /* the old one, if any, stays with whoever holds it */
+    return Py_NewRef(t);
+}
+
+static inline void put_obj(PyObject *t, Py_ssize_t j, PyObject *o)
+{
+    PyObject *old = PyTuple_GET_ITEM(t, j);
+    PyTuple_SET_ITEM(t, j, o);
+    Py_XDECREF(old);
+}
+
+#ifdef DIGITS
+#define LONG_DIGITS 3  /* 64 bits in 30-bit digits */
+static inline void long_set(PyObject *o, uint64_t magnitude, int negative)
+{
+    digit *d = DIGITS(o);
+    Py_ssize_t n = 0;
+    while (magnitude) {
+        d[n++] = (digit)(magnitude & PyLong_MASK);
+        magnitude >>= PyLong_SHIFT;
+    }
+    Py_SET_SIZE(o, negative ? -n : n);
+}
+/* An int this file may rewrite later: room for any 64-bit value, whatever this one needs. */
+static inline PyObject *new_long(uint64_t magnitude, int negative)
+{
+    PyObject *o = (PyObject *)_PyLong_New(LONG_DIGITS);
+    if (o != NULL)
+        long_set(o, magnitude, negative);
+    return o;
+}
+/* Outside CPython's cached -5..256; `old` is a pooled tuple's item: only ints made by new_long are ever held
+ * there alone (shared and cached ints have other references). */
+static inline void put_long(PyObject *t, Py_ssize_t j, uint64_t magnitude, int negative)
+{
+    PyObject *old = PyTuple_GET_ITEM(t, j);
+    if (old != NULL && Py_REFCNT(old) == 1 && PyLong_CheckExact(old))
+        long_set(old, magnitude, negative);
+    else
+        put_obj(t, j, new_long(magnitude, negative));
+}
+static inline void put_i64(PyObject *t, Py_ssize_t j, int64_t v)
+{
+    if (v >= -5 && v <= 256)
+        put_obj(t, j, PyLong_FromLong((long)v));
+    else
+        put_long(t, j, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, v < 0);
+}
+static inline void put_u64(PyObject *t, Py_ssize_t j, uint64_t v)
+{
+    if (v <= 256)
+        put_obj(t, j, PyLong_FromLong((long)v));
+    else
+        put_long(t, j, v, 0);
+}
+#else
+static inline void put_i64(PyObject *t, Py_ssize_t j, int64_t v) { put_obj(t, j, PyLong_FromLongLong(v)); }
+static inline void put_u64(PyObject *t, Py_ssize_t j, uint64_t v) { put_obj(t, j, PyLong_FromUnsignedLongLong(v)); }
+#endif
+static inline void put_uint(PyObject *t, Py_ssize_t j, uint64_t v)
+{
+    if (v < SMALL_INTS)
+        put_obj(t, j, small_uint(v));
+    else
+        put_u64(t, j, v);
+}
+
+/* Each decoder returns a new reference to a tuple, or NULL: with an exception set on a memory error,
  * without one on a defect of the data (the caller returns None and Python says what). */
 @DECODERS@
 

@@ -267,3 +267,99 @@ def test_unsigned_fields_decode_to_their_value_on_both_sides_of_the_shared_small
         data = bytes(encode_datagram(session, 1, [CODECS.encode(m) for m in msgs]))
         got = NATIVE.decode_messages(memoryview(data), len(msgs))
         assert got == msgs and all(type(x) is int for m in got for x in m[1:])
+
+
+# The decoders reuse a result tuple, and its ints, once nothing but their ring holds it (pooled_tuple in
+# decoders/native_gen.py). What the application holds must never change; what it dropped is filled again.
+POOL_SIZE = 64  # the ring of each message type, decoders/native_gen.py
+
+
+def _decode(msgs: list[tuple]) -> list[tuple]:
+    data = encode_datagram(SESSION, 1, [CODECS.encode(m) for m in msgs])
+    return NATIVE.decode_messages(memoryview(data), len(msgs))
+
+
+def _same(got: object, expected: object) -> bool:
+    return got == expected and type(got) is type(expected) and hash(got) == hash(expected) and repr(got) == repr(expected)
+
+
+FIXED = [name for name, codec in CODECS.by_name.items() if codec.tail is None]  # the messages decoded into pooled tuples
+one_of_each_fixed = st.tuples(*[message_dicts(MESSAGES[name], name).map(CODECS.by_name[name].from_dict) for name in FIXED])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.lists(messages, min_size=1, max_size=POOL_SIZE + 6), st.lists(st.integers(0, 10**6), max_size=8)),
+                min_size=1, max_size=6), one_of_each_fixed)
+def test_what_the_application_keeps_never_changes_through_later_decodes(rounds: list[tuple[list[tuple], list[int]]],
+                                                                        fill: tuple[tuple, ...]) -> None:
+    """Datagrams of any messages decoded one after another (more of one type than the ring holds, too); after each,
+    some tuples are kept whole and some single values are kept out of a tuple that is dropped, and then a datagram
+    of POOL_SIZE messages of each pooled type takes every ring all the way round. At the end every kept object still
+    is, in value, type, hash and repr, what it was decoded as."""
+    _native()
+    kept: list[tuple[object, object]] = []
+    filler = [m for m in fill for _ in range(POOL_SIZE)]
+    for msgs, picks in rounds:
+        got = _decode(msgs)
+        assert got == msgs
+        for k in picks:
+            i = k % len(msgs)
+            if k % 2:
+                kept.append((got[i], msgs[i]))
+            else:
+                j = 1 + (k // 2) % (len(msgs[i]) - 1)
+                kept.append((got[i][j], msgs[i][j]))
+        del got
+        assert _decode(filler) == filler
+    for obj, expected in kept:
+        assert _same(obj, expected)
+
+
+def test_a_dropped_tuple_is_filled_again_from_its_ring() -> None:
+    """One quote decoded at a time and dropped: the tuples come round every POOL_SIZE decodes, the ring's order
+    (CPython's own free list would hand back the same tuple every time)."""
+    _native()
+    ids = []
+    for k in range(3 * POOL_SIZE):
+        got = _decode([(b"Q", 10**18 + k, 70_000 + k, -(10**9) - k, 5, 2**40 + k, 6)])
+        assert got == [(b"Q", 10**18 + k, 70_000 + k, -(10**9) - k, 5, 2**40 + k, 6)]
+        ids.append(id(got[0]))
+        del got
+    later = ids[POOL_SIZE:]
+    assert len(set(later)) == POOL_SIZE and all(later[k] == later[k + POOL_SIZE] for k in range(POOL_SIZE))
+
+
+_REWRITES = [2**63 - 1, -1, 257, -(2**63), 0, 2**30, -(2**30) - 1, 2**60, -6, -5, 256, 2**30 - 1, 2**60 - 1, -(2**62), 12_345]
+
+
+def test_reused_ints_are_rewritten_right_across_every_digit_boundary() -> None:
+    """Each value, then the next, written into the same ring's tuples and ints (three 30-bit digits to none, positive
+    to negative, into and out of CPython's cached -5..256), and read back as Python reads any int."""
+    _native()
+    for value in _REWRITES + _REWRITES[::-1]:
+        u = value % 2**64
+        msg = (b"Q", u, u % 2**32, value, u, value, u)
+        for _ in range(POOL_SIZE):
+            got = _decode([msg, (b"F", u, u % 2**32, 3, 1, value)])
+            assert all(_same(g, e) for g, e in zip(got[0] + got[1], msg + (b"F", u, u % 2**32, 3, 1, value)))
+            assert got[0][3] + 1 - 1 == value and str(got[0][5]) == str(value) and int(str(got[0][1])) == u
+            assert got[0][3].bit_length() == value.bit_length() and (got[0][3] < 0) == (value < 0)
+            del got
+
+
+def test_a_defect_half_way_through_a_reused_tuple_leaves_the_ring_sound() -> None:
+    """A directory entry whose symbol is not ASCII is a defect found after some of its tuple was written: the tuple
+    leaves the ring, and the next entries decode right (and the collector walks the rest unharmed)."""
+    import gc
+
+    _native()
+    good = (b"R", 1, 70_001, "ACME", -4)
+    for _ in range(POOL_SIZE):
+        assert _decode([good]) == [good]
+    bad = bytearray(encode_datagram(SESSION, 1, [CODECS.encode(good)]))
+    bad[bad.index(b"ACME")] = 0xC3
+    for _ in range(POOL_SIZE + 1):
+        assert NATIVE.decode_messages(bytes(bad), 1) is None
+    gc.collect()
+    for k in range(2 * POOL_SIZE):
+        assert _decode([(b"R", 2**40 + k, 70_000 + k, f"S{k}", -k % 128 - 64)]) == [(b"R", 2**40 + k, 70_000 + k, f"S{k}", -k % 128 - 64)]
