@@ -108,10 +108,19 @@ static inline PyObject *small_uint(uint64_t v)
  * Nothing outside can see either change: an object anybody else holds has a second reference and is never reused;
  * it is replaced. Allocation and freeing were most of a decode (tuple, and one int per wide field). */
 #define POOL_SIZE 64
+/* Reuse is for the versions read for it: 3.14 caches a tuple's hash in the tuple, and without the GIL a refcount
+ * of 1 proves nothing; there every result is a new tuple. */
+#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#define REUSE_TUPLES 1
+#else
+#define REUSE_TUPLES 0
+#endif
 static inline PyObject *pooled_tuple(PyObject **pool, unsigned *at, Py_ssize_t n, PyObject ***slot)
 {
     PyObject **s = &pool[(*at)++ & (POOL_SIZE - 1)];
     *slot = s;
+    if (!REUSE_TUPLES)
+        return PyTuple_New(n);  /* and the ring stays empty */
     if (*s != NULL && Py_REFCNT(*s) == 1)
         return Py_NewRef(*s);
     PyObject *t = PyTuple_New(n);
@@ -202,8 +211,8 @@ static PyObject *dec_system_event(const unsigned char *p, Py_ssize_t len)
     for (Py_ssize_t j = 0; j < 4; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
+    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
     Py_DECREF(t);
-    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -228,12 +237,12 @@ static PyObject *dec_instrument_directory(const unsigned char *p, Py_ssize_t len
     for (Py_ssize_t j = 0; j < 5; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 defect:
+    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
     Py_DECREF(t);
-    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     return NULL;
 error:
+    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
     Py_DECREF(t);
-    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -257,8 +266,8 @@ static PyObject *dec_quote(const unsigned char *p, Py_ssize_t len)
     for (Py_ssize_t j = 0; j < 7; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
+    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
     Py_DECREF(t);
-    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -282,8 +291,8 @@ static PyObject *dec_trade(const unsigned char *p, Py_ssize_t len)
     for (Py_ssize_t j = 0; j < 7; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
+    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
     Py_DECREF(t);
-    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -306,8 +315,8 @@ static PyObject *dec_field_update(const unsigned char *p, Py_ssize_t len)
     for (Py_ssize_t j = 0; j < 6; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
+    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
     Py_DECREF(t);
-    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -367,8 +376,8 @@ static PyObject *dec_end_of_image(const unsigned char *p, Py_ssize_t len)
     for (Py_ssize_t j = 0; j < 4; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
+    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
     Py_DECREF(t);
-    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -393,8 +402,8 @@ static PyObject *dec_retransmission_reject(const unsigned char *p, Py_ssize_t le
     for (Py_ssize_t j = 0; j < 8; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
+    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
     Py_DECREF(t);
-    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -417,8 +426,8 @@ static PyObject *dec_image_offer(const unsigned char *p, Py_ssize_t len)
     for (Py_ssize_t j = 0; j < 6; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
+    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
     Py_DECREF(t);
-    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }

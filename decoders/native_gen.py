@@ -199,7 +199,8 @@ class _Emitter:
             out.append("    }")
         out.append(f"    for (Py_ssize_t j = 0; j < {n_fixed}; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;")
         out.append("    return t;")
-        drop = ["    Py_DECREF(t);"] + (["    Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the pool */"] if pooled else [])
+        drop = (["    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */"] if pooled else []) + [
+            "    Py_DECREF(t);"]
         if any("goto defect" in line for line in out):
             out += ["defect:", *drop, "    return NULL;"]
         out.append("error:")
@@ -522,10 +523,19 @@ static inline PyObject *small_uint(uint64_t v)
  * Nothing outside can see either change: an object anybody else holds has a second reference and is never reused;
  * it is replaced. Allocation and freeing were most of a decode (tuple, and one int per wide field). */
 #define POOL_SIZE 64
+/* Reuse is for the versions read for it: 3.14 caches a tuple's hash in the tuple, and without the GIL a refcount
+ * of 1 proves nothing; there every result is a new tuple. */
+#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#define REUSE_TUPLES 1
+#else
+#define REUSE_TUPLES 0
+#endif
 static inline PyObject *pooled_tuple(PyObject **pool, unsigned *at, Py_ssize_t n, PyObject ***slot)
 {
     PyObject **s = &pool[(*at)++ & (POOL_SIZE - 1)];
     *slot = s;
+    if (!REUSE_TUPLES)
+        return PyTuple_New(n);  /* and the ring stays empty */
     if (*s != NULL && Py_REFCNT(*s) == 1)
         return Py_NewRef(*s);
     PyObject *t = PyTuple_New(n);

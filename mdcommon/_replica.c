@@ -157,16 +157,15 @@ static PyObject *apply_many(PyObject *self, PyObject *args)
     PyObject *seq = PySequence_Fast(msgs, "apply_many: msgs must be a sequence");
     if (seq == NULL)
         return NULL;
+    PyObject *m = NULL;
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {  /* re-read: the fallback runs Python code */
-        PyObject *m = PySequence_Fast_GET_ITEM(seq, i);
+        m = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));  /* held: copy() and getattr below run Python */
         int done = 0;
         if (PyTuple_CheckExact(m) && PyTuple_GET_SIZE(m) >= 4) {
             PyObject *type = PyTuple_GET_ITEM(m, 0);
             char t = PyBytes_CheckExact(type) && PyBytes_GET_SIZE(type) == 1 ? PyBytes_AS_STRING(type)[0] : 0;
             if (t == 'I' && saved == Py_None && RECORD != NULL && RECORD != Py_None) {  /* an image's records */
-                Py_INCREF(m);  /* held across the Python code load runs (the record class), whatever it does to the list */
                 done = load(records, m, RECORD);
-                Py_DECREF(m);
                 if (done < 0)
                     goto error;
             } else if (t == 'Q' || t == 'T' || t == 'F') {
@@ -211,17 +210,17 @@ static PyObject *apply_many(PyObject *self, PyObject *args)
             }
         }
         if (!done) {
-            Py_INCREF(m);  /* held across the call, whatever it does to the list */
             PyObject *r = PyObject_CallOneArg(fallback, m);
-            Py_DECREF(m);
             if (r == NULL)
                 goto error;
             Py_DECREF(r);
         }
+        Py_CLEAR(m);
     }
     Py_DECREF(seq);
     Py_RETURN_NONE;
 error:
+    Py_XDECREF(m);
     Py_DECREF(seq);
     return NULL;
 }
