@@ -75,8 +75,9 @@ class SyntheticMarket:
             raise ValueError(f"instruments {instruments} outside 1..4,000,000")
         self.instruments = instruments
         self.price_exponent = price_exponent
-        self.rng = random.Random(seed)
-        rnd = self.rng.random
+        self._rng = random.Random(seed)
+        self._mt: bytearray | None = None  # the C generator's state while it holds it (then self._rng is stale)
+        rnd = self._rng.random
         self.mid = [int(10_0000 + rnd() * 490_0000) for _ in range(instruments)]  # 10.0000 .. 500.0000
         self.trade_id = [0] * instruments
 
@@ -85,12 +86,20 @@ class SyntheticMarket:
         for i in range(self.instruments):
             yield (b"R", now_ns, i + 1, f"SYM{i + 1:06d}", self.price_exponent)
 
+    @property
+    def rng(self) -> random.Random:
+        """The market's random generator, its state taken back from the C generator if that holds it."""
+        if self._mt is not None:
+            version, _, gauss = self._rng.getstate()
+            self._rng.setstate((version, _SYNTHETIC.state_tuple(self._mt), gauss))
+            self._mt = None
+        return self._rng
+
     def next_messages(self, n: int, now_ns: int) -> list[tuple]:
-        if _SYNTHETIC is not None and n >= 64:  # the same messages, in C (the state round trip costs about 64 messages)
-            version, state, gauss = self.rng.getstate()
-            msgs, state = _SYNTHETIC.next_messages(state, n, now_ns, self.mid, self.trade_id, self.instruments, _C_CONSTS)
-            self.rng.setstate((version, state, gauss))
-            return msgs
+        if _SYNTHETIC is not None:  # the same messages, in C, from the state it keeps between calls
+            if self._mt is None:
+                self._mt = _SYNTHETIC.state_buffer(self._rng.getstate()[1])
+            return _SYNTHETIC.next_messages(self._mt, n, now_ns, self.mid, self.trade_id, self.instruments, _C_CONSTS)
         return self._next_messages_python(n, now_ns)
 
     def _next_messages_python(self, n: int, now_ns: int) -> list[tuple]:

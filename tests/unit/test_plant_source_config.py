@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,38 @@ def test_the_c_synthetic_market_is_the_python_one(seed: int, instruments: int, s
     for k, n in enumerate(sizes):
         assert fast.next_messages(n, 1_000 + k) == plain._next_messages_python(n, 1_000 + k)
         assert (fast.rng.getstate(), fast.mid, fast.trade_id) == (plain.rng.getstate(), plain.mid, plain.trade_id)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32), calls=st.lists(st.tuples(st.sampled_from(["c", "python", "look"]), st.integers(0, 700)),
+                                                  min_size=1, max_size=12))
+def test_the_c_generator_keeps_its_state_between_calls_and_hands_it_back(seed: int, calls: list[tuple[str, int]]) -> None:
+    """The C generator keeps the random state in a buffer of its own between calls (paced batches of a few
+    messages each); the Python generator, or anybody reading `rng`, takes it back first. Any interleaving of
+    the three gives the Python generator's messages and state."""
+    from tickerplant import source
+
+    need_native(source._SYNTHETIC, "tickerplant/_synthetic.c")
+    mixed, plain = SyntheticMarket(300, seed=seed), SyntheticMarket(300, seed=seed)
+    for k, (how, n) in enumerate(calls):
+        if how == "look":
+            assert mixed.rng.getstate() == plain.rng.getstate()
+            continue
+        got = mixed.next_messages(n, k) if how == "c" else mixed._next_messages_python(n, k)
+        assert got == plain._next_messages_python(n, k)
+    assert (mixed.rng.getstate(), mixed.mid, mixed.trade_id) == (plain.rng.getstate(), plain.mid, plain.trade_id)
+
+
+def test_the_c_generator_refuses_a_state_that_is_not_one() -> None:
+    from tickerplant import source
+
+    c = need_native(source._SYNTHETIC, "tickerplant/_synthetic.c")
+    market = SyntheticMarket(10, seed=1)
+    good = c.state_buffer(market.rng.getstate()[1])
+    assert c.state_tuple(good) == market.rng.getstate()[1]
+    for bad in (good[:-1], bytearray(len(good))[:-4] + (625).to_bytes(4, sys.byteorder), bytearray(len(good) - 4) + (-1).to_bytes(4, sys.byteorder, signed=True)):
+        with pytest.raises(ValueError):
+            c.next_messages(bad, 1, 0, market.mid, market.trade_id, 10, source._C_CONSTS)
+    for bad_state in ((1,) * 624, (2**32,) + (0,) * 623 + (624,), (0,) * 624 + (625,)):
+        with pytest.raises(ValueError):
+            c.state_buffer(bad_state)
