@@ -162,18 +162,7 @@ static void clear_table(Table *t, size_t stride)
     PyMem_Free(slots);
 }
 
-/* An instrument id as the table keys it: 0 and -1 (not a 32-bit unsigned exact int, no exception) or 1. */
-static inline int int64_of(PyObject *o, int64_t *out);
-
-static int key_of(PyObject *o, uint32_t *out)
-{
-    int64_t v;
-    if (!int64_of(o, &v) || v < 0 || v > 0xFFFFFFFFLL)
-        return 0;
-    *out = (uint32_t)v;
-    return 1;
-}
-
+/* An exact int within int64: 1, else 0 (no exception) */
 static inline int int64_of(PyObject *o, int64_t *out)
 {
     if (!PyLong_CheckExact(o))
@@ -183,6 +172,16 @@ static inline int int64_of(PyObject *o, int64_t *out)
     if (overflow)
         return 0;
     *out = v;
+    return 1;
+}
+
+/* An instrument id as the table keys it: 1, or 0 (not a 32-bit unsigned exact int; no exception) */
+static int key_of(PyObject *o, uint32_t *out)
+{
+    int64_t v;
+    if (!int64_of(o, &v) || v < 0 || v > 0xFFFFFFFFLL)
+        return 0;
+    *out = (uint32_t)v;
     return 1;
 }
 

@@ -99,18 +99,17 @@ static PyObject *generate(Py_buffer *view, Py_ssize_t n, PyObject *now, PyObject
         PyErr_SetString(PyExc_ValueError, "next_messages: mid/trade_id lists of `instruments`, and the constants");
         return NULL;
     }
-    mt_state *sp = state_of(view);
-    if (sp == NULL)
+    mt_state *s = state_of(view);  /* advanced in place: a memory error half-way leaves the market part-way, mids too */
+    if (s == NULL)
         return NULL;
-    mt_state s = *sp;  /* advanced on a copy, written back when every message is made */
     PyObject **c = &PyTuple_GET_ITEM(consts, 0);
     PyObject *out = PyList_New(n);
     if (out == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        long long k = (long long)(random_res53(&s) * (double)count);
+        long long k = (long long)(random_res53(s) * (double)count);
         long long iid = k + 1;
-        double r = random_res53(&s);
+        double r = random_res53(s);
         long long m = PyLong_AsLongLong(PyList_GET_ITEM(mid, k));
         if (m == -1 && PyErr_Occurred())
             goto error;
@@ -158,13 +157,11 @@ static PyObject *generate(Py_buffer *view, Py_ssize_t n, PyObject *now, PyObject
             goto error;
         PyList_SET_ITEM(out, i, msg);
     }
-    *sp = s;
     return out;
 error:
     Py_DECREF(out);  /* items not yet set are NULL, which list dealloc skips */
     return NULL;
 }
-
 
 /* state_buffer(random.getstate()[1]) -> bytearray holding that Mersenne Twister state */
 static PyObject *state_buffer(PyObject *self, PyObject *state)
