@@ -22,9 +22,9 @@ class OptionalBuildExt(build_ext):
 
 setup(
     ext_modules=[
-        Extension("decoders._native", ["decoders/_native.c"], depends=["decoders/_native_lane.c", "decoders/_native_seal.c", "decoders/native_api.h"], extra_compile_args=["-O2"], optional=True),
+        Extension("decoders._native", ["decoders/_native.c"], depends=["decoders/_native_lane.c", "decoders/_native_seal.c", "decoders/native_api.h", "decoders/pyobj_reuse.h"], extra_compile_args=["-O2"], optional=True),
         Extension("mdcommon._batch_io", ["mdcommon/_batch_io.c"], extra_compile_args=["-O2"], optional=True),  # recvmmsg/sendmmsg
-        Extension("tickerplant._synthetic", ["tickerplant/_synthetic.c"], extra_compile_args=["-O2"], optional=True),  # the synthetic market
+        Extension("tickerplant._synthetic", ["tickerplant/_synthetic.c"], depends=["decoders/pyobj_reuse.h"], extra_compile_args=["-O2"], optional=True),  # the synthetic market
         Extension("mdcommon._replica", ["mdcommon/_replica.c"], extra_compile_args=["-O2"], optional=True),  # Image.apply_many
         Extension("mdcommon._compact", ["mdcommon/_compact.c"], depends=["decoders/native_api.h"], extra_compile_args=["-O2"], optional=True),  # CompactImage
     ],

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "native_api.h"
+#include "pyobj_reuse.h"
 
 #define SCHEMA_FINGERPRINT 9884200418094265886ULL
 #define HEADER_SIZE 20
@@ -26,8 +27,7 @@
 /* An exact int of up to three 30-bit digits is read from its digits inline (CPython 3.11's layout, public in
  * cpython/longintrepr.h): the packers' conversions were a fifth of the plant's sealing. Anything else (another
  * version, a subclass, a bool, a bigger value) goes through the API above, whose -1 + exception says "fallback". */
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
-#define DIGITS(o) (((PyLongObject *)(o))->ob_digit)
+#ifdef DIGITS  /* pyobj_reuse.h: CPython 3.11's layout */
 static inline unsigned long long AS_U64(PyObject *o)
 {
     if (PyLong_CheckExact(o)) {
@@ -86,112 +86,9 @@ static struct { const char *bytes; Py_ssize_t size; } CONST_DEFS[9] = {
 };
 static PyObject *CONSTS[9];
 
-/* Unsigned fields below 65,536 (sizes, instrument ids, counts) decode to shared int objects, made the first time
- * each value is seen and kept for the module's life: at most 65,536 ints, about 2 MB. Allocating and freeing an
- * int per field was most of a decode's time (CPython caches only -5..256). */
-#define SMALL_INTS 65536
-static PyObject *SMALL_INT[SMALL_INTS];
-static inline PyObject *small_uint(uint64_t v)
-{
-    if (v >= SMALL_INTS)
-        return PyLong_FromUnsignedLongLong(v);
-    PyObject *o = SMALL_INT[v];
-    if (o == NULL && (o = SMALL_INT[v] = PyLong_FromUnsignedLongLong(v)) == NULL)
-        return NULL;
-    return Py_NewRef(o);
-}
-
-/* Result tuples are reused, the way CPython's zip() reuses its own: each message of fixed fields takes a tuple from
- * a small ring of its type, and a tuple whose only reference is the ring's (the application has dropped it) is
- * filled again in place instead of being freed and allocated anew. Its int items held by nothing else are rewritten
- * in place too (ints this file made, always with room for 64 bits; CPython 3.11's layout, as AS_U64 above reads).
- * Nothing outside can see either change: an object anybody else holds has a second reference and is never reused;
- * it is replaced. Allocation and freeing were most of a decode (tuple, and one int per wide field). */
+/* Each message type of fixed fields decodes into a ring of result tuples (pyobj_reuse.h), 64 each: a tuple the
+ * application dropped is filled again in place, and allocation was most of a decode otherwise. */
 #define POOL_SIZE 64
-/* Reuse is for the versions read for it: 3.14 caches a tuple's hash in the tuple, and without the GIL a refcount
- * of 1 proves nothing; there every result is a new tuple. */
-#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
-#define REUSE_TUPLES 1
-#else
-#define REUSE_TUPLES 0
-#endif
-static inline PyObject *pooled_tuple(PyObject **pool, unsigned *at, Py_ssize_t n, PyObject ***slot)
-{
-    PyObject **s = &pool[(*at)++ & (POOL_SIZE - 1)];
-    *slot = s;
-    if (!REUSE_TUPLES)
-        return PyTuple_New(n);  /* and the ring stays empty */
-    if (*s != NULL && Py_REFCNT(*s) == 1)
-        return Py_NewRef(*s);
-    PyObject *t = PyTuple_New(n);
-    if (t == NULL)
-        return NULL;
-    Py_XSETREF(*s, t);  /* the old one, if any, stays with whoever holds it */
-    return Py_NewRef(t);
-}
-
-static inline void put_obj(PyObject *t, Py_ssize_t j, PyObject *o)
-{
-    PyObject *old = PyTuple_GET_ITEM(t, j);
-    PyTuple_SET_ITEM(t, j, o);
-    Py_XDECREF(old);
-}
-
-#ifdef DIGITS
-#define LONG_DIGITS 3  /* 64 bits in 30-bit digits */
-static inline void long_set(PyObject *o, uint64_t magnitude, int negative)
-{
-    digit *d = DIGITS(o);
-    Py_ssize_t n = 0;
-    while (magnitude) {
-        d[n++] = (digit)(magnitude & PyLong_MASK);
-        magnitude >>= PyLong_SHIFT;
-    }
-    Py_SET_SIZE(o, negative ? -n : n);
-}
-/* An int this file may rewrite later: room for any 64-bit value, whatever this one needs. */
-static inline PyObject *new_long(uint64_t magnitude, int negative)
-{
-    PyObject *o = (PyObject *)_PyLong_New(LONG_DIGITS);
-    if (o != NULL)
-        long_set(o, magnitude, negative);
-    return o;
-}
-/* Outside CPython's cached -5..256; `old` is a pooled tuple's item: only ints made by new_long are ever held
- * there alone (shared and cached ints have other references). */
-static inline void put_long(PyObject *t, Py_ssize_t j, uint64_t magnitude, int negative)
-{
-    PyObject *old = PyTuple_GET_ITEM(t, j);
-    if (old != NULL && Py_REFCNT(old) == 1 && PyLong_CheckExact(old))
-        long_set(old, magnitude, negative);
-    else
-        put_obj(t, j, new_long(magnitude, negative));
-}
-static inline void put_i64(PyObject *t, Py_ssize_t j, int64_t v)
-{
-    if (v >= -5 && v <= 256)
-        put_obj(t, j, PyLong_FromLong((long)v));
-    else
-        put_long(t, j, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, v < 0);
-}
-static inline void put_u64(PyObject *t, Py_ssize_t j, uint64_t v)
-{
-    if (v <= 256)
-        put_obj(t, j, PyLong_FromLong((long)v));
-    else
-        put_long(t, j, v, 0);
-}
-#else
-static inline void put_i64(PyObject *t, Py_ssize_t j, int64_t v) { put_obj(t, j, PyLong_FromLongLong(v)); }
-static inline void put_u64(PyObject *t, Py_ssize_t j, uint64_t v) { put_obj(t, j, PyLong_FromUnsignedLongLong(v)); }
-#endif
-static inline void put_uint(PyObject *t, Py_ssize_t j, uint64_t v)
-{
-    if (v < SMALL_INTS)
-        put_obj(t, j, small_uint(v));
-    else
-        put_u64(t, j, v);
-}
 
 /* Each decoder returns a new reference to a tuple, or NULL: with an exception set on a memory error,
  * without one on a defect of the data (the caller returns None and Python says what). */
@@ -202,7 +99,7 @@ static PyObject *dec_system_event(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 18) return NULL;
     PyObject **pool_slot;
-    PyObject *t = pooled_tuple(POOL_system_event, &POOL_AT_system_event, 4, &pool_slot);
+    PyObject *t = pooled_tuple(POOL_system_event, POOL_SIZE, &POOL_AT_system_event, 4, &pool_slot);
     if (t == NULL) return NULL;
     if (PyTuple_GET_ITEM(t, 0) != CONSTS[0]) put_obj(t, 0, Py_NewRef(CONSTS[0]));
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
@@ -224,7 +121,7 @@ static PyObject *dec_instrument_directory(const unsigned char *p, Py_ssize_t len
 {
     if (len != 30) return NULL;
     PyObject **pool_slot;
-    PyObject *t = pooled_tuple(POOL_instrument_directory, &POOL_AT_instrument_directory, 5, &pool_slot);
+    PyObject *t = pooled_tuple(POOL_instrument_directory, POOL_SIZE, &POOL_AT_instrument_directory, 5, &pool_slot);
     if (t == NULL) return NULL;
     if (PyTuple_GET_ITEM(t, 0) != CONSTS[1]) put_obj(t, 0, Py_NewRef(CONSTS[1]));
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
@@ -254,7 +151,7 @@ static PyObject *dec_quote(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 45) return NULL;
     PyObject **pool_slot;
-    PyObject *t = pooled_tuple(POOL_quote, &POOL_AT_quote, 7, &pool_slot);
+    PyObject *t = pooled_tuple(POOL_quote, POOL_SIZE, &POOL_AT_quote, 7, &pool_slot);
     if (t == NULL) return NULL;
     if (PyTuple_GET_ITEM(t, 0) != CONSTS[2]) put_obj(t, 0, Py_NewRef(CONSTS[2]));
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
@@ -279,7 +176,7 @@ static PyObject *dec_trade(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 38) return NULL;
     PyObject **pool_slot;
-    PyObject *t = pooled_tuple(POOL_trade, &POOL_AT_trade, 7, &pool_slot);
+    PyObject *t = pooled_tuple(POOL_trade, POOL_SIZE, &POOL_AT_trade, 7, &pool_slot);
     if (t == NULL) return NULL;
     if (PyTuple_GET_ITEM(t, 0) != CONSTS[3]) put_obj(t, 0, Py_NewRef(CONSTS[3]));
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
@@ -304,7 +201,7 @@ static PyObject *dec_field_update(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 24) return NULL;
     PyObject **pool_slot;
-    PyObject *t = pooled_tuple(POOL_field_update, &POOL_AT_field_update, 6, &pool_slot);
+    PyObject *t = pooled_tuple(POOL_field_update, POOL_SIZE, &POOL_AT_field_update, 6, &pool_slot);
     if (t == NULL) return NULL;
     if (PyTuple_GET_ITEM(t, 0) != CONSTS[4]) put_obj(t, 0, Py_NewRef(CONSTS[4]));
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
@@ -367,7 +264,7 @@ static PyObject *dec_end_of_image(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 21) return NULL;
     PyObject **pool_slot;
-    PyObject *t = pooled_tuple(POOL_end_of_image, &POOL_AT_end_of_image, 4, &pool_slot);
+    PyObject *t = pooled_tuple(POOL_end_of_image, POOL_SIZE, &POOL_AT_end_of_image, 4, &pool_slot);
     if (t == NULL) return NULL;
     if (PyTuple_GET_ITEM(t, 0) != CONSTS[6]) put_obj(t, 0, Py_NewRef(CONSTS[6]));
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
@@ -389,7 +286,7 @@ static PyObject *dec_retransmission_reject(const unsigned char *p, Py_ssize_t le
 {
     if (len != 44) return NULL;
     PyObject **pool_slot;
-    PyObject *t = pooled_tuple(POOL_retransmission_reject, &POOL_AT_retransmission_reject, 8, &pool_slot);
+    PyObject *t = pooled_tuple(POOL_retransmission_reject, POOL_SIZE, &POOL_AT_retransmission_reject, 8, &pool_slot);
     if (t == NULL) return NULL;
     if (PyTuple_GET_ITEM(t, 0) != CONSTS[7]) put_obj(t, 0, Py_NewRef(CONSTS[7]));
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
@@ -415,7 +312,7 @@ static PyObject *dec_image_offer(const unsigned char *p, Py_ssize_t len)
 {
     if (len != 27) return NULL;
     PyObject **pool_slot;
-    PyObject *t = pooled_tuple(POOL_image_offer, &POOL_AT_image_offer, 6, &pool_slot);
+    PyObject *t = pooled_tuple(POOL_image_offer, POOL_SIZE, &POOL_AT_image_offer, 6, &pool_slot);
     if (t == NULL) return NULL;
     if (PyTuple_GET_ITEM(t, 0) != CONSTS[8]) put_obj(t, 0, Py_NewRef(CONSTS[8]));
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));

@@ -11,6 +11,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "../decoders/pyobj_reuse.h"
 
 #define N 624
 #define M 397
@@ -55,23 +58,21 @@ static double random_res53(mt_state *s)  /* random.random() */
 enum { C_QUOTE, C_TRADE, C_FIELD, C_BUY, C_SELL, C_VWAP, C_VALUE_PRICE, C_OPEN_INTEREST, C_VALUE_INTEGER, C_HALTED, C_FOUR, C_ZERO,
        N_CONSTS };
 
-static PyObject *tuple_of(Py_ssize_t n, PyObject **items)  /* steals the items; NULL if any is NULL */
-{
-    PyObject *t = PyTuple_New(n);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (t == NULL || items[i] == NULL) {
-            for (Py_ssize_t j = i; j < n; j++)
-                Py_XDECREF(items[j]);
-            Py_XDECREF(t);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(t, i, items[i]);
-    }
-    return t;
-}
+/* The messages' tuples come from two rings (one per tuple size, pyobj_reuse.h): a tuple the plant dropped after
+ * sending it is filled again in place with its ints, instead of freed and allocated anew; that was half of what a
+ * message cost here. A ring is a little larger than the biggest batch the plant makes (2,000 messages, four in five
+ * of seven fields), so a flat-out plant reuses all of the previous batch; a tuple anybody still holds is left to
+ * them and replaced in its ring. */
+#define RING_7 2048
+#define RING_6 1024
+static PyObject *POOL_7[RING_7], *POOL_6[RING_6];
+static unsigned AT_7, AT_6;
 
-static PyObject *ref(PyObject *o) { Py_INCREF(o); return o; }
-static PyObject *num(long long v) { return PyLong_FromLongLong(v); }
+static inline void put_ref(PyObject *t, Py_ssize_t j, PyObject *o)
+{
+    if (PyTuple_GET_ITEM(t, j) != o)
+        put_obj(t, j, Py_NewRef(o));
+}
 
 /* The generator's state lives in a bytearray the market holds (an mt_state), so that a call costs nothing to
  * hand it over: converting the 625 ints of random.getstate() both ways cost as much as 64 messages, and the plant's
@@ -91,12 +92,11 @@ static mt_state *state_of(Py_buffer *view)
     return s;
 }
 
-static PyObject *generate(Py_buffer *view, Py_ssize_t n, PyObject *now, PyObject *mid, PyObject *trade_id, Py_ssize_t count,
+static PyObject *generate(Py_buffer *view, Py_ssize_t n, PyObject *now, long long *mid, long long *trade_id, Py_ssize_t count,
                           PyObject *consts)
 {
-    if (PyTuple_GET_SIZE(consts) != N_CONSTS || n < 0 || count < 1 || PyList_GET_SIZE(mid) < count
-        || PyList_GET_SIZE(trade_id) < count) {
-        PyErr_SetString(PyExc_ValueError, "next_messages: mid/trade_id lists of `instruments`, and the constants");
+    if (PyTuple_GET_SIZE(consts) != N_CONSTS || n < 0) {
+        PyErr_SetString(PyExc_ValueError, "next_messages: a count of messages, and the constants");
         return NULL;
     }
     mt_state *s = state_of(view);  /* advanced in place: a memory error half-way leaves the market part-way, mids too */
@@ -110,52 +110,58 @@ static PyObject *generate(Py_buffer *view, Py_ssize_t n, PyObject *now, PyObject
         long long k = (long long)(random_res53(s) * (double)count);
         long long iid = k + 1;
         double r = random_res53(s);
-        long long m = PyLong_AsLongLong(PyList_GET_ITEM(mid, k));
-        if (m == -1 && PyErr_Occurred())
-            goto error;
-        m += (long long)((r - 0.5) * 20);
+        long long m = mid[k] + (long long)((r - 0.5) * 20);
         if (m < 100)
             m = 100;
-        PyObject *mo = num(m);
-        if (mo == NULL)
+        mid[k] = m;
+        int seven = r < 0.8;
+        PyObject **slot;
+        PyObject *t = seven ? pooled_tuple(POOL_7, RING_7, &AT_7, 7, &slot) : pooled_tuple(POOL_6, RING_6, &AT_6, 6, &slot);
+        if (t == NULL)
             goto error;
-        PyList_SetItem(mid, k, ref(mo));
-        PyObject *msg;
+        put_ref(t, 1, now);
+        put_uint(t, 2, (uint64_t)iid);
         if (r < 0.6) {
             long long spread = 1 + (long long)(r * 10);
-            PyObject *f[7] = {ref(c[C_QUOTE]), ref(now), num(iid), num(m - spread), num(100 + (long long)(r * 9000)), num(m + spread),
-                              num(100 + (long long)((1 - r) * 9000))};
-            msg = tuple_of(7, f);
-        } else if (r < 0.8) {
-            long long t = PyLong_AsLongLong(PyList_GET_ITEM(trade_id, k));
-            if (t == -1 && PyErr_Occurred()) {
-                Py_DECREF(mo);
-                goto error;
-            }
-            PyObject *to = num(t + 1);
-            if (to == NULL) {
-                Py_DECREF(mo);
-                goto error;
-            }
-            PyList_SetItem(trade_id, k, ref(to));
-            PyObject *f[7] = {ref(c[C_TRADE]), ref(now), num(iid), ref(mo), num(1 + (long long)(r * 500)),
-                              ref(c[((long long)(r * 100) & 1) ? C_SELL : C_BUY]), to};
-            msg = tuple_of(7, f);
+            put_ref(t, 0, c[C_QUOTE]);
+            put_i64(t, 3, m - spread);
+            put_uint(t, 4, (uint64_t)(100 + (long long)(r * 9000)));
+            put_i64(t, 5, m + spread);
+            put_uint(t, 6, (uint64_t)(100 + (long long)((1 - r) * 9000)));
+        } else if (seven) {
+            trade_id[k] += 1;
+            put_ref(t, 0, c[C_TRADE]);
+            put_i64(t, 3, m);
+            put_uint(t, 4, (uint64_t)(1 + (long long)(r * 500)));
+            put_ref(t, 5, c[((long long)(r * 100) & 1) ? C_SELL : C_BUY]);
+            put_i64(t, 6, trade_id[k]);
         } else if (r < 0.95) {
-            PyObject *f[6] = {ref(c[C_FIELD]), ref(now), num(iid), ref(c[C_VWAP]), ref(c[C_VALUE_PRICE]), ref(mo)};
-            msg = tuple_of(6, f);
+            put_ref(t, 0, c[C_FIELD]);
+            put_ref(t, 3, c[C_VWAP]);
+            put_ref(t, 4, c[C_VALUE_PRICE]);
+            put_i64(t, 5, m);
         } else if (r < 0.99) {
-            PyObject *f[6] = {ref(c[C_FIELD]), ref(now), num(iid), ref(c[C_OPEN_INTEREST]), ref(c[C_VALUE_INTEGER]),
-                              num((long long)(r * 1000000))};
-            msg = tuple_of(6, f);
+            put_ref(t, 0, c[C_FIELD]);
+            put_ref(t, 3, c[C_OPEN_INTEREST]);
+            put_ref(t, 4, c[C_VALUE_INTEGER]);
+            put_uint(t, 5, (uint64_t)(long long)(r * 1000000));
         } else {
-            PyObject *f[6] = {ref(c[C_FIELD]), ref(now), num(iid), ref(c[C_HALTED]), ref(c[C_FOUR]), ref(c[C_ZERO])};
-            msg = tuple_of(6, f);
+            put_ref(t, 0, c[C_FIELD]);
+            put_ref(t, 3, c[C_HALTED]);
+            put_ref(t, 4, c[C_FOUR]);
+            put_ref(t, 5, c[C_ZERO]);
         }
-        Py_DECREF(mo);
-        if (msg == NULL)
-            goto error;
-        PyList_SET_ITEM(out, i, msg);
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(t); j++) {
+            if (PyTuple_GET_ITEM(t, j) == NULL) {  /* out of memory half-way: the half-filled tuple leaves its ring */
+                if (*slot == t)
+                    Py_CLEAR(*slot);
+                Py_DECREF(t);
+                if (!PyErr_Occurred())
+                    PyErr_NoMemory();
+                goto error;
+            }
+        }
+        PyList_SET_ITEM(out, i, t);
     }
     return out;
 error:
@@ -213,18 +219,39 @@ static PyObject *state_tuple(PyObject *self, PyObject *arg)
     return st;
 }
 
+/* An array('q') of at least `count` items, writable: the market's mids or trade ids. */
+static long long *int64s(PyObject *o, Py_buffer *view, Py_ssize_t count, const char *what)
+{
+    int got = PyObject_GetBuffer(o, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) == 0;
+    if (!got || view->itemsize != 8 || view->format == NULL || strcmp(view->format, "q") != 0 || count < 1 || view->len / 8 < count) {
+        if (got)
+            PyBuffer_Release(view);
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "next_messages: %s must be a writable array('q') of `instruments` (at least 1) items", what);
+        return NULL;
+    }
+    return (long long *)view->buf;
+}
+
 /* next_messages(state, n, now_ns, mid, trade_id, instruments, consts) -> messages
- * state: state_buffer()'s bytearray, advanced in place; mid, trade_id: the market's lists, updated in place. */
+ * state: state_buffer()'s bytearray, advanced in place; mid, trade_id: the market's array('q')s, updated in place. */
 static PyObject *next_messages(PyObject *self, PyObject *args)
 {
-    Py_buffer view;
-    PyObject *now, *mid, *trade_id, *consts;
+    Py_buffer view, mids, trades;
+    PyObject *now, *mid, *trade_id, *consts, *out = NULL;
     Py_ssize_t n, count;
     (void)self;
-    if (!PyArg_ParseTuple(args, "w*nOO!O!nO!", &view, &n, &now, &PyList_Type, &mid, &PyList_Type, &trade_id, &count,
-                          &PyTuple_Type, &consts))
+    if (!PyArg_ParseTuple(args, "w*nOOOnO!", &view, &n, &now, &mid, &trade_id, &count, &PyTuple_Type, &consts))
         return NULL;
-    PyObject *out = generate(&view, n, now, mid, trade_id, count, consts);
+    long long *m = int64s(mid, &mids, count, "mid");
+    if (m != NULL) {
+        long long *t = int64s(trade_id, &trades, count, "trade_id");
+        if (t != NULL) {
+            out = generate(&view, n, now, m, t, count, consts);
+            PyBuffer_Release(&trades);
+        }
+        PyBuffer_Release(&mids);
+    }
     PyBuffer_Release(&view);
     return out;
 }

@@ -139,3 +139,45 @@ def test_the_c_generator_refuses_a_state_that_is_not_one() -> None:
     for bad_state in ((1,) * 624, (2**32,) + (0,) * 623 + (624,), (0,) * 624 + (625,)):
         with pytest.raises(ValueError):
             c.state_buffer(bad_state)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32), steps=st.lists(st.tuples(st.integers(0, 2500), st.sampled_from(["drop", "batch", "some", "ints"]),
+                                                           st.integers(0, 2**16)), min_size=1, max_size=10))
+def test_the_c_generator_reuses_only_what_nobody_holds(seed: int, steps: list[tuple[int, str, int]]) -> None:
+    """The C generator fills again in place the tuples (and their ints) of messages the caller dropped
+    (pyobj_reuse.h). Whatever the caller keeps, a whole batch, some messages or single ints, keeps its value
+    through every later batch, and every batch is still the Python generator's."""
+    from tickerplant import source
+
+    need_native(source._SYNTHETIC, "tickerplant/_synthetic.c")
+    fast, plain = SyntheticMarket(50, seed=seed), SyntheticMarket(50, seed=seed)
+    kept: list[tuple[object, str]] = []  # (object kept, its repr then)
+    for k, (n, keep, pick) in enumerate(steps):
+        got = fast.next_messages(n, 10**12 + k)
+        assert got == plain._next_messages_python(n, 10**12 + k)
+        if keep == "batch":
+            kept.append((got, repr(got)))
+        elif keep == "some":
+            kept += [(m, repr(m)) for m in got[pick % 7::7]]
+        elif keep == "ints":
+            kept += [(m[j], repr(m[j])) for m in got[pick % 5::5] for j in range(2, len(m)) if isinstance(m[j], int)]
+        del got
+        for obj, then in kept:
+            assert repr(obj) == then
+    assert (fast.rng.getstate(), fast.mid, fast.trade_id) == (plain.rng.getstate(), plain.mid, plain.trade_id)
+
+
+def test_the_c_generator_takes_only_int64_arrays_of_every_instrument() -> None:
+    from array import array
+
+    from tickerplant import source
+
+    c = need_native(source._SYNTHETIC, "tickerplant/_synthetic.c")
+    market = SyntheticMarket(10, seed=1)
+    state = c.state_buffer(market.rng.getstate()[1])
+    for mid, trade_id in ((list(market.mid), market.trade_id), (market.mid, array("i", [0] * 10)), (market.mid[:9], market.trade_id),
+                          (market.mid, market.trade_id[:9]), (bytes(80), market.trade_id)):
+        with pytest.raises(ValueError, match="array"):
+            c.next_messages(state, 1, 0, mid, trade_id, 10, source._C_CONSTS)
+    assert len(c.next_messages(state, 5, 0, market.mid, market.trade_id, 10, source._C_CONSTS)) == 5
