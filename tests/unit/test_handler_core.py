@@ -78,6 +78,32 @@ def test_reordered_and_duplicated_datagrams_are_delivered_in_order_once(clock) -
     assert not rec.events(GapEvent)
 
 
+def test_the_second_copy_of_a_datagram_held_ahead_of_a_gap_is_counted_without_decoding(clock, monkeypatch) -> None:
+    """A handler that fell behind holds datagrams ahead of a gap; the other feed's byte copy of each is a duplicate
+    known from its bytes (every message already held), not decoded and merged message by message again. One that
+    differs from the first copy, or holds a message not yet held, is still decoded."""
+    from linehandler import stream
+
+    pub, rec = Published(40), Recorder()
+    core = make_core(rec)
+    decoded: list[int] = []
+    real = stream.decode_messages
+    monkeypatch.setattr(stream, "decode_messages", lambda data, count, table: decoded.append(count) or real(data, count, table))
+    d = pub.datagrams
+    open_stream(core, pub, clock.now_ns)  # d[0]
+    for x in d[2:]:
+        core.on_datagram("A", x, clock.advance(1000))  # d[1] lost on both feeds for now
+    held_from_a = len(decoded)
+    for x in d[2:]:
+        core.on_datagram("B", x, clock.advance(1000))
+    assert len(decoded) == held_from_a  # B's copies: not decoded again
+    b = core.feed_counters[1].as_dict()
+    assert b["duplicates"] == sum(int.from_bytes(x[18:20], "big") for x in d[2:]) and b["first_arrivals"] == 0
+    core.on_datagram("B", d[1], clock.advance(1000))
+    assert rec.delivered == list(enumerate(pub.messages, 1))  # once each, in order
+    assert not rec.events(GapEvent)
+
+
 def test_gap_filled_by_the_other_feed_before_the_gap_wait_sends_no_nack(clock) -> None:
     pub, rec = Published(9), Recorder()
     core = make_core(rec, nack_servers=2)
