@@ -147,6 +147,9 @@ class HandlerCore(StreamMixin, BeliefMixin, RecoveryMixin, JoinMixin):
         self.recent_order: deque[int] = deque()  # keys of `recent`, oldest first (a dict's own oldest key is slow to find after deletions)
         self.recent_limit = self.policy.conflict_ring_datagrams
         self.recent_max_count = 1  # most messages in a datagram of the ring: how far back a message's datagram can start
+        # first sequences in `recent` whose datagram, when it came, was all new or equal to what was held, none of it
+        # delivered: a byte copy of one can only duplicate held messages, never conflict (see StreamMixin._admit)
+        self.held_whole: set[int] = set()
         self.joining = False  # late join: buffering until the image arrives
         self.resync: list[tuple[int, tuple]] | None = None  # delivered during a background image fetch
         self.image_server = 0

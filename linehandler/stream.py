@@ -70,12 +70,14 @@ class StreamMixin:
                 return NO_ACTIONS
             return self._check_delivered(feed, seq, data)
         buffer = self.buffer
-        if (first_copy is not None and buffer and expected is not None and self.announced_from is None and first_copy[2] == _as_bytes(data)
-                and all(map(buffer.__contains__, range(max(seq, expected), end)))):
+        if (first_copy is not None and buffer and expected is not None and self.announced_from is None and seq in self.held_whole
+                and first_copy[2] == _as_bytes(data) and all(map(buffer.__contains__, range(max(seq, expected), end)))):
             # the other feed's copy of a datagram held ahead of a gap: every message of it is delivered or buffered,
-            # from a first copy with the same bytes, so `_merge` would only count duplicates, message by message.
-            # Counted here without decoding: a handler that fell behind must not spend three times as much on the
-            # second copy of each datagram as on the first, or it never catches up
+            # each equal to a first copy with these very bytes (held_whole: when that copy came, nothing held
+            # differed from it and none of it was delivered), so `_merge` would only count duplicates. Counted
+            # here without decoding: a handler that fell behind must not spend three times as much on the second
+            # copy of each datagram as on the first, or it never catches up. A first copy that met a held message
+            # that differed, or a delivered one, is not in held_whole: its copies are still compared.
             counts[FEED_COUNTERS.duplicates] += count
             return NO_ACTIONS
         raw = self.raw
@@ -134,6 +136,7 @@ class StreamMixin:
         self.horizon = self.buffer_top = seq + count
         if first:
             self._remember_datagram(feed, seq, count, kept, now_ns)
+            self._held_whole(seq)
         if self._over_bounds():
             self._overflow(now_ns)
         self._update_quality("gap")
@@ -274,6 +277,8 @@ class StreamMixin:
             self._conflict(feed, buffered_conflicts)
         if first_new is not None and data is not None and remember is not None:  # never overwrite a first copy
             self._remember_datagram(feed, seq, count, data, remember)
+            if not delivered_dups and not buffered_conflicts:  # each message held from these bytes, or equal to them
+                self._held_whole(seq)
         if first_new is not None and first_new < old_horizon:
             for g in self.gaps.remove_range(first_new, min(last_new, old_horizon - 1)):
                 if g.attempts or g.heard or feed == 2:  # asked for, by us or by a handler we heard, or repaired for another
@@ -396,9 +401,17 @@ class StreamMixin:
         order = self.recent_order
         order.append(seq)
         if len(order) > self.recent_limit:
-            self.recent.pop(order.popleft(), None)
+            old = order.popleft()
+            self.recent.pop(old, None)
+            self.held_whole.discard(old)
         if count > self.recent_max_count:
             self.recent_max_count = count
+
+    def _held_whole(self, seq: int) -> None:
+        held = self.held_whole
+        held.add(seq)
+        if len(held) > 2 * self.recent_limit:  # forget what `recent` forgot (the native lane evicts without telling)
+            held &= self.recent.keys()
 
     def _check_delivered(self, feed: int, seq: int, data: Any) -> list:
         """A wholly delivered datagram that is not a byte copy of the one that delivered its first

@@ -16,6 +16,7 @@ from linehandler.events import (
     RequestImage,
     SchemaMismatch,
     SendNack,
+    SequenceConflict,
     SessionChanged,
     SessionEnded,
     SessionStarted,
@@ -102,6 +103,26 @@ def test_the_second_copy_of_a_datagram_held_ahead_of_a_gap_is_counted_without_de
     core.on_datagram("B", d[1], clock.advance(1000))
     assert rec.delivered == list(enumerate(pub.messages, 1))  # once each, in order
     assert not rec.events(GapEvent)
+
+
+def test_a_second_copy_still_reports_its_conflict_with_a_message_held_from_elsewhere(clock) -> None:
+    """A datagram held ahead of a gap whose first copy met a differing message held before it (a forged or
+    misdirected one) is not counted from its bytes: the other feed's copy is compared and its conflict reported
+    too, as every copy's is."""
+    pub, rec = Published(30), Recorder()
+    core = make_core(rec)
+    d = pub.datagrams
+    open_stream(core, pub, clock.now_ns)  # d[0]: 1..3
+    block = bytearray(CODECS.encode(pub.messages[7]))
+    block[-1] ^= 1
+    core.on_datagram("A", encode_datagram(SESSION, 8, [bytes(block)]), clock.advance(1000))  # held first, and wrong
+    core.on_datagram("A", d[2], clock.advance(1000))  # 7..9 on A: a conflict at 8
+    core.on_datagram("B", d[2], clock.advance(1000))  # the same bytes on B: its conflict too
+    core.on_datagram("A", d[1], clock.advance(1000))
+    conflicts = rec.events(SequenceConflict)
+    assert [(c.feed, c.first, c.last) for c in conflicts] == [("A", 8, 8), ("B", 8, 8)]
+    assert core.feed_counters[1]["conflicts"] == 1 and core.counters["conflicts"] == 2
+    assert [s for s, _ in rec.delivered] == list(range(1, 31))[: len(rec.delivered)] and len(rec.delivered) >= 9
 
 
 def test_gap_filled_by_the_other_feed_before_the_gap_wait_sends_no_nack(clock) -> None:
