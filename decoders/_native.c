@@ -101,15 +101,14 @@ static PyObject *dec_system_event(const unsigned char *p, Py_ssize_t len)
     PyObject **pool_slot;
     PyObject *t = pooled_tuple(POOL_system_event, POOL_SIZE, &POOL_AT_system_event, 4, &pool_slot);
     if (t == NULL) return NULL;
-    if (PyTuple_GET_ITEM(t, 0) != CONSTS[0]) put_obj(t, 0, Py_NewRef(CONSTS[0]));
+    put_ref(t, 0, CONSTS[0]);
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
     put_u64(t, 2, (uint64_t)((uint8_t)p[9]));
     put_uint(t, 3, (uint64_t)((uint64_t)rdbe64(p + 10)));
     for (Py_ssize_t j = 0; j < 4; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
-    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
-    Py_DECREF(t);
+    pooled_drop(t, pool_slot);
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -123,7 +122,7 @@ static PyObject *dec_instrument_directory(const unsigned char *p, Py_ssize_t len
     PyObject **pool_slot;
     PyObject *t = pooled_tuple(POOL_instrument_directory, POOL_SIZE, &POOL_AT_instrument_directory, 5, &pool_slot);
     if (t == NULL) return NULL;
-    if (PyTuple_GET_ITEM(t, 0) != CONSTS[1]) put_obj(t, 0, Py_NewRef(CONSTS[1]));
+    put_ref(t, 0, CONSTS[1]);
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
     put_uint(t, 2, (uint64_t)((uint32_t)rdbe32(p + 9)));
     { Py_ssize_t n = 16; while (n > 0 && p[13 + n - 1] == 0) n--;
@@ -134,12 +133,10 @@ static PyObject *dec_instrument_directory(const unsigned char *p, Py_ssize_t len
     for (Py_ssize_t j = 0; j < 5; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 defect:
-    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
-    Py_DECREF(t);
+    pooled_drop(t, pool_slot);
     return NULL;
 error:
-    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
-    Py_DECREF(t);
+    pooled_drop(t, pool_slot);
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -153,7 +150,7 @@ static PyObject *dec_quote(const unsigned char *p, Py_ssize_t len)
     PyObject **pool_slot;
     PyObject *t = pooled_tuple(POOL_quote, POOL_SIZE, &POOL_AT_quote, 7, &pool_slot);
     if (t == NULL) return NULL;
-    if (PyTuple_GET_ITEM(t, 0) != CONSTS[2]) put_obj(t, 0, Py_NewRef(CONSTS[2]));
+    put_ref(t, 0, CONSTS[2]);
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
     put_uint(t, 2, (uint64_t)((uint32_t)rdbe32(p + 9)));
     put_i64(t, 3, (int64_t)((int64_t)rdbe64(p + 13)));
@@ -163,8 +160,7 @@ static PyObject *dec_quote(const unsigned char *p, Py_ssize_t len)
     for (Py_ssize_t j = 0; j < 7; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
-    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
-    Py_DECREF(t);
+    pooled_drop(t, pool_slot);
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -178,7 +174,7 @@ static PyObject *dec_trade(const unsigned char *p, Py_ssize_t len)
     PyObject **pool_slot;
     PyObject *t = pooled_tuple(POOL_trade, POOL_SIZE, &POOL_AT_trade, 7, &pool_slot);
     if (t == NULL) return NULL;
-    if (PyTuple_GET_ITEM(t, 0) != CONSTS[3]) put_obj(t, 0, Py_NewRef(CONSTS[3]));
+    put_ref(t, 0, CONSTS[3]);
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
     put_uint(t, 2, (uint64_t)((uint32_t)rdbe32(p + 9)));
     put_i64(t, 3, (int64_t)((int64_t)rdbe64(p + 13)));
@@ -188,8 +184,7 @@ static PyObject *dec_trade(const unsigned char *p, Py_ssize_t len)
     for (Py_ssize_t j = 0; j < 7; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
-    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
-    Py_DECREF(t);
+    pooled_drop(t, pool_slot);
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -203,7 +198,7 @@ static PyObject *dec_field_update(const unsigned char *p, Py_ssize_t len)
     PyObject **pool_slot;
     PyObject *t = pooled_tuple(POOL_field_update, POOL_SIZE, &POOL_AT_field_update, 6, &pool_slot);
     if (t == NULL) return NULL;
-    if (PyTuple_GET_ITEM(t, 0) != CONSTS[4]) put_obj(t, 0, Py_NewRef(CONSTS[4]));
+    put_ref(t, 0, CONSTS[4]);
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
     put_uint(t, 2, (uint64_t)((uint32_t)rdbe32(p + 9)));
     put_uint(t, 3, (uint64_t)((uint16_t)rdbe16(p + 13)));
@@ -212,8 +207,7 @@ static PyObject *dec_field_update(const unsigned char *p, Py_ssize_t len)
     for (Py_ssize_t j = 0; j < 6; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
-    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
-    Py_DECREF(t);
+    pooled_drop(t, pool_slot);
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -266,15 +260,14 @@ static PyObject *dec_end_of_image(const unsigned char *p, Py_ssize_t len)
     PyObject **pool_slot;
     PyObject *t = pooled_tuple(POOL_end_of_image, POOL_SIZE, &POOL_AT_end_of_image, 4, &pool_slot);
     if (t == NULL) return NULL;
-    if (PyTuple_GET_ITEM(t, 0) != CONSTS[6]) put_obj(t, 0, Py_NewRef(CONSTS[6]));
+    put_ref(t, 0, CONSTS[6]);
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
     put_uint(t, 2, (uint64_t)((uint64_t)rdbe64(p + 9)));
     put_uint(t, 3, (uint64_t)((uint32_t)rdbe32(p + 17)));
     for (Py_ssize_t j = 0; j < 4; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
-    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
-    Py_DECREF(t);
+    pooled_drop(t, pool_slot);
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -288,7 +281,7 @@ static PyObject *dec_retransmission_reject(const unsigned char *p, Py_ssize_t le
     PyObject **pool_slot;
     PyObject *t = pooled_tuple(POOL_retransmission_reject, POOL_SIZE, &POOL_AT_retransmission_reject, 8, &pool_slot);
     if (t == NULL) return NULL;
-    if (PyTuple_GET_ITEM(t, 0) != CONSTS[7]) put_obj(t, 0, Py_NewRef(CONSTS[7]));
+    put_ref(t, 0, CONSTS[7]);
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
     put_u64(t, 2, (uint64_t)((uint8_t)p[9]));
     put_uint(t, 3, (uint64_t)((uint64_t)rdbe64(p + 10)));
@@ -299,8 +292,7 @@ static PyObject *dec_retransmission_reject(const unsigned char *p, Py_ssize_t le
     for (Py_ssize_t j = 0; j < 8; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
-    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
-    Py_DECREF(t);
+    pooled_drop(t, pool_slot);
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }
@@ -314,7 +306,7 @@ static PyObject *dec_image_offer(const unsigned char *p, Py_ssize_t len)
     PyObject **pool_slot;
     PyObject *t = pooled_tuple(POOL_image_offer, POOL_SIZE, &POOL_AT_image_offer, 6, &pool_slot);
     if (t == NULL) return NULL;
-    if (PyTuple_GET_ITEM(t, 0) != CONSTS[8]) put_obj(t, 0, Py_NewRef(CONSTS[8]));
+    put_ref(t, 0, CONSTS[8]);
     put_uint(t, 1, (uint64_t)((uint64_t)rdbe64(p + 1)));
     put_uint(t, 2, (uint64_t)((uint32_t)rdbe32(p + 9)));
     put_uint(t, 3, (uint64_t)((uint16_t)rdbe16(p + 13)));
@@ -323,8 +315,7 @@ static PyObject *dec_image_offer(const unsigned char *p, Py_ssize_t len)
     for (Py_ssize_t j = 0; j < 6; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;
     return t;
 error:
-    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */
-    Py_DECREF(t);
+    pooled_drop(t, pool_slot);
     if (!PyErr_Occurred()) PyErr_NoMemory();
     return NULL;
 }

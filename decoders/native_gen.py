@@ -126,7 +126,7 @@ class _Emitter:
                     if not (slot0 == 0 and base == "0" and off == 0 and node.value == codec.type_byte):  # dispatched on already
                         out.append(f"    if (memcmp(p + {at}, {_c_bytes(node.value)}, {length}) != 0) goto defect;")
                     if pooled:
-                        out.append(f"    if (PyTuple_GET_ITEM({tup}, {slot}) != CONSTS[{k}]) put_obj({tup}, {slot}, Py_NewRef(CONSTS[{k}]));")
+                        out.append(f"    put_ref({tup}, {slot}, CONSTS[{k}]);")
                     else:
                         out.append(f"    Py_INCREF(CONSTS[{k}]); PyTuple_SET_ITEM({tup}, {slot}, CONSTS[{k}]);")
                 elif isinstance(node, ir.StringNode):
@@ -199,8 +199,7 @@ class _Emitter:
             out.append("    }")
         out.append(f"    for (Py_ssize_t j = 0; j < {n_fixed}; j++) if (PyTuple_GET_ITEM(t, j) == NULL) goto error;")
         out.append("    return t;")
-        drop = (["    if (*pool_slot == t) Py_CLEAR(*pool_slot);  /* a tuple left half-filled leaves the ring */"] if pooled else []) + [
-            "    Py_DECREF(t);"]
+        drop = ["    pooled_drop(t, pool_slot);" if pooled else "    Py_DECREF(t);"]
         if any("goto defect" in line for line in out):
             out += ["defect:", *drop, "    return NULL;"]
         out.append("error:")

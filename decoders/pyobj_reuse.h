@@ -46,7 +46,7 @@ static inline PyObject *small_uint(uint64_t v)
 /* A new reference to a tuple of n items from the ring `pool` of `size` slots (a power of two), `*at` its cursor:
  * the slot's own tuple if nothing else holds it (its items still the old message's, each to be replaced or
  * rewritten), else a new tuple of NULLs that takes the slot. `*slot` says which slot, so that a caller failing
- * half-way can take a half-filled tuple out of the ring (`if (*slot == t) Py_CLEAR(*slot)`). Every tuple a ring
+ * half-way can take a half-filled tuple out of the ring (pooled_drop). Every tuple a ring
  * holds has n items: one ring per tuple size. */
 static inline PyObject *pooled_tuple(PyObject **pool, unsigned size, unsigned *at, Py_ssize_t n, PyObject ***slot)
 {
@@ -69,6 +69,22 @@ static inline void put_obj(PyObject *t, Py_ssize_t j, PyObject *o)
     PyObject *old = PyTuple_GET_ITEM(t, j);
     PyTuple_SET_ITEM(t, j, o);
     Py_XDECREF(old);
+}
+
+/* Item j of a pooled tuple becomes the shared object o (a constant), unless it already is. */
+static inline void put_ref(PyObject *t, Py_ssize_t j, PyObject *o)
+{
+    if (PyTuple_GET_ITEM(t, j) != o)
+        put_obj(t, j, Py_NewRef(o));
+}
+
+/* A pooled tuple left half-filled (a defect or a memory error part-way) leaves its ring, if still there, and is
+ * released: nobody may see it again. */
+static inline void pooled_drop(PyObject *t, PyObject **slot)
+{
+    if (*slot == t)
+        Py_CLEAR(*slot);
+    Py_DECREF(t);
 }
 
 #ifdef DIGITS

@@ -135,8 +135,7 @@ class StreamMixin:
         self.feed_counters[feed].values[FEED_COUNTERS.first_arrivals] += count
         self.horizon = self.buffer_top = seq + count
         if first:
-            self._remember_datagram(feed, seq, count, kept, now_ns)
-            self._held_whole(seq)
+            self._remember_datagram(feed, seq, count, kept, now_ns, whole=True)
         if self._over_bounds():
             self._overflow(now_ns)
         self._update_quality("gap")
@@ -276,9 +275,8 @@ class StreamMixin:
         if buffered_conflicts:
             self._conflict(feed, buffered_conflicts)
         if first_new is not None and data is not None and remember is not None:  # never overwrite a first copy
-            self._remember_datagram(feed, seq, count, data, remember)
-            if not delivered_dups and not buffered_conflicts:  # each message held from these bytes, or equal to them
-                self._held_whole(seq)
+            # whole: each message held from these bytes, or equal to them
+            self._remember_datagram(feed, seq, count, data, remember, whole=not delivered_dups and not buffered_conflicts)
         if first_new is not None and first_new < old_horizon:
             for g in self.gaps.remove_range(first_new, min(last_new, old_horizon - 1)):
                 if g.attempts or g.heard or feed == 2:  # asked for, by us or by a handler we heard, or repaired for another
@@ -396,22 +394,23 @@ class StreamMixin:
             self.gaps.abandon(g, reason)
         self._drain()
 
-    def _remember_datagram(self, feed: int, seq: int, count: int, data: Any, now_ns: int) -> None:
+    def _remember_datagram(self, feed: int, seq: int, count: int, data: Any, now_ns: int, whole: bool = False) -> None:
+        """The first copy of the datagram starting at `seq`; `whole`: it met nothing held that differed and nothing
+        delivered (held_whole, which is set here only, where every first copy the Python paths keep is set)."""
         self.recent[seq] = (feed, now_ns, _as_bytes(data))
+        held = self.held_whole
+        if whole:
+            held.add(seq)
+            if len(held) > 2 * self.recent_limit:  # forget what `recent` forgot (the native lane evicts without telling)
+                held &= self.recent.keys()
+        elif held:
+            held.discard(seq)
         order = self.recent_order
         order.append(seq)
         if len(order) > self.recent_limit:
-            old = order.popleft()
-            self.recent.pop(old, None)
-            self.held_whole.discard(old)
+            self.recent.pop(order.popleft(), None)
         if count > self.recent_max_count:
             self.recent_max_count = count
-
-    def _held_whole(self, seq: int) -> None:
-        held = self.held_whole
-        held.add(seq)
-        if len(held) > 2 * self.recent_limit:  # forget what `recent` forgot (the native lane evicts without telling)
-            held &= self.recent.keys()
 
     def _check_delivered(self, feed: int, seq: int, data: Any) -> list:
         """A wholly delivered datagram that is not a byte copy of the one that delivered its first

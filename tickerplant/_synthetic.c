@@ -68,12 +68,6 @@ enum { C_QUOTE, C_TRADE, C_FIELD, C_BUY, C_SELL, C_VWAP, C_VALUE_PRICE, C_OPEN_I
 static PyObject *POOL_7[RING_7], *POOL_6[RING_6];
 static unsigned AT_7, AT_6;
 
-static inline void put_ref(PyObject *t, Py_ssize_t j, PyObject *o)
-{
-    if (PyTuple_GET_ITEM(t, j) != o)
-        put_obj(t, j, Py_NewRef(o));
-}
-
 /* The generator's state lives in a bytearray the market holds (an mt_state), so that a call costs nothing to
  * hand it over: converting the 625 ints of random.getstate() both ways cost as much as 64 messages, and the plant's
  * paced batches (30 messages a batch at 300 k msg/s) were made in Python for that. state_buffer() and
@@ -152,10 +146,8 @@ static PyObject *generate(Py_buffer *view, Py_ssize_t n, PyObject *now, long lon
             put_ref(t, 5, c[C_ZERO]);
         }
         for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(t); j++) {
-            if (PyTuple_GET_ITEM(t, j) == NULL) {  /* out of memory half-way: the half-filled tuple leaves its ring */
-                if (*slot == t)
-                    Py_CLEAR(*slot);
-                Py_DECREF(t);
+            if (PyTuple_GET_ITEM(t, j) == NULL) {  /* out of memory half-way */
+                pooled_drop(t, slot);
                 if (!PyErr_Occurred())
                     PyErr_NoMemory();
                 goto error;
