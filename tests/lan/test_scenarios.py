@@ -309,7 +309,12 @@ def bad_apple(cluster: Cluster, faults: Faults, lan: Lan, figures, label: str, r
     for h in hs:
         for feed in ("A", "B"):
             faults.loss(feed, 50, host=h.name)
-    plant = cluster.plant(rate=RATE, duration_s=8, max_datagram_bytes=400)
+    # Half the usual rate: the plant, two handlers and two servers (each also journaling the feed) take about 1.6
+    # of this machine's 2 cores at 20,000 msg/s, before the apple and the servers' answers to it. A CI machine that
+    # lost a fifth of its CPU to a neighbour then fell behind everywhere and its recovery p99 read 541 ms with no
+    # NACK timed out; the same starvation reproduced with a 1.2-CPU cgroup quota (p50 409 ms at 20,000, p99 25-54 ms
+    # at 10,000). The bound below is about the apple, not about a machine short of CPU.
+    plant = cluster.plant(rate=RATE // 2, duration_s=8, max_datagram_bytes=400)
     group, port = FEEDS["A"]
     # The apple runs at the lowest CPU priority: on a LAN it is another host, and here it shares two cores with six
     # daemons. At full speed it would otherwise take a core the servers and handlers need, and the figures would
@@ -335,7 +340,7 @@ def bad_apple(cluster: Cluster, faults: Faults, lan: Lan, figures, label: str, r
                 f"{s['nack_timeouts']}, rejects {s['rejects']}, throttled {s['nacks_throttled']}")
         assert s["gaps_unrecoverable"] == 0 and len(rec) > 10
         # the bound: nothing lost, no request unanswered, p99 within a request timeout plus a server's retry-after
-        # (without the apple: p99 30-60 ms here; with it 200-300 ms, the apple and six daemons sharing two cores)
+        # (p99 10-55 ms here at 10,000 msg/s, also under a 1.2-CPU quota; 500 ms is far from both)
         assert s["nack_timeouts"] <= 1 and pct(rec, .99) < 500.0, f"recovery p99 {pct(rec, .99):.0f} ms under the flood"
 
 
