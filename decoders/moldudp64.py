@@ -34,6 +34,7 @@ __all__ = [
     "decode_messages",
     "split_blocks",
     "encode_datagram",
+    "encode_framed",
     "encode_heartbeat",
     "encode_end_of_session",
     "encode_request",
@@ -198,6 +199,15 @@ def encode_datagram(session: bytes, sequence_number: int, blocks: Iterable[bytes
         parts.append(len(block).to_bytes(2, "big"))
         parts.append(bytes(block))
     return b"".join(parts)
+
+
+def encode_framed(session: bytes, sequence_number: int, count: int, runs: Iterable[Any]) -> bytes:
+    """A downstream packet of `count` messages already framed (each block after its 2-byte big-endian length, as
+    a datagram carries them) in `runs` of bytes-like objects: a retransmission copies a journal's framed messages."""
+    _check_session(session)
+    if not 0 < count <= MAX_MESSAGES_PER_PACKET:
+        raise EncodeError(f"{count} messages in one packet (1..{MAX_MESSAGES_PER_PACKET})")
+    return b"".join([HEADER.pack(session, sequence_number, count), *runs])
 
 
 def encode_heartbeat(session: bytes, next_sequence_number: int) -> bytes:

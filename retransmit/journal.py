@@ -11,20 +11,42 @@ Invariants:
 Pure data structure: time comes in as `now_ns`, no clock is read here.
 
 What is held is a list of segments, each a run of consecutive messages appended together:
-either a list of blocks (`extend`, `append`: the server's mirror, a journal file) or a whole
-datagram with the offsets of its blocks (`extend_datagram`: the plant). The plant journals
-every datagram it sends without slicing it message by message; a block is cut out of its
-datagram only when a retransmission asks for it, which is rare next to publishing. A
-trimmed prefix is deleted once it is more than half the segments, so memory stays within
-twice the bounds and each segment is moved O(1) times on average.
+either a list of blocks (`extend`, `append`: the server's mirror, a journal file) or framed
+bytes with the offsets of their blocks, each block after its 2-byte big-endian length as a
+datagram carries it (`extend_datagram`, `extend_datagrams`: the plant's own datagrams). The
+plant journals every datagram it sends without slicing it message by message; a block is
+cut out only when a retransmission asks for it, which is rare next to publishing. `pieces`
+hands a retransmission whole runs of framed messages to copy instead of packing each message
+alone, framing what list segments hold in one call per run of them. A trimmed prefix is
+deleted once it is more than half the segments, so memory stays within twice the bounds and
+each segment is moved O(1) times on average.
 """
 
 from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
+from itertools import accumulate
+from typing import Any
 
-__all__ = ["Journal", "JournalGap"]
+__all__ = ["Journal", "JournalGap", "frame_blocks"]
+
+
+_PREFIXES = [n.to_bytes(2, "big") for n in range(2048)]  # the 2-byte lengths of the messages a feed carries
+
+
+def _prefix(n: int) -> bytes:
+    return n.to_bytes(2, "big")
+
+
+def frame_blocks(blocks: list[bytes]) -> tuple[bytes, array]:
+    """(the blocks each after its 2-byte big-endian length, as a datagram carries them; where each length starts,
+    then where the last block ends, as unsigned 32-bit ints). Iterated in C (map, accumulate, slice assignment)."""
+    lens = list(map(len, blocks))
+    parts: list[bytes] = [b""] * (2 * len(blocks))
+    parts[::2] = map(_PREFIXES.__getitem__ if max(lens, default=0) < len(_PREFIXES) else _prefix, lens)
+    parts[1::2] = blocks
+    return b"".join(parts), array("I", accumulate(map((2).__add__, lens), initial=0))
 
 
 class JournalGap(ValueError):
@@ -202,4 +224,33 @@ class Journal:
                 out += [data[offsets[j] + 2 : offsets[j + 1]] for j in range(k, k + n)]
             seq += n
             i += 1
+        return out
+
+    def pieces(self, sequence: int, count: int) -> list[tuple[bytes, Any, int, int]]:
+        """Blocks `sequence .. sequence+count-1`, clipped to what is held, framed: (data, offsets, k, stop) runs whose
+        blocks k..stop-1 are `data[offsets[k]:offsets[stop]]`, each after its 2-byte length (offsets as `frame_blocks`
+        gives them): a framed segment's own bytes, or consecutive list segments framed together, in one call."""
+        seq = max(sequence, self.first_sequence)
+        stop = min(sequence + count, self.next_sequence)
+        out: list[tuple[bytes, Any, int, int]] = []
+        listed: list[bytes] = []  # blocks of list segments not yet framed
+        firsts = self._firsts
+        i = bisect_right(firsts, seq, self._head) - 1 if seq < stop else 0
+        while seq < stop:
+            k = seq - firsts[i]
+            n = min(self._counts[i] - k, stop - seq)
+            data, offsets = self._data[i], self._offsets[i]
+            if offsets is None:
+                listed += data[k : k + n]  # type: ignore[index]
+            else:
+                if listed:
+                    out.append((*frame_blocks(listed), 0, len(listed)))
+                    listed = []
+                if type(offsets) is bytes:
+                    offsets = memoryview(offsets).cast("H")
+                out.append((data, offsets, k, k + n))  # type: ignore[arg-type]
+            seq += n
+            i += 1
+        if listed:
+            out.append((*frame_blocks(listed), 0, len(listed)))
         return out

@@ -209,10 +209,9 @@ class RepairPool:
             c[POOL_COUNTERS.deduplicated] += 1
             return []
         # rule 1: the requester's share, charged for the bytes this answer would take, as every server charges it
-        blocks = j.get(first, last - first + 1)
-        groups, nbytes = self.server._plan(blocks, r.bytes.available(now_ns))
+        groups, nbytes = self.server._plan(j.pieces(first, last - first + 1), r.bytes.available(now_ns))
         if not groups:
-            retry = r.bytes.wait_ns(min(r.bytes.burst, self.server._plan(blocks[:1], float("inf"))[1]), now_ns)
+            retry = r.bytes.wait_ns(min(r.bytes.burst, self.server._plan(j.pieces(first, 1), float("inf"))[1]), now_ns)
             self._schedule_reject(("rate_limited", seq, count, retry if retry > 0 else 1_000_000_000), now_ns)
             return []
         k = sum(map(len, groups))
@@ -374,15 +373,14 @@ class RepairPool:
         if p.first < j.first_sequence or p.last >= j.next_sequence:
             c[POOL_COUNTERS.stale_answers] += 1  # the journal moved on (a reset): the handlers ask again
             return []
-        blocks = j.get(p.first, p.last - p.first + 1)
-        groups, nbytes = self.server._plan(blocks, self.budget.available(now_ns))
+        groups, nbytes = self.server._plan(j.pieces(p.first, p.last - p.first + 1), self.budget.available(now_ns))
         if not groups:
-            whole = self.server._plan(blocks[:1], float("inf"))[1]
+            whole = self.server._plan(j.pieces(p.first, 1), float("inf"))[1]
             c[POOL_COUNTERS.budget_refused] += 1
             wait = self.budget.wait_ns(min(whole, self.budget.burst), now_ns)
             return self._send_reject(("rate_limited", p.first, p.last - p.first + 1, wait if wait > 0 else 1_000_000_000), now_ns)
         k = sum(map(len, groups))
-        if k < len(blocks):
+        if k < p.last - p.first + 1:
             c[POOL_COUNTERS.budget_clipped] += 1
         self.budget.take(nbytes, now_ns)
         out = self.server._encode(self.server.session, p.first, groups)

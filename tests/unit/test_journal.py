@@ -6,7 +6,7 @@ from array import array
 
 import pytest
 
-from retransmit.journal import Journal, JournalGap
+from retransmit.journal import Journal, JournalGap, frame_blocks
 
 
 def test_bounds_by_count_bytes_and_age() -> None:
@@ -42,7 +42,7 @@ def test_a_hole_is_refused() -> None:
 
 def test_contents_match_a_plain_list_through_trims_and_compactions() -> None:
     """Trimming by count, bytes and age, many times over, never loses or reorders a block, whether blocks
-    were appended as lists or as whole datagrams."""
+    were appended as lists or as whole datagrams; `pieces` frames exactly what `get` returns."""
     import random
 
     rng = random.Random(7)
@@ -53,9 +53,9 @@ def test_contents_match_a_plain_list_through_trims_and_compactions() -> None:
         now += rng.randrange(0, 40)
         blocks = [bytes([seq % 251 + k % 3]) * rng.randrange(1, 20) for k in range(rng.randrange(1, 12))]
         way = rng.random()
-        if way < 0.3:
+        if way < 0.4:  # as the server's mirror journals
             j.extend(seq, blocks, now)
-        elif way < 0.6:  # as the plant journals: the datagram itself, with where each block starts
+        elif way < 0.7:  # as the plant journals: the datagram itself, with where each block starts
             datagram, starts = _datagram(blocks)
             j.extend_datagram(seq, bytes(datagram), starts, len(datagram), now)
         else:  # as the native packer hands them over: several datagrams at once, offsets as uint16 bytes
@@ -79,7 +79,11 @@ def test_contents_match_a_plain_list_through_trims_and_compactions() -> None:
         assert j.nbytes == sum(len(b) for _, b, _ in model)
         lo = rng.randrange(model[0][0] - 5, seq + 5)
         n = rng.randrange(0, 400)
-        assert j.get(lo, n) == [b for s, b, _ in model if lo <= s < lo + n]
+        expected = [b for s, b, _ in model if lo <= s < lo + n]
+        assert j.get(lo, n) == expected
+        pieces = j.pieces(lo, n)
+        assert b"".join(bytes(d[off[k] : off[stop]]) for d, off, k, stop in pieces) == frame_blocks(expected)[0]
+        assert sum(stop - k for _, _, k, stop in pieces) == len(expected)
 
 
 def _datagram(blocks: list[bytes]) -> tuple[bytearray, list[int]]:
@@ -105,3 +109,18 @@ def test_a_read_from_the_middle_costs_its_count_not_the_journal_size() -> None:
         best = min(best, time.perf_counter() - t0)
     assert len(got) == 2000
     assert best < 0.01  # generous for a loaded 2-core machine; the O(n) deque needs ten times that
+
+
+def test_pieces_frames_consecutive_list_segments_in_one_run_and_copies_datagrams_as_held() -> None:
+    j = Journal()
+    j.extend(1, [b"a", b"bb"], 0)
+    j.extend(3, [b"ccc"], 0)
+    datagram, starts = _datagram([b"dd", b"e"])
+    j.extend_datagram(4, bytes(datagram), starts, len(datagram), 0)
+    j.extend(6, [b"f"], 0)
+    runs = j.pieces(2, 10)
+    assert [(k, stop) for _, _, k, stop in runs] == [(0, 2), (0, 2), (0, 1)]
+    assert runs[1][0] is j._data[2]  # the datagram itself, not a copy
+    assert [bytes(d[o[k] : o[stop]]) for d, o, k, stop in runs] == [b"\x00\x02bb\x00\x03ccc", b"\x00\x02dd\x00\x01e", b"\x00\x01f"]
+    assert j._offsets[0] is None and j.get(1, 6) == [b"a", b"bb", b"ccc", b"dd", b"e", b"f"]  # nothing held changed
+
