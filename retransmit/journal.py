@@ -43,8 +43,11 @@ def frame_blocks(blocks: list[bytes]) -> tuple[bytes, array]:
     """(the blocks each after its 2-byte big-endian length, as a datagram carries them; where each length starts,
     then where the last block ends, as unsigned 32-bit ints). Iterated in C (map, accumulate, slice assignment)."""
     lens = list(map(len, blocks))
+    longest = max(lens, default=1)
+    if longest > 0xFFFF or min(lens, default=1) == 0:
+        raise ValueError(f"a message block of {0 if longest <= 0xFFFF else longest} bytes cannot be framed (1..65535)")
     parts: list[bytes] = [b""] * (2 * len(blocks))
-    parts[::2] = map(_PREFIXES.__getitem__ if max(lens, default=0) < len(_PREFIXES) else _prefix, lens)
+    parts[::2] = map(_PREFIXES.__getitem__ if longest < len(_PREFIXES) else _prefix, lens)
     parts[1::2] = blocks
     return b"".join(parts), array("I", accumulate(map((2).__add__, lens), initial=0))
 

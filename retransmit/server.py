@@ -272,6 +272,8 @@ class RequestServer:
         segment), not message by message. The packet's message limit (65,534) needs no check: a datagram of at most
         65,507 bytes holds at most 21,829 framed messages of 3 bytes or more."""
         max_bytes = self.limits.max_datagram_bytes
+        if budget != math.inf:  # whole bytes: `off[k] + room` below then cannot round a float budget up
+            budget = math.floor(budget)
         groups: list[AnswerDatagram] = []
         group: AnswerDatagram | None = None
         size = 0  # of the open datagram

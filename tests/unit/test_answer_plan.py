@@ -60,7 +60,8 @@ segment = st.tuples(st.sampled_from(["list", "datagram"]), st.lists(block, min_s
 @settings(max_examples=300, deadline=None)
 @given(segments=st.lists(segment, min_size=1, max_size=12), max_bytes=st.integers(150, 1400), trim=st.integers(0, 30),
        start=st.integers(0, 500), count=st.integers(1, 600),
-       budget=st.one_of(st.just(math.inf), st.integers(0, 5000), st.floats(0, 20000)))
+       budget=st.one_of(st.just(math.inf), st.integers(0, 5000), st.floats(0, 20000),
+                        st.integers(1, 5000).map(lambda n: math.nextafter(n, 0))))  # a bucket's float just under n
 def test_runs_pack_exactly_as_one_message_at_a_time(segments, max_bytes, trim, start, count, budget) -> None:
     j = Journal()
     seq = 1
@@ -105,3 +106,26 @@ def test_list_segments_framed_past_64_kib() -> None:
     (data, off, k, stop), = j.pieces(3, 1)
     assert bytes(data[off[k] : off[stop]]) == (60000).to_bytes(2, "big") + blocks[2]
     assert j.get(1, 3) == blocks and j.get(2, 1) == [blocks[1]] and j.nbytes == 180000
+
+
+def test_a_float_budget_just_under_a_message_is_not_rounded_up() -> None:
+    """Found by review: 30 messages of 38 bytes in one datagram, an answer from the 26th, a budget a hair under
+    100 bytes. `off[k] + room` in floats rounded up to 100 and planned a second message the budget does not hold."""
+    j = Journal()
+    j.extend_datagram(1, *_datagram([bytes(38)] * 30), 0)
+    srv = RequestServer(j, ServerLimits(max_datagram_bytes=1400))
+    budget = math.nextafter(100, 0)
+    groups, total = srv._plan(j.pieces(26, 5), budget)
+    assert ([len(g) for g in groups], total) == ([1], 60) == ([len(g) for g in one_at_a_time(j.get(26, 5), 1400, budget)[0]], 60)
+
+
+def test_blocks_that_cannot_be_framed_are_refused() -> None:
+    for bad in ([b"x", b""], [b"x" * 65536]):
+        j = Journal()
+        j.extend(1, bad, 0)
+        try:
+            j.pieces(1, 2)
+        except ValueError as exc:
+            assert "cannot be framed" in str(exc)
+        else:
+            raise AssertionError(f"{[len(b) for b in bad]} framed")
