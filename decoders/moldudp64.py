@@ -9,7 +9,9 @@ Invariant: `decode_datagram` returns every message of the datagram or raises one
 from __future__ import annotations
 
 import struct
+from array import array
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import Any
 
 from .errors import DecodeError, DecodeErrorKind, EncodeError
@@ -35,6 +37,7 @@ __all__ = [
     "split_blocks",
     "encode_datagram",
     "encode_framed",
+    "frame_blocks",
     "encode_heartbeat",
     "encode_end_of_session",
     "encode_request",
@@ -186,19 +189,30 @@ def _check_session(session: bytes) -> None:
         raise EncodeError(f"session must be 10 ASCII bytes, got {session!r}")
 
 
+_PREFIXES = [n.to_bytes(2, "big") for n in range(2048)]  # the 2-byte lengths of the messages a feed carries
+
+
+def _prefix(n: int) -> bytes:
+    return n.to_bytes(2, "big")
+
+
+def frame_blocks(blocks: list[bytes]) -> tuple[bytes, array]:
+    """(the blocks each after its 2-byte big-endian length, as a datagram carries them; where each length starts,
+    then where the last block ends, as unsigned 32-bit ints). Iterated in C (map, accumulate, slice assignment)."""
+    lens = list(map(len, blocks))
+    longest = max(lens, default=1)
+    if longest > 0xFFFF or min(lens, default=1) == 0:
+        raise EncodeError(f"a message block of {0 if longest <= 0xFFFF else longest} bytes cannot be framed (1..65535)")
+    parts: list[bytes] = [b""] * (2 * len(blocks))
+    parts[::2] = map(_PREFIXES.__getitem__ if longest < len(_PREFIXES) else _prefix, lens)
+    parts[1::2] = blocks
+    return b"".join(parts), array("I", accumulate(map((2).__add__, lens), initial=0))
+
+
 def encode_datagram(session: bytes, sequence_number: int, blocks: Iterable[bytes]) -> bytes:
     """A downstream packet carrying already-encoded message `blocks`."""
-    _check_session(session)
     blocks = list(blocks)
-    if not 0 < len(blocks) <= MAX_MESSAGES_PER_PACKET:
-        raise EncodeError(f"{len(blocks)} messages in one packet (1..{MAX_MESSAGES_PER_PACKET})")
-    parts = [HEADER.pack(session, sequence_number, len(blocks))]
-    for block in blocks:
-        if not 0 < len(block) <= 0xFFFF:
-            raise EncodeError(f"message of {len(block)} bytes")
-        parts.append(len(block).to_bytes(2, "big"))
-        parts.append(bytes(block))
-    return b"".join(parts)
+    return encode_framed(session, sequence_number, len(blocks), [frame_blocks(blocks)[0]])
 
 
 def encode_framed(session: bytes, sequence_number: int, count: int, runs: Iterable[Any]) -> bytes:

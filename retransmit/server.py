@@ -41,9 +41,7 @@ from decoders.moldudp64 import HEADER_SIZE, MAX_DATAGRAM_BYTES, decode_request, 
 from mdcommon.counters import Counter, CounterSet
 from mdcommon.ratelimit import TokenBucket
 
-from .journal import Journal
-
-_Pieces = list  # Journal.pieces: (data, offsets, k, stop) per segment
+from .journal import Journal, Piece
 
 __all__ = ["RequestServer", "ServerLimits", "SERVER_COUNTERS", "REJECT_BYTES", "requester_key"]
 
@@ -264,7 +262,7 @@ class RequestServer:
         waits = [b.wait_ns(min(amount, b.burst), now_ns) for b in buckets]
         return max(waits) if min(waits) >= 0 else _REFUSED_RETRY_NS
 
-    def _plan(self, pieces: _Pieces, budget: float) -> tuple[list[AnswerDatagram], int]:
+    def _plan(self, pieces: list[Piece], budget: float) -> tuple[list[AnswerDatagram], int]:
         """(datagrams, their bytes as sent): the framed messages of `pieces` (`Journal.pieces`) packed in order,
         each datagram filled up to `max_datagram_bytes`, stopping before the first message whose bytes (its length
         prefix, and a header if it opens a datagram) exceed `budget`. A message too big for `max_datagram_bytes`

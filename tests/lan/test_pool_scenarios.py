@@ -61,7 +61,7 @@ def wire_cost(mode: str, servers: list[Daemon], handlers: list[Daemon], plant: D
             "suppressed": sum(s["nacks_suppressed"] for s in streams), "p50_ms": pct(rec, .5), "p99_ms": pct(rec, .99)}
 
 
-def run_mode(cluster: Cluster, mode: str, seconds: float, rate: int = RATE) -> dict:
+def run_mode(cluster: Cluster, mode: str, seconds: float, rate: int) -> dict:
     pool = mode == "multicast"
     servers = [cluster.retransmitter(h, peer=p, pool=pool) for h, p in (("rtx1", "rtx2"), ("rtx2", "rtx1"))]
     handlers = [cluster.handler(h, pool=pool, servers=() if pool else ("rtx1", "rtx2")) for h in HANDLERS]

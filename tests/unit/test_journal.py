@@ -6,7 +6,8 @@ from array import array
 
 import pytest
 
-from retransmit.journal import Journal, JournalGap, frame_blocks
+from decoders.moldudp64 import frame_blocks
+from retransmit.journal import Journal, JournalGap
 
 
 def test_bounds_by_count_bytes_and_age() -> None:
